@@ -1,0 +1,50 @@
+"""Reading model outputs and batches against the graph, with errors that name the task."""
+from __future__ import annotations
+
+from typing import Dict, Mapping
+
+import torch
+
+from ..tasks.base import TaskError
+from .graph import CompiledGraph
+
+
+def output_logits(graph: CompiledGraph, outputs, batch_size: int) -> Dict[str, torch.Tensor]:
+    """Canonical logits per task from a model output: the flow module's ``{"logits": {...}}`` or a flat dict."""
+    if isinstance(outputs, Mapping) and isinstance(outputs.get("logits"), Mapping):
+        outputs = outputs["logits"]
+    if not isinstance(outputs, Mapping):
+        raise TaskError(f"flow '{graph.name}': the model must return a dict of logits per task (or the flow "
+                        f"module's output), got {type(outputs).__name__}")
+    logits = {}
+    for leaf in graph.leaves:
+        value = outputs.get(leaf.name)
+        if value is None:
+            raise TaskError(f"flow '{graph.name}': the model output has no logits for task '{leaf.path}' "
+                            f"(key '{leaf.name}'); keys present: {sorted(outputs)}")
+        logits[leaf.name] = leaf.task.check_logits(value, batch_size)
+    return logits
+
+
+def batch_labels(graph: CompiledGraph, batch: Mapping):
+    """``(targets, available)`` dicts for every task, validated."""
+    try:
+        targets, available = batch["targets"], batch["available"]
+    except (KeyError, TypeError):
+        raise TaskError(f"flow '{graph.name}': a batch must be a dict with 'targets' and 'available' entries "
+                        f"(as flow.get_dataset() yields), got {type(batch).__name__}") from None
+    for leaf in graph.leaves:
+        if leaf.name not in targets or leaf.name not in available:
+            raise TaskError(f"flow '{graph.name}': the batch has no target/availability for task '{leaf.path}'")
+    return targets, available
+
+
+def batch_size_of(graph: CompiledGraph, batch: Mapping) -> int:
+    targets, _ = batch_labels(graph, batch)
+    return targets[graph.leaves[0].name].shape[0]
+
+
+def ground_truth_masks(graph: CompiledGraph, batch: Mapping) -> Dict[str, torch.Tensor]:
+    """Element masks under ground-truth gating: own availability ∧ conditions read from the labels."""
+    targets, available = batch_labels(graph, batch)
+    return graph.masks(targets, available, batch_size_of(graph, batch))

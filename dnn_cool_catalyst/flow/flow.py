@@ -1,0 +1,131 @@
+"""``TaskFlow``: a traced flow and the objects built from it (module, loss, metrics, decoders, dataset)."""
+from __future__ import annotations
+
+from typing import Callable, Dict, Iterable, Mapping, Optional, Union
+
+import torch
+
+from ..tasks.base import Task
+from .batch import ground_truth_masks, output_logits
+from .graph import CompiledGraph, FlowGraph
+from .module import FlowModule, decoded_gating_masks
+from .tracing import FlowDefinitionError, trace
+
+
+class TaskFlow:
+    """A flow of tasks with preconditions, traced once.
+
+    Example:
+        >>> import torch
+        >>> from dnn_cool_catalyst.tasks import BinaryTask, RegressionTask
+        >>> def flow_fn(flow, x, out):
+        ...     out += flow.person_present(x.features)
+        ...     out += flow.face_x(x.features) | out.person_present
+        ...     return out
+        >>> flow = TaskFlow.from_function(flow_fn, [BinaryTask("person_present", 4), RegressionTask("face_x", 4)])
+        >>> batch = {"targets": {"person_present": torch.tensor([1., 0.]), "face_x": torch.tensor([-2., 0.])},
+        ...          "available": {"person_present": torch.tensor([True, True]),
+        ...                        "face_x": torch.tensor([True, False])}}
+        >>> loss = flow.get_loss()(flow.torch()({"features": torch.randn(2, 4)}), batch)
+        >>> loss.shape
+        torch.Size([])
+    """
+
+    def __init__(self, graph: FlowGraph, project=None):
+        self.graph = CompiledGraph(graph)
+        self.project = project
+
+    @classmethod
+    def from_function(cls, fn: Callable, tasks: Union[Iterable[Task], Mapping[str, Task]],
+                      flows: Optional[Mapping[str, "TaskFlow"]] = None, name: Optional[str] = None) -> "TaskFlow":
+        """Trace ``fn(flow, x, out)`` against the given tasks and already-built nested flows."""
+        tasks = dict(tasks) if isinstance(tasks, Mapping) else {t.name: t for t in tasks}
+        graphs = {k: f.graph.graph for k, f in (flows or {}).items()}
+        return cls(trace(fn, name or fn.__name__, tasks, graphs))
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    @property
+    def tasks(self) -> Dict[str, Task]:
+        return self.graph.tasks
+
+    @property
+    def task_paths(self) -> Dict[str, str]:
+        """Task name → dotted path through nested flows."""
+        return self.graph.paths
+
+    def torch(self) -> FlowModule:
+        """A fresh nn.Module with one head per task; feed it the dict of features your backbone computes."""
+        return FlowModule(self.graph)
+
+    def get_loss(self, weights: Optional[Mapping[str, float]] = None):
+        from ..losses import FlowLoss
+
+        return FlowLoss(self.graph, weights)
+
+    def get_per_sample_loss(self):
+        from ..losses import PerSampleLoss
+
+        return PerSampleLoss(self.graph)
+
+    def get_metrics(self):
+        from ..metrics import FlowMetrics
+
+        return FlowMetrics(self.graph)
+
+    def get_activation(self) -> Callable[[Mapping], Dict[str, torch.Tensor]]:
+        """``activation(outputs)`` → per-task activations (probabilities, rescaled values...)."""
+        graph = self.graph
+
+        def activation(outputs):
+            logits = output_logits(graph, outputs, _batch_size(outputs))
+            return {name: graph.tasks[name].activation(value) for name, value in logits.items()}
+
+        return activation
+
+    def get_decoder(self) -> Callable[[Mapping], Dict[str, torch.Tensor]]:
+        """``decode(outputs)`` → per-task decoded predictions (thresholded, argmax, rescaled)."""
+        graph = self.graph
+
+        def decode(outputs):
+            logits = output_logits(graph, outputs, _batch_size(outputs))
+            return {name: graph.tasks[name].decode(value) for name, value in logits.items()}
+
+        return decode
+
+    def get_masks(self, outputs=None, batch=None, gating: str = "gt") -> Dict[str, torch.Tensor]:
+        """Masks per task: ``gating="gt"`` reads the batch's labels; ``"decoded"`` the model's predictions."""
+        if gating == "gt":
+            if batch is None:
+                raise ValueError("ground-truth gating needs the batch (targets and availability)")
+            return ground_truth_masks(self.graph, batch)
+        if gating == "decoded":
+            if outputs is None:
+                raise ValueError("decoded gating needs the model outputs")
+            return decoded_gating_masks(self.graph, output_logits(self.graph, outputs, _batch_size(outputs)))
+        raise ValueError(f"gating must be 'gt' or 'decoded', got {gating!r}")
+
+    def get_dataset(self):
+        """The torch Dataset of the project this flow belongs to, with targets for this flow's tasks."""
+        if self.project is None:
+            raise FlowDefinitionError(f"flow '{self.name}' was not added to a Project, so it has no data; "
+                                      f"build it with @project.add_flow")
+        return self.project.get_dataset(self)
+
+    def describe(self) -> dict:
+        """JSON-able structure of the flow (task types and conditions), stored with runs."""
+        return {"name": self.name, "tasks": [
+            {"path": leaf.path, "input": leaf.input_key, **leaf.task.describe(),
+             "condition": leaf.full_condition.render() if leaf.full_condition is not None else None}
+            for leaf in self.graph.leaves]}
+
+    def __repr__(self) -> str:
+        return f"TaskFlow({self.name!r}, tasks={list(self.graph.paths.values())})"
+
+
+def _batch_size(outputs) -> int:
+    logits = outputs["logits"] if isinstance(outputs, Mapping) and isinstance(outputs.get("logits"), Mapping) \
+        else outputs
+    return next(iter(logits.values())).shape[0]

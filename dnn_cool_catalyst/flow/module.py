@@ -1,0 +1,61 @@
+"""The flow as an nn.Module: the task heads, applied to the user's feature dict."""
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional
+
+import torch
+from torch import nn
+
+from ..tasks.base import TaskError
+from .graph import CompiledGraph
+
+
+def decode_condition_sources(graph: CompiledGraph, logits: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Decoded predictions of the tasks that gate others (all decoded gating needs)."""
+    return {name: graph.tasks[name].decode(logits[name]) for name in graph.condition_sources}
+
+
+def decoded_gating_masks(graph: CompiledGraph, logits: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """Per-sample masks where each task's condition holds on the decoded predictions of its parents."""
+    first = next(iter(logits.values()))
+    return graph.masks(decode_condition_sources(graph, logits), None, first.shape[0], first.device)
+
+
+class FlowModule(nn.Module):
+    """Heads of every task in a flow. ``forward(features)`` returns ``{"logits": {task: tensor}}`` and, in eval
+    mode (or with ``decoded_masks=True``), ``"masks"``: where each task is reached when gating on the model's
+    own decoded predictions. Training needs no masks from the model: ground-truth gating happens in the loss.
+
+    Example:
+        >>> import torch
+        >>> from dnn_cool_catalyst import TaskFlow
+        >>> from dnn_cool_catalyst.tasks import BinaryTask
+        >>> def gate(flow, x, out):
+        ...     out += flow.door_open(x.features)
+        ...     out += flow.door_locked(x.features) | ~out.door_open
+        ...     return out
+        >>> flow = TaskFlow.from_function(gate, [BinaryTask("door_open", 8), BinaryTask("door_locked", 8)])
+        >>> out = flow.torch().eval()({"features": torch.randn(4, 8)})
+        >>> sorted(out["logits"]), out["masks"]["door_locked"].shape
+        (['door_locked', 'door_open'], torch.Size([4]))
+    """
+
+    def __init__(self, graph: CompiledGraph):
+        super().__init__()
+        self.graph = graph
+        self.heads = nn.ModuleDict({leaf.name: leaf.task.head() for leaf in graph.leaves})
+
+    def forward(self, features: Mapping[str, torch.Tensor], decoded_masks: Optional[bool] = None) -> dict:
+        logits = {}
+        for leaf in self.graph.leaves:
+            inputs = features.get(leaf.input_key) if isinstance(features, Mapping) else None
+            if inputs is None:
+                given = sorted(features) if isinstance(features, Mapping) else type(features).__name__
+                raise TaskError(f"task '{leaf.path}' reads x.{leaf.input_key}, but the features given to the flow "
+                                f"module have no '{leaf.input_key}' (got {given})")
+            raw = self.heads[leaf.name](inputs)
+            logits[leaf.name] = leaf.task.check_logits(raw, raw.shape[0])
+        result = {"logits": logits}
+        if decoded_masks if decoded_masks is not None else not self.training:
+            result["masks"] = decoded_gating_masks(self.graph, logits)
+        return result

@@ -1,0 +1,81 @@
+"""Masked multi-task losses that walk the flow graph.
+
+Each task contributes the mean of its element losses over the elements its mask keeps (own label availability
+∧ its preconditions on the ground truth). A task with nothing valid in the batch contributes exactly 0 and no
+gradient; a batch where every task is empty still yields a zero loss that backpropagates.
+"""
+from __future__ import annotations
+
+from typing import Dict, Mapping, Optional, Tuple
+
+import torch
+from torch import nn
+
+from .flow.batch import batch_labels, ground_truth_masks, output_logits
+from .flow.graph import CompiledGraph
+from .tasks.base import TaskError, sample_mask
+
+
+class FlowLoss(nn.Module):
+    """``loss(outputs, batch)`` → scalar: the weighted sum of per-task masked mean losses.
+
+    :meth:`compute` also returns each task's loss (detached), so callbacks can log them without computing
+    anything twice.
+    """
+
+    def __init__(self, graph: CompiledGraph, weights: Optional[Mapping[str, float]] = None):
+        super().__init__()
+        self.graph = graph
+        weights = dict(weights or {})
+        unknown = set(weights) - set(graph.tasks)
+        if unknown:
+            raise TaskError(f"loss weights name unknown tasks {sorted(unknown)}; tasks are {sorted(graph.tasks)}")
+        self.weights = {name: float(weights.get(name, 1.0)) for name in graph.tasks}
+
+    def compute(self, outputs, batch) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+        targets, _ = batch_labels(self.graph, batch)
+        masks = ground_truth_masks(self.graph, batch)
+        logits = output_logits(self.graph, outputs, next(iter(targets.values())).shape[0])
+        total = None
+        per_task = {}
+        for name, task in self.graph.tasks.items():
+            loss = task.loss(logits[name], targets[name], masks[name])
+            per_task[name] = loss.detach()
+            weighted = loss if self.weights[name] == 1.0 else loss * self.weights[name]
+            total = weighted if total is None else total + weighted
+        return total, per_task
+
+    def forward(self, outputs, batch) -> torch.Tensor:
+        return self.compute(outputs, batch)[0]
+
+
+class PerSampleLoss(nn.Module):
+    """``per_sample(outputs, batch)`` → ``{task: {"loss", "index"}, "overall": {"loss", "index"}}``.
+
+    For each task, the loss of every valid sample and its index: the dataset index when the batch carries
+    ``"index"`` (as :meth:`TaskFlow.get_dataset` items do), else the position in the batch. ``overall`` is the
+    per-sample sum over tasks (invalid tasks add 0) for every sample of the batch.
+    """
+
+    def __init__(self, graph: CompiledGraph):
+        super().__init__()
+        self.graph = graph
+
+    @torch.no_grad()
+    def forward(self, outputs, batch) -> Dict[str, Dict[str, torch.Tensor]]:
+        targets, _ = batch_labels(self.graph, batch)
+        masks = ground_truth_masks(self.graph, batch)
+        n = next(iter(targets.values())).shape[0]
+        logits = output_logits(self.graph, outputs, n)
+        index = batch.get("index") if isinstance(batch, Mapping) else None
+        device = next(iter(logits.values())).device
+        index = torch.arange(n, device=device) if index is None else torch.as_tensor(index, device=device)
+        result = {}
+        overall = torch.zeros(n, device=device)
+        for name, task in self.graph.tasks.items():
+            losses = task.per_sample_loss(logits[name], targets[name], masks[name]).float()
+            overall = overall + losses
+            valid = sample_mask(masks[name])
+            result[name] = {"loss": losses[valid], "index": index[valid]}
+        result["overall"] = {"loss": overall, "index": index}
+        return result

@@ -1,0 +1,164 @@
+"""Masked metrics from sufficient statistics.
+
+The functional core turns a batch into a small float64 vector of counts and sums (``*_stats``) and turns summed
+vectors into dataset-level values (``*_values``). Because the statistics only ever add up, the same code is
+correct per batch, per loader, across DataParallel replicas and across DDP processes (reduce with a sum).
+:class:`TaskMetric` is the thin stateful wrapper used by callbacks.
+
+Example:
+    >>> import torch
+    >>> s = binary_stats(torch.tensor([1., 0., 1.]), torch.tensor([1., 1., 1.]), torch.tensor([True, True, False]))
+    >>> binary_values(s)["accuracy"]
+    0.5
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import torch
+
+STATS_DTYPE = torch.float64
+
+
+def safe_div(num: float, den: float) -> float:
+    return float(num) / float(den) if den > 0 else 0.0
+
+
+def binary_stats(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[tp, fp, fn, tn]`` over the masked elements of 0/1 ``pred`` and ``target``."""
+    p = (pred > 0.5) & mask
+    t = (target > 0.5) & mask
+    n_p, n_t = p.sum(), t.sum()
+    tp = (p & t).sum()
+    total = mask.sum()
+    return torch.stack([tp, n_p - tp, n_t - tp, total - n_p - n_t + tp]).to(STATS_DTYPE)
+
+
+def binary_values(stats: torch.Tensor) -> Dict[str, float]:
+    tp, fp, fn, tn = (float(v) for v in stats[:4])
+    precision = safe_div(tp, tp + fp)
+    recall = safe_div(tp, tp + fn)
+    return {
+        "accuracy": safe_div(tp + tn, tp + fp + fn + tn),
+        "f1": safe_div(2 * tp, 2 * tp + fp + fn),
+        "precision": precision,
+        "recall": recall,
+    }
+
+
+def confusion_stats(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Flattened ``n_classes x n_classes`` confusion counts (rows: target, columns: prediction)."""
+    # index_add_ instead of bincount(index[mask]): no boolean indexing, so no host-device sync on GPU.
+    index = (target.long().clamp(0, n_classes - 1) * n_classes + pred.long().clamp(0, n_classes - 1)).flatten()
+    counts = torch.zeros(n_classes * n_classes, dtype=STATS_DTYPE, device=pred.device)
+    return counts.index_add_(0, index, mask.flatten().to(STATS_DTYPE))
+
+
+def confusion_values(confusion: torch.Tensor, n_classes: int) -> Dict[str, float]:
+    """Accuracy and macro precision/recall/F1 over the classes seen in targets or predictions (as sklearn)."""
+    cm = confusion.reshape(n_classes, n_classes).double()
+    tp = cm.diag()
+    support, predicted = cm.sum(1), cm.sum(0)
+    present = (support + predicted) > 0
+    total = float(cm.sum())
+    if not bool(present.any()):
+        return {"accuracy": 0.0, "f1": 0.0, "precision": 0.0, "recall": 0.0}
+    precision = torch.where(predicted > 0, tp / predicted.clamp(min=1), 0.0)[present]
+    recall = torch.where(support > 0, tp / support.clamp(min=1), 0.0)[present]
+    f1_den = (support + predicted)[present]
+    f1 = torch.where(f1_den > 0, 2 * tp[present] / f1_den.clamp(min=1), 0.0)
+    return {
+        "accuracy": safe_div(float(tp.sum()), total),
+        "f1": float(f1.mean()),
+        "precision": float(precision.mean()),
+        "recall": float(recall.mean()),
+    }
+
+
+def error_stats(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``[sum |e|, sum e^2, count]`` over the masked elements."""
+    err = torch.where(mask, pred.double() - target.double(), 0.0)
+    return torch.stack([err.abs().sum(), (err * err).sum(), mask.sum().double()]).to(STATS_DTYPE)
+
+
+def error_values(stats: torch.Tensor, scale: float = 1.0) -> Dict[str, float]:
+    abs_sum, sq_sum, count = (float(v) for v in stats[:3])
+    return {"mae": safe_div(abs_sum, count) * scale, "rmse": safe_div(sq_sum, count) ** 0.5 * scale}
+
+
+class TaskMetric:
+    """Accumulates one task's sufficient statistics over a loader.
+
+    ``state`` reduces across devices and processes with a sum.
+
+    Example:
+        >>> import torch
+        >>> from dnn_cool_catalyst.tasks import BinaryTask
+        >>> metric = TaskMetric(BinaryTask("door_open"))
+        >>> metric.update(torch.tensor([5., -5.]), torch.tensor([1., 1.]), torch.tensor([True, True]))
+        >>> metric.update(torch.tensor([5.]), torch.tensor([0.]), torch.tensor([False]))   # masked out
+        >>> metric.compute()["accuracy"], metric.num_samples
+        (0.5, 2)
+    """
+
+    reduction = "sum"
+
+    def __init__(self, task):
+        self.task = task
+        self.reset()
+
+    def reset(self) -> None:
+        self.state = None
+        self._num_samples = None
+
+    def update(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
+        """Add one batch. Stays on the batch's device: no host-device sync until :meth:`compute`."""
+        with torch.no_grad():
+            stats = self.task.metric_stats(logits.detach(), target, mask)
+            samples = mask if mask.dim() == 1 else mask.flatten(1).any(1)
+            self.merge(stats, samples.sum())
+
+    def merge(self, stats: torch.Tensor, num_samples) -> None:
+        """Add statistics computed elsewhere (another replica, process or batch)."""
+        stats = stats.detach().to(STATS_DTYPE)
+        num_samples = torch.as_tensor(num_samples, dtype=STATS_DTYPE, device=stats.device)
+        if self.state is None:
+            self.state, self._num_samples = stats, num_samples
+        else:
+            self.state = self.state + stats.to(self.state.device)
+            self._num_samples = self._num_samples + num_samples.to(self.state.device)
+
+    @property
+    def num_samples(self) -> int:
+        return 0 if self._num_samples is None else int(self._num_samples)
+
+    def compute(self) -> Dict[str, float]:
+        if self.state is None:
+            return {name: 0.0 for name in self.task.metric_names}
+        return self.task.metric_values(self.state.cpu())
+
+
+class FlowMetrics:
+    """Every task's :class:`TaskMetric`, updated from model outputs and a batch under ground-truth gating
+    (or with masks you pass, e.g. decoded gating for end-to-end evaluation)."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self.metrics = {name: TaskMetric(task) for name, task in graph.tasks.items()}
+
+    def reset(self) -> None:
+        for metric in self.metrics.values():
+            metric.reset()
+
+    def update(self, outputs, batch, masks=None) -> None:
+        from .flow.batch import batch_labels, ground_truth_masks, output_logits
+
+        targets, _ = batch_labels(self.graph, batch)
+        masks = ground_truth_masks(self.graph, batch) if masks is None else masks
+        logits = output_logits(self.graph, outputs, next(iter(targets.values())).shape[0])
+        for name, metric in self.metrics.items():
+            metric.update(logits[name], targets[name], masks[name])
+
+    def compute(self) -> Dict[str, Dict[str, float]]:
+        """``{task_path: {metric_name: value}}``."""
+        return {self.graph.paths[name]: metric.compute() for name, metric in self.metrics.items()}

@@ -1,0 +1,80 @@
+"""``Project``: a DataFrame, its converters, and the flows defined over its columns."""
+from __future__ import annotations
+
+import os
+from typing import Callable, Dict, Optional, Sequence, Union
+
+import pandas as pd
+
+from .flow.flow import TaskFlow
+from .flow.tracing import FlowDefinitionError, trace
+
+CONVERTER_STATE = "converters.json"
+
+
+class Project:
+    """Turns ``df`` into tasks (one per output column) and registers flows over them.
+
+    Fitted converter state is saved to ``<project_dir>/converters.json`` and reused on the next run, so labels
+    map to the same ids even when a later DataFrame holds fewer classes.
+
+    Example:
+        >>> import pandas as pd, tempfile
+        >>> df = pd.DataFrame({"x": [0.1, 0.5, 0.9], "is_big": [0, 1, float("nan")]})
+        >>> project = Project(df, input_col="x", output_col=["is_big"], project_dir=tempfile.mkdtemp())
+        >>> @project.add_flow
+        ... def numbers(flow, x, out):
+        ...     out += flow.is_big(x.x)
+        ...     return out
+        >>> item = project.get_full_flow().get_dataset()[2]
+        >>> bool(item["available"]["is_big"])
+        False
+    """
+
+    def __init__(self, df: pd.DataFrame, input_col: Union[str, Sequence[str]],
+                 output_col: Union[str, Sequence[str]], converters=None, project_dir: str = "."):
+        from .data import Converters
+
+        self.df = df
+        self.input_cols = [input_col] if isinstance(input_col, str) else list(input_col)
+        self.output_cols = [output_col] if isinstance(output_col, str) else list(output_col)
+        self.converters = converters if converters is not None else Converters()
+        self.project_dir = os.fspath(project_dir)
+        self.data = self.converters.build(df, input_cols=self.input_cols, output_cols=self.output_cols,
+                                          state_path=os.path.join(self.project_dir, CONVERTER_STATE))
+        self.tasks = dict(self.data.tasks)
+        self.flows: Dict[str, TaskFlow] = {}
+        self._last_flow: Optional[str] = None
+
+    def add_flow(self, fn: Optional[Callable] = None, *, name: Optional[str] = None):
+        """Register a flow function ``fn(flow, x, out)``; usable as ``@add_flow`` or ``@add_flow(name=...)``.
+        Returns the traced :class:`TaskFlow`."""
+        if fn is None:
+            return lambda f: self.add_flow(f, name=name)
+        name = name or fn.__name__
+        if name in self.flows:
+            raise FlowDefinitionError(f"a flow named '{name}' is already added to this project; flow names must "
+                                      f"be unique")
+        graphs = {k: f.graph.graph for k, f in self.flows.items()}
+        flow = TaskFlow(trace(fn, name, self.tasks, graphs), project=self)
+        self.flows[name] = flow
+        self._last_flow = name
+        return flow
+
+    def get_flow(self, name: str) -> TaskFlow:
+        if name not in self.flows:
+            raise KeyError(f"no flow named '{name}'; flows: {sorted(self.flows)}")
+        return self.flows[name]
+
+    def get_full_flow(self) -> TaskFlow:
+        """The flow added last (the one that nests the others)."""
+        if self._last_flow is None:
+            raise FlowDefinitionError("no flow has been added to this project yet; use @project.add_flow")
+        return self.flows[self._last_flow]
+
+    def get_dataset(self, flow: Optional[TaskFlow] = None):
+        """A torch Dataset over the whole DataFrame with targets for ``flow``'s tasks (default: the full flow)."""
+        from .data import FlowDataset
+
+        flow = flow or self.get_full_flow()
+        return FlowDataset(self.data, task_names=list(flow.tasks))

@@ -1,0 +1,131 @@
+"""The task interface.
+
+A task owns everything that is specific to one kind of label: its head module, activation, decoder, element-wise
+loss, the sufficient statistics its metrics are computed from, and how its value can be used as a precondition.
+The flow, the losses, the metrics and the runner only ever talk to this interface, so a user-defined task is a
+subclass that fills in the abstract methods and needs no change anywhere else.
+
+Shapes: ``target`` and ``available`` share one shape per task, ``(N,)`` for one label per sample, ``(N, C)`` for
+per-class labels, ``(N, T)`` for per-token labels. ``available`` marks the label elements that exist (NaN in the
+DataFrame, padding tokens and unlabelled classes are ``False``). Missing targets are expected to hold a finite
+filler value; the loss never looks at them.
+"""
+from __future__ import annotations
+
+from typing import Dict, FrozenSet, List, Optional
+
+import torch
+from torch import nn
+
+
+class TaskError(ValueError):
+    """A task was given something it cannot use (wrong logits shape, unknown class, bad condition)."""
+
+
+class Task:
+    #: How the task may be used as a precondition: ``"bool"`` allows ``out.task`` / ``~out.task``,
+    #: ``"eq"`` allows ``out.task == value``. An empty set means the task cannot gate other tasks.
+    condition_kinds: FrozenSet[str] = frozenset()
+    #: Short type name used in messages and in saved run metadata.
+    type_name: str = "task"
+    #: Names of the metric values :meth:`metric_values` returns, in order.
+    metric_names: List[str] = []
+
+    def __init__(self, name: str, in_features: Optional[int] = None):
+        if not isinstance(name, str) or not name.isidentifier():
+            raise TaskError(f"task name must be a Python identifier, got {name!r}")
+        self.name = name
+        self.in_features = in_features
+
+    # -- model side -------------------------------------------------------------------------------
+    def out_features(self) -> int:
+        """Width of the head's last dimension."""
+        raise NotImplementedError
+
+    def head(self) -> nn.Module:
+        """A fresh head mapping features ``(N, ..., F)`` to logits. ``in_features=None`` makes it lazy."""
+        if self.in_features is None:
+            return nn.LazyLinear(self.out_features())
+        return nn.Linear(self.in_features, self.out_features())
+
+    def check_logits(self, logits: torch.Tensor, batch_size: int) -> torch.Tensor:
+        """Return logits in this task's canonical shape, or raise :class:`TaskError` naming the task."""
+        raise NotImplementedError
+
+    def activation(self, logits: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, logits: torch.Tensor) -> torch.Tensor:
+        """Prediction in the same space (and shape) as the target, used by metrics and decoded gating."""
+        raise NotImplementedError
+
+    # -- loss -------------------------------------------------------------------------------------
+    def element_loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Un-reduced loss with the target's shape."""
+        raise NotImplementedError
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Mean loss over the masked label elements; exactly 0 (still in the graph) when none is valid."""
+        elements = self.element_loss(logits, torch.where(mask, target, torch.zeros_like(target)))
+        weights = mask.to(elements.dtype)
+        return torch.where(mask, elements, 0.0).sum() / weights.sum().clamp(min=1.0)
+
+    def per_sample_loss(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Loss of each sample ``(N,)``: mean over its valid label elements, 0 where it has none."""
+        elements = self.element_loss(logits, torch.where(mask, target, torch.zeros_like(target)))
+        elements = torch.where(mask, elements, 0.0)
+        if elements.dim() == 1:
+            return elements
+        weights = mask.to(elements.dtype).flatten(1).sum(1)
+        return elements.flatten(1).sum(1) / weights.clamp(min=1.0)
+
+    # -- preconditions ----------------------------------------------------------------------------
+    def resolve_condition_arg(self, kind: str, arg):
+        """Validate a condition at flow definition time; returns the argument :meth:`condition` receives."""
+        if kind not in self.condition_kinds:
+            allowed = {"bool": f"out.{self.name}", "eq": f"out.{self.name} == <value>"}
+            usable = " or ".join(allowed[k] for k in sorted(self.condition_kinds))
+            hint = (f"use {usable} (in parentheses when combined with |)" if usable
+                    else "it cannot be used as a precondition")
+            form = allowed.get(kind, kind)
+            raise TaskError(f"{self.type_name} task '{self.name}' does not support the condition {form}: {hint}")
+        return arg
+
+    def condition(self, value: torch.Tensor, kind: str, arg) -> torch.Tensor:
+        """Per-sample boolean ``(N,)``: whether ``value`` (a target or a decoded prediction) satisfies it."""
+        raise NotImplementedError
+
+    # -- metrics ----------------------------------------------------------------------------------
+    def metric_stats(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Sufficient statistics of one batch as a 1-D float64 tensor; they add up across batches and devices."""
+        raise NotImplementedError
+
+    def metric_values(self, stats: torch.Tensor) -> Dict[str, float]:
+        """Dataset-level metric values from summed :meth:`metric_stats`."""
+        raise NotImplementedError
+
+    # -- tunable decoding parameters (thresholds) ------------------------------------------------
+    def get_decoder_params(self) -> dict:
+        """JSON-able decoding parameters (e.g. thresholds); empty when the task has none."""
+        return {}
+
+    def set_decoder_params(self, params: dict) -> None:
+        if params:
+            raise TaskError(f"task '{self.name}' has no decoding parameters, got {sorted(params)}")
+
+    def describe(self) -> dict:
+        """JSON-able description, stored with runs to detect a run directory of a different flow."""
+        return {"type": self.type_name, "out_features": self.out_features()}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+def sample_mask(mask: torch.Tensor) -> torch.Tensor:
+    """Per-sample view of an element mask: a sample counts if any of its label elements is valid."""
+    return mask if mask.dim() == 1 else mask.flatten(1).any(1)
+
+
+def broadcast_to_elements(sample_bool: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Broadcast a per-sample ``(N,)`` boolean against an element mask of shape ``(N, ...)``."""
+    return sample_bool.view(sample_bool.shape[0], *([1] * (like.dim() - 1)))

@@ -1,0 +1,75 @@
+"""Binary task: one logit, sigmoid, tunable threshold."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .. import metrics as M
+from .base import Task, TaskError
+
+
+def squeeze_single(task: Task, logits: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Accept ``(N,)`` or ``(N, 1)`` logits for single-output tasks; raise naming the task otherwise."""
+    if logits.dim() == 2 and logits.shape[1] == 1:
+        logits = logits[:, 0]
+    if logits.dim() != 1 or logits.shape[0] != batch_size:
+        raise TaskError(
+            f"{task.type_name} task '{task.name}': expected logits of shape ({batch_size},) or ({batch_size}, 1), "
+            f"got {tuple(logits.shape)}"
+        )
+    return logits
+
+
+class BinaryTask(Task):
+    """``out.task`` holds where the label (or the decoded prediction) is 1.
+
+    Example:
+        >>> import torch
+        >>> task = BinaryTask("door_open", in_features=4)
+        >>> task.decode(torch.tensor([2.0, -2.0]))
+        tensor([1., 0.])
+    """
+
+    condition_kinds = frozenset({"bool"})
+    type_name = "binary"
+    metric_names = ["accuracy", "f1", "precision", "recall"]
+
+    def __init__(self, name: str, in_features=None, threshold: float = 0.5):
+        super().__init__(name, in_features)
+        self.threshold = float(threshold)
+
+    def out_features(self) -> int:
+        return 1
+
+    def check_logits(self, logits, batch_size):
+        return squeeze_single(self, logits, batch_size)
+
+    def activation(self, logits):
+        return torch.sigmoid(logits)
+
+    def decode(self, logits):
+        return (torch.sigmoid(logits) >= self.threshold).to(logits.dtype)
+
+    def element_loss(self, logits, target):
+        return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
+
+    def condition(self, value, kind, arg):
+        return value > 0.5
+
+    def metric_stats(self, logits, target, mask):
+        return M.binary_stats(self.decode(logits), target, mask)
+
+    def metric_values(self, stats):
+        return M.binary_values(stats)
+
+    def get_decoder_params(self):
+        return {"threshold": self.threshold}
+
+    def set_decoder_params(self, params):
+        unknown = set(params) - {"threshold"}
+        if unknown:
+            raise TaskError(f"binary task '{self.name}': unknown decoding parameters {sorted(unknown)}")
+        threshold = float(params.get("threshold", self.threshold))
+        if not 0.0 <= threshold <= 1.0:
+            raise TaskError(f"binary task '{self.name}': threshold must lie in [0, 1], got {threshold}")
+        self.threshold = threshold

@@ -1,0 +1,25 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="dnn_cool_catalyst",
+    version="0.1.0",
+    description="Multi-task deep learning with conditional objectives and missing labels, on PyTorch and Catalyst",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["dnn_cool_catalyst", "dnn_cool_catalyst.*"]),
+    python_requires=">=3.10",
+    # torch is left unpinned so a user keeps the build they have; install torch first (see README).
+    install_requires=[
+        "torch>=2.0",
+        "catalyst==22.4",
+        # accelerate 1.x crashes Catalyst 22.4 at loader end (DistributedType.TPU); 0.34 breaks `overfit`.
+        "accelerate>=0.28,<0.34",
+        "pandas>=1.5",
+        "numpy>=1.23",
+        "treelib>=1.6",
+        "tensorboardX>=2.5",
+        "scikit-learn>=1.1",
+        "Pillow>=9.0",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+)

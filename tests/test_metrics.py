@@ -1,0 +1,101 @@
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, precision_score, recall_score
+
+from dnn_cool_catalyst import BinaryTask, ClassificationTask, MultilabelTask, RegressionTask, TaskFlow
+from dnn_cool_catalyst.metrics import TaskMetric
+
+
+def batches(n_batches=5, n=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    for b in range(n_batches):
+        size = 0 if b == 2 else n  # an empty batch in the middle
+        yield (torch.randn(size, generator=g) * 2, (torch.rand(size, generator=g) > 0.5).float(),
+               torch.rand(size, generator=g) > (1.0 if b == 3 else 0.3))  # batch 3: task empty
+
+
+def test_binary_metrics_are_dataset_level_and_equal_sklearn():
+    metric = TaskMetric(BinaryTask("a"))
+    preds, targets = [], []
+    for logits, target, mask in batches():
+        metric.update(logits, target, mask)
+        preds.append((torch.sigmoid(logits) >= 0.5)[mask].numpy())
+        targets.append(target[mask].numpy())
+    p, t = np.concatenate(preds), np.concatenate(targets)
+    values = metric.compute()
+    assert values["accuracy"] == pytest.approx(accuracy_score(t, p))
+    assert values["f1"] == pytest.approx(f1_score(t, p))
+    assert values["precision"] == pytest.approx(precision_score(t, p))
+    assert values["recall"] == pytest.approx(recall_score(t, p))
+    assert metric.num_samples == len(t)
+
+
+def test_classification_macro_metrics_and_top_k_equal_sklearn():
+    task = ClassificationTask("c", 5, top_k=2)
+    metric = TaskMetric(task)
+    g = torch.Generator().manual_seed(1)
+    all_logits, all_t = [], []
+    for _ in range(4):
+        logits = torch.randn(20, 5, generator=g)
+        target = torch.randint(0, 4, (20,), generator=g)  # class 4 never a target
+        mask = torch.rand(20, generator=g) > 0.2
+        metric.update(logits, target, mask)
+        all_logits.append(logits[mask])
+        all_t.append(target[mask])
+    logits, t = torch.cat(all_logits), torch.cat(all_t).numpy()
+    p = logits.argmax(1).numpy()
+    values = metric.compute()
+    assert values["accuracy"] == pytest.approx(accuracy_score(t, p))
+    for name, fn in (("f1", f1_score), ("precision", precision_score), ("recall", recall_score)):
+        assert values[name] == pytest.approx(fn(t, p, average="macro", zero_division=0)), name
+    top2 = (logits.topk(2, 1).indices == torch.as_tensor(t)[:, None]).any(1).float().mean().item()
+    assert values["accuracy@2"] == pytest.approx(top2)
+
+
+def test_multilabel_micro_metrics_over_available_labels():
+    metric = TaskMetric(MultilabelTask("m", 3, thresholds=[0.5, 0.3, 0.7]))
+    logits = torch.tensor([[1.0, -0.5, 0.5], [-1.0, -1.0, 1.0], [0.2, 0.0, -3.0]])
+    target = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    avail = torch.tensor([[True, True, False], [True, True, True], [True, False, True]])
+    metric.update(logits, target, avail)
+    pred = (torch.sigmoid(logits) >= torch.tensor([0.5, 0.3, 0.7])).float()
+    values = metric.compute()
+    assert values["f1"] == pytest.approx(f1_score(target[avail].numpy(), pred[avail].numpy()))
+    assert values["accuracy"] == pytest.approx(accuracy_score(target[avail].numpy(), pred[avail].numpy()))
+
+
+def test_regression_metrics_and_states_merge_like_one_pass():
+    a, b = TaskMetric(RegressionTask("r")), TaskMetric(RegressionTask("r"))
+    whole = TaskMetric(RegressionTask("r"))
+    pred = torch.tensor([1.0, -2.0, 3.0, 0.5, 9.0])
+    target = torch.tensor([0.0, -2.5, 1.0, 0.5, 0.0])
+    mask = torch.tensor([True, True, True, True, False])
+    a.update(pred[:2], target[:2], mask[:2])
+    b.update(pred[2:], target[2:], mask[2:])
+    whole.update(pred, target, mask)
+    a.merge(b.state, b.num_samples)  # what a cross-device reduction does
+    assert a.compute() == pytest.approx(whole.compute())
+    assert whole.compute()["mae"] == pytest.approx(mean_absolute_error(target[mask], pred[mask]))
+
+
+def test_empty_metric_is_zero_not_nan():
+    metric = TaskMetric(BinaryTask("a"))
+    metric.update(torch.zeros(3), torch.zeros(3), torch.zeros(3, dtype=torch.bool))
+    assert metric.compute() == {"accuracy": 0.0, "f1": 0.0, "precision": 0.0, "recall": 0.0}
+    assert metric.num_samples == 0
+
+
+def test_flow_metrics_use_ground_truth_gating_and_paths():
+    from helpers import numbers_batch, numbers_flows
+
+    flow, _ = numbers_flows()
+    batch = numbers_batch()
+    metrics = flow.get_metrics()
+    logits = {k: (batch["targets"][k] * 2 - 1) * 5 for k in batch["targets"]}  # perfect predictions
+    logits["multiple_three"] = -logits["multiple_three"]  # always wrong
+    metrics.update({"logits": logits}, batch)
+    values = metrics.compute()
+    assert values["numerical_flow.is_even"]["accuracy"] == 1.0
+    assert values["numerical_flow.multiple_three"]["accuracy"] == 0.0
+    assert metrics.metrics["predict_positive"].num_samples == 2
