@@ -33,8 +33,9 @@ class FlowLoss(nn.Module):
         self.weights = {name: float(weights.get(name, 1.0)) for name in graph.tasks}
 
     def compute(self, outputs, batch) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
-        targets, _ = batch_labels(self.graph, batch)
-        masks = ground_truth_masks(self.graph, batch)
+        labels = batch_labels(self.graph, batch)
+        targets = labels[0]
+        masks = ground_truth_masks(self.graph, batch, labels)
         logits = output_logits(self.graph, outputs, next(iter(targets.values())).shape[0])
         total = None
         per_task = {}
@@ -63,8 +64,9 @@ class PerSampleLoss(nn.Module):
 
     @torch.no_grad()
     def forward(self, outputs, batch) -> Dict[str, Dict[str, torch.Tensor]]:
-        targets, _ = batch_labels(self.graph, batch)
-        masks = ground_truth_masks(self.graph, batch)
+        labels = batch_labels(self.graph, batch)
+        targets = labels[0]
+        masks = ground_truth_masks(self.graph, batch, labels)
         n = next(iter(targets.values())).shape[0]
         logits = output_logits(self.graph, outputs, n)
         index = batch.get("index") if isinstance(batch, Mapping) else None

@@ -153,8 +153,9 @@ class FlowMetrics:
     def update(self, outputs, batch, masks=None) -> None:
         from .flow.batch import batch_labels, ground_truth_masks, output_logits
 
-        targets, _ = batch_labels(self.graph, batch)
-        masks = ground_truth_masks(self.graph, batch) if masks is None else masks
+        labels = batch_labels(self.graph, batch)
+        targets = labels[0]
+        masks = ground_truth_masks(self.graph, batch, labels) if masks is None else masks
         logits = output_logits(self.graph, outputs, next(iter(targets.values())).shape[0])
         for name, metric in self.metrics.items():
             metric.update(logits[name], targets[name], masks[name])

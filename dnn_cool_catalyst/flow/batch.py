@@ -39,12 +39,8 @@ def batch_labels(graph: CompiledGraph, batch: Mapping):
     return targets, available
 
 
-def batch_size_of(graph: CompiledGraph, batch: Mapping) -> int:
-    targets, _ = batch_labels(graph, batch)
-    return targets[graph.leaves[0].name].shape[0]
-
-
-def ground_truth_masks(graph: CompiledGraph, batch: Mapping) -> Dict[str, torch.Tensor]:
-    """Element masks under ground-truth gating: own availability ∧ conditions read from the labels."""
-    targets, available = batch_labels(graph, batch)
-    return graph.masks(targets, available, batch_size_of(graph, batch))
+def ground_truth_masks(graph: CompiledGraph, batch: Mapping, labels=None) -> Dict[str, torch.Tensor]:
+    """Element masks under ground-truth gating: own availability ∧ conditions read from the labels.
+    Pass ``labels`` (from :func:`batch_labels`) when already validated."""
+    targets, available = labels if labels is not None else batch_labels(graph, batch)
+    return graph.masks(targets, available, targets[graph.leaves[0].name].shape[0])

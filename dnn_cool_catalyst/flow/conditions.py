@@ -9,7 +9,7 @@ where ``c`` is *defined* and false. So a missing parent label switches its child
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Dict, Iterator, Mapping
 
 import torch
@@ -19,10 +19,20 @@ from ..tasks.base import Task
 
 @dataclass
 class EvalContext:
-    """What a condition reads: per-task values in target space and per-task per-sample validity masks."""
+    """What a condition reads: per-task values in target space and per-task per-sample validity masks.
+
+    Results are memoised per condition object, so a nested flow's condition, shared by all its tasks, is
+    evaluated once per batch."""
 
     values: Mapping[str, torch.Tensor]
     masks: Mapping[str, torch.Tensor]
+    _holds: Dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def holds(self, condition: "Condition") -> torch.Tensor:
+        key = id(condition)
+        if key not in self._holds:
+            self._holds[key] = condition.holds(self)
+        return self._holds[key]
 
 
 class Condition:
@@ -113,7 +123,7 @@ class Not(Condition):
         return self.inner.refs()
 
     def holds(self, ctx):
-        return self.inner.defined(ctx) & ~self.inner.holds(ctx)
+        return self.inner.defined(ctx) & ~ctx.holds(self.inner)
 
     def defined(self, ctx):
         return self.inner.defined(ctx)
@@ -132,12 +142,12 @@ class And(Condition):
         yield from self.right.refs()
 
     def holds(self, ctx):
-        return self.left.holds(ctx) & self.right.holds(ctx)
+        return ctx.holds(self.left) & ctx.holds(self.right)
 
     def defined(self, ctx):
         # Defined when both sides are, or when either side is known to be false.
         dl, dr = self.left.defined(ctx), self.right.defined(ctx)
-        return (dl & dr) | (dl & ~self.left.holds(ctx)) | (dr & ~self.right.holds(ctx))
+        return (dl & dr) | (dl & ~ctx.holds(self.left)) | (dr & ~ctx.holds(self.right))
 
     def render(self):
         return f"({self.left.render()} & {self.right.render()})"
@@ -152,10 +162,10 @@ class Or(Condition):
         yield from self.right.refs()
 
     def holds(self, ctx):
-        return self.left.holds(ctx) | self.right.holds(ctx)
+        return ctx.holds(self.left) | ctx.holds(self.right)
 
     def defined(self, ctx):
-        return (self.left.defined(ctx) & self.right.defined(ctx)) | self.holds(ctx)
+        return (self.left.defined(ctx) & self.right.defined(ctx)) | ctx.holds(self)
 
     def render(self):
         return f"({self.left.render()} | {self.right.render()})"

@@ -92,7 +92,7 @@ class CompiledGraph:
         ctx = EvalContext(values, sample_masks)
         everyone = None
         for leaf in self.leaves:
-            reach = leaf.full_condition.holds(ctx) if leaf.full_condition is not None else None
+            reach = ctx.holds(leaf.full_condition) if leaf.full_condition is not None else None
             if available is None:
                 if reach is None:
                     if everyone is None:

@@ -7,8 +7,9 @@ subclass that fills in the abstract methods and needs no change anywhere else.
 
 Shapes: ``target`` and ``available`` share one shape per task, ``(N,)`` for one label per sample, ``(N, C)`` for
 per-class labels, ``(N, T)`` for per-token labels. ``available`` marks the label elements that exist (NaN in the
-DataFrame, padding tokens and unlabelled classes are ``False``). Missing targets are expected to hold a finite
-filler value; the loss never looks at them.
+DataFrame, padding tokens and unlabelled classes are ``False``). Missing targets must hold a finite filler value
+(the converters write 0): the loss masks them out of its value, but a NaN there would still reach the gradient,
+and sanitising every target in the training step would cost more than the whole mask algebra.
 """
 from __future__ import annotations
 
@@ -66,14 +67,12 @@ class Task:
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean loss over the masked label elements; exactly 0 (still in the graph) when none is valid."""
-        elements = self.element_loss(logits, torch.where(mask, target, torch.zeros_like(target)))
-        weights = mask.to(elements.dtype)
-        return torch.where(mask, elements, 0.0).sum() / weights.sum().clamp(min=1.0)
+        elements = self.element_loss(logits, target)
+        return torch.where(mask, elements, 0.0).sum() / mask.sum().clamp(min=1)
 
     def per_sample_loss(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Loss of each sample ``(N,)``: mean over its valid label elements, 0 where it has none."""
-        elements = self.element_loss(logits, torch.where(mask, target, torch.zeros_like(target)))
-        elements = torch.where(mask, elements, 0.0)
+        elements = torch.where(mask, self.element_loss(logits, target), 0.0)
         if elements.dim() == 1:
             return elements
         weights = mask.to(elements.dtype).flatten(1).sum(1)
@@ -128,4 +127,6 @@ def sample_mask(mask: torch.Tensor) -> torch.Tensor:
 
 def broadcast_to_elements(sample_bool: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Broadcast a per-sample ``(N,)`` boolean against an element mask of shape ``(N, ...)``."""
+    if like.dim() == 1:
+        return sample_bool
     return sample_bool.view(sample_bool.shape[0], *([1] * (like.dim() - 1)))

@@ -11,7 +11,7 @@ from .base import Task, TaskError
 def squeeze_single(task: Task, logits: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Accept ``(N,)`` or ``(N, 1)`` logits for single-output tasks; raise naming the task otherwise."""
     if logits.dim() == 2 and logits.shape[1] == 1:
-        logits = logits[:, 0]
+        logits = logits.squeeze(1)  # a view: cheaper backward than indexing
     if logits.dim() != 1 or logits.shape[0] != batch_size:
         raise TaskError(
             f"{task.type_name} task '{task.name}': expected logits of shape ({batch_size},) or ({batch_size}, 1), "

@@ -1,0 +1,69 @@
+"""Atomic file writes: readers see either the old file or the complete new one, never a half-written file.
+
+The data goes to a temporary file in the target's directory (``os.replace`` is only atomic within one file
+system), is flushed and fsynced, and then replaces the target. On any error the temporary file is removed and
+an existing target is left untouched.
+
+Example:
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "sub", "state.json")
+    >>> atomic_write_json(path, {"a": 1})
+    >>> open(path).read()
+    '{\\n  "a": 1\\n}'
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any, Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, creating missing parent directories."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_path, path)
+    except BaseException:
+        # Also on KeyboardInterrupt: a stray temp file would otherwise accumulate next to the target.
+        try:
+            os.unlink(tmp_path)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_directory(directory)
+
+
+def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
+    if not isinstance(text, str):
+        raise TypeError(f"atomic_write_text expects str, got {type(text).__name__}")
+    atomic_write_bytes(path, text.encode(encoding))
+
+
+def atomic_write_json(path: PathLike, obj: Any, indent: int = 2) -> None:
+    """Serialise ``obj`` first (so a serialisation error never touches the disk), then write it atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False))
+
+
+def _fsync_directory(directory: str) -> None:
+    # Makes the rename itself durable on POSIX; not supported (nor needed) on every platform.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,310 @@
+"""The ``Converters`` facade: a DataFrame with NaN -> input tensors, targets, availability masks and tasks.
+
+Three registries, each a plain dict the user can update:
+
+- ``converters.type``: column -> type name (``type_mapping``), else the heuristic :func:`guess_type`;
+- ``converters.values``: type name -> zero-arg converter factory (``type_mapping``), column -> factory
+  (``col_mapping``, wins);
+- ``converters.task``: type name -> ``factory(name, converter) -> Task`` (``type_mapping``), column -> factory
+  (``col_mapping``, wins).
+
+Fitted state (class names, bounds, vocabularies, token counts, per-column types) can be kept in a JSON file so a
+later run maps labels identically: pass ``state_path``; an existing file is loaded instead of refitting.
+
+Example:
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"x": [0.5, 1.5, 2.0], "door_open": [1, None, 0], "shirt": ["red", "blue", None]})
+    >>> data = Converters().build(df, input_cols=["x"], output_cols=["door_open", "shirt"])
+    >>> data.types
+    {'x': 'numeric', 'door_open': 'binary', 'shirt': 'category'}
+    >>> data.targets["shirt"].tolist(), data.available["shirt"].tolist()
+    ([1, 0, 0], [True, True, False])
+    >>> data.tasks["shirt"].class_names
+    ['blue', 'red']
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Union
+
+import pandas as pd
+import torch
+
+from ..atomic import atomic_write_json
+from ..tasks import (BinaryTask, BoundedRegressionTask, ClassificationTask, MultilabelTask, RegressionTask, Task,
+                     TaskError, TokenClassificationTask)
+from .inputs import INPUT_CONVERTERS
+from .type_guess import TypeGuesser
+from .values import OUTPUT_CONVERTERS, ConverterError
+
+STATE_VERSION = 1
+#: Output types a guess for an input column maps to the "numeric" input (inputs are never tasks).
+_NUMERIC_GUESSES = ("binary", "category", "continuous", "regression")
+
+
+# -- default task factories (module level so that a Converters object pickles, e.g. for DDP spawn) ------
+
+def binary_task(name: str, converter) -> Task:
+    return BinaryTask(name)
+
+
+def category_task(name: str, converter) -> Task:
+    return ClassificationTask(name, len(converter.class_names), class_names=converter.class_names)
+
+
+def multilabel_task(name: str, converter) -> Task:
+    return MultilabelTask(name, len(converter.class_names), class_names=converter.class_names)
+
+
+def continuous_task(name: str, converter) -> Task:
+    return BoundedRegressionTask(name, lo=converter.lo, hi=converter.hi)
+
+
+def regression_task(name: str, converter) -> Task:
+    return RegressionTask(name)
+
+
+def tokens_task(name: str, converter) -> Task:
+    return TokenClassificationTask(name, converter.n_classes)
+
+
+DEFAULT_TASKS = {
+    "binary": binary_task,
+    "category": category_task,
+    "multilabel": multilabel_task,
+    "continuous": continuous_task,
+    "regression": regression_task,
+    "tokens": tokens_task,
+}
+
+
+class ValueConverters:
+    """Type name / column -> zero-arg factory of a value converter."""
+
+    def __init__(self):
+        self.type_mapping: Dict[str, Callable] = {**OUTPUT_CONVERTERS, **INPUT_CONVERTERS}
+        self.col_mapping: Dict[str, Callable] = {}
+
+    def create(self, column: str, type_name: str):
+        factory = self.col_mapping.get(column) or self.type_mapping.get(type_name)
+        if factory is None:
+            raise ConverterError(f"column '{column}': no value converter for type {type_name!r}; known types are "
+                                 f"{sorted(self.type_mapping)}")
+        return factory()
+
+
+class TaskConverters:
+    """Type name / column -> ``factory(name, converter) -> Task``."""
+
+    def __init__(self):
+        self.type_mapping: Dict[str, Callable] = dict(DEFAULT_TASKS)
+        self.col_mapping: Dict[str, Callable] = {}
+
+    def create(self, column: str, type_name: str, converter) -> Task:
+        factory = self.col_mapping.get(column) or self.type_mapping.get(type_name)
+        if factory is None:
+            raise ConverterError(f"output column '{column}': no task factory for type {type_name!r}; set "
+                                 f"converters.task.type_mapping[{type_name!r}] or "
+                                 f"converters.task.col_mapping[{column!r}]")
+        try:
+            return factory(column, converter)
+        except TaskError as e:
+            raise ConverterError(f"output column '{column}': cannot build its task: {e}") from e
+
+
+@dataclass
+class ConvertedData:
+    """What :meth:`Converters.build` returns; ``len(data)`` is the number of rows."""
+
+    inputs: Dict[str, object]
+    targets: Dict[str, torch.Tensor]
+    available: Dict[str, torch.Tensor]
+    types: Dict[str, str]
+    tasks: Dict[str, Task]
+    row_ids: List
+    converters: Dict[str, object] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.row_ids)
+
+
+class Converters:
+    """See the module docstring. ``build`` is the one entry point."""
+
+    def __init__(self):
+        self.type = TypeGuesser()
+        self.values = ValueConverters()
+        self.task = TaskConverters()
+
+    # -- public ----------------------------------------------------------------------------------------
+    def build(self, df: pd.DataFrame, input_cols: Union[str, Sequence[str]] = (),
+              output_cols: Union[str, Sequence[str]] = (), state_path: Optional[str] = None) -> ConvertedData:
+        input_cols, output_cols = _as_list(input_cols, "input_cols"), _as_list(output_cols, "output_cols")
+        self._validate_frame(df, input_cols, output_cols)
+        state = _load_state(state_path)
+        columns_state = state["columns"]
+        dirty = state_path is not None and not os.path.exists(state_path)
+
+        types: Dict[str, str] = {}
+        converters: Dict[str, object] = {}
+        inputs: Dict[str, object] = {}
+        for column in input_cols:
+            series = df[column]
+            stored = _stored(columns_state, column, "input")
+            type_name = self._resolve_type(series, column, "input", stored)
+            converter = self._create(column, type_name, "input")
+            inputs[column] = converter.build_column(series, column)
+            if len(inputs[column]) != len(df):
+                raise ConverterError(f"input column '{column}': converter returned {len(inputs[column])} rows for "
+                                     f"{len(df)}")
+            types[column], converters[column] = type_name, converter
+            if stored is None or stored.get("type") != type_name:
+                columns_state[column] = {"role": "input", "type": type_name, "state": {}}
+                dirty = True
+
+        targets: Dict[str, torch.Tensor] = {}
+        available: Dict[str, torch.Tensor] = {}
+        tasks: Dict[str, Task] = {}
+        for column in output_cols:
+            series = df[column]
+            if not series.notna().any():
+                raise ConverterError(f"output column '{column}' has no labels (all values are NaN)")
+            stored = _stored(columns_state, column, "output")
+            type_name = self._resolve_type(series, column, "output", stored)
+            converter = self._create(column, type_name, "output")
+            if stored is not None:
+                try:
+                    converter.load_state_dict(stored.get("state", {}))
+                except (ConverterError, KeyError, TypeError, ValueError) as e:
+                    raise ConverterError(f"output column '{column}': bad state in {state_path!r}: {e}") from e
+            else:
+                converter.fit(series, column)
+                columns_state[column] = {"role": "output", "type": type_name, "state": converter.state_dict()}
+                dirty = True
+            values, mask = converter.transform(series, column)
+            _check_target(column, values, mask, len(df))
+            targets[column], available[column] = values, mask
+            types[column], converters[column] = type_name, converter
+            tasks[column] = self.task.create(column, type_name, converter)
+
+        if state_path is not None and dirty:
+            atomic_write_json(state_path, state)
+        return ConvertedData(inputs=inputs, targets=targets, available=available, types=types, tasks=tasks,
+                             row_ids=list(df.index), converters=converters)
+
+    # -- validation and type resolution -----------------------------------------------------------------
+    def _validate_frame(self, df, input_cols: List[str], output_cols: List[str]) -> None:
+        if not isinstance(df, pd.DataFrame):
+            raise ConverterError(f"expected a pandas DataFrame, got {type(df).__name__}")
+        if len(df) == 0:
+            raise ConverterError("the DataFrame is empty (0 rows)")
+        duplicated = df.columns[df.columns.duplicated()]
+        if len(duplicated):
+            raise ConverterError(f"the DataFrame has duplicate column names: {sorted(map(str, set(duplicated)))}")
+        if df.index.has_duplicates:
+            dup = df.index[df.index.duplicated()]
+            raise ConverterError(f"the DataFrame index has duplicate labels {list(dup[:5])}; row ids must be unique "
+                                 f"(e.g. df.reset_index(drop=True))")
+        if not input_cols and not output_cols:
+            raise ConverterError("no input or output columns given")
+        available = list(df.columns)
+        for role, cols in (("input", input_cols), ("output", output_cols)):
+            for column in cols:
+                if column not in df.columns:
+                    raise ConverterError(f"{role} column '{column}' is not in the DataFrame; available columns: "
+                                         f"{available}")
+            repeated = sorted({c for c in cols if cols.count(c) > 1})
+            if repeated:
+                raise ConverterError(f"{role} columns listed more than once: {repeated}")
+        both = sorted(set(input_cols) & set(output_cols))
+        if both:
+            raise ConverterError(f"column(s) {both} are both input and output columns")
+
+    def _resolve_type(self, series: pd.Series, column: str, role: str, stored: Optional[dict]) -> str:
+        explicit = self.type.type_mapping.get(column)
+        stored_type = stored.get("type") if stored else None
+        if explicit is not None and stored_type is not None and explicit != stored_type:
+            raise ConverterError(f"column '{column}' is mapped to type {explicit!r} but the saved converter state "
+                                 f"has {stored_type!r}; delete its state file to refit")
+        if explicit is not None or stored_type is not None:
+            type_name = explicit or stored_type
+            self._check_known(column, type_name)
+            return type_name
+        guessed = self.type.guess(series, column)
+        return self._adapt_guess(series, column, role, guessed)
+
+    def _adapt_guess(self, series: pd.Series, column: str, role: str, guessed: str) -> str:
+        if role == "input":
+            if guessed in _NUMERIC_GUESSES and pd.api.types.is_numeric_dtype(series.dropna().infer_objects().dtype):
+                return "numeric"
+            if guessed in ("category", "multilabel"):
+                raise ConverterError(f"input column '{column}' holds strings that are not image paths; map it to "
+                                     f"'img' in converters.type.type_mapping or encode it as numbers")
+            return guessed
+        if guessed == "array":
+            # List cells of an output column: strings are label sets, numbers are token ids.
+            first = next(iter(series.dropna()))
+            has_strings = any(isinstance(v, str) for v in first)
+            return "multilabel" if has_strings else "tokens"
+        return guessed
+
+    def _check_known(self, column: str, type_name: str) -> None:
+        if type_name not in self.values.type_mapping and column not in self.values.col_mapping:
+            raise ConverterError(f"column '{column}' has unknown type {type_name!r}; known types are "
+                                 f"{sorted(self.values.type_mapping)}")
+
+    def _create(self, column: str, type_name: str, role: str):
+        self._check_known(column, type_name)
+        converter = self.values.create(column, type_name)
+        converter_role = getattr(converter, "role", "output")
+        if converter_role != role:
+            hint = " (use 'numeric' for a numeric input)" if role == "input" else ""
+            raise ConverterError(f"{role} column '{column}' has type {type_name!r}, which is an {converter_role}-only "
+                                 f"type{hint}")
+        return converter
+
+
+# -- helpers ---------------------------------------------------------------------------------------------
+
+def _as_list(cols, name: str) -> List[str]:
+    if cols is None:
+        return []
+    if isinstance(cols, str):
+        return [cols]
+    try:
+        return list(cols)
+    except TypeError:
+        raise ConverterError(f"{name} must be a column name or a list of column names, got {cols!r}") from None
+
+
+def _stored(columns_state: dict, column: str, role: str) -> Optional[dict]:
+    entry = columns_state.get(column)
+    # A column that changed role (input <-> output) is refitted rather than reusing the other role's state.
+    return entry if isinstance(entry, dict) and entry.get("role", role) == role else None
+
+
+def _load_state(state_path: Optional[str]) -> dict:
+    empty = {"version": STATE_VERSION, "columns": {}}
+    if state_path is None or not os.path.exists(state_path):
+        return empty
+    try:
+        with open(state_path, encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConverterError(f"cannot read converter state file {state_path!r}: {e}; fix or delete it to refit") from e
+    if not isinstance(state, dict) or not isinstance(state.get("columns"), dict):
+        raise ConverterError(f"converter state file {state_path!r} is not a converter state (expected an object "
+                             f"with a 'columns' object); fix or delete it to refit")
+    return state
+
+
+def _check_target(column: str, values, mask, n: int) -> None:
+    # Custom converters plug in here; a wrong shape would otherwise surface as an obscure collate error.
+    if not isinstance(values, torch.Tensor) or not isinstance(mask, torch.Tensor):
+        raise ConverterError(f"output column '{column}': converter must return (values, available) tensors")
+    if mask.dtype != torch.bool or values.shape != mask.shape or values.shape[:1] != (n,):
+        raise ConverterError(f"output column '{column}': converter returned values {tuple(values.shape)} and "
+                             f"available {tuple(mask.shape)} ({mask.dtype}); expected equal shapes starting with "
+                             f"{n} and a bool mask")
