@@ -6,7 +6,7 @@ gradient; a batch where every task is empty still yields a zero loss that backpr
 """
 from __future__ import annotations
 
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional
 
 import torch
 from torch import nn
@@ -32,7 +32,9 @@ class FlowLoss(nn.Module):
             raise TaskError(f"loss weights name unknown tasks {sorted(unknown)}; tasks are {sorted(graph.tasks)}")
         self.weights = {name: float(weights.get(name, 1.0)) for name in graph.tasks}
 
-    def compute(self, outputs, batch) -> Tuple[torch.Tensor, Dict[str, torch.Tensor]]:
+    def compute(self, outputs, batch, with_counts: bool = False):
+        """``(total, per_task)``, or ``(total, per_task, counts)`` with each task's number of valid label
+        elements (what a loader-level average of per-task losses must be weighted by)."""
         labels = batch_labels(self.graph, batch)
         targets = labels[0]
         masks = ground_truth_masks(self.graph, batch, labels)
@@ -44,6 +46,8 @@ class FlowLoss(nn.Module):
             per_task[name] = loss.detach()
             weighted = loss if self.weights[name] == 1.0 else loss * self.weights[name]
             total = weighted if total is None else total + weighted
+        if with_counts:
+            return total, per_task, {name: mask.sum() for name, mask in masks.items()}
         return total, per_task
 
     def forward(self, outputs, batch) -> torch.Tensor:

@@ -72,6 +72,15 @@ class Project:
             raise FlowDefinitionError("no flow has been added to this project yet; use @project.add_flow")
         return self.flows[self._last_flow]
 
+    def runner(self, model, runner_name: str = "default", flow: Optional[TaskFlow] = None, **kwargs):
+        """A :class:`~dnn_cool_catalyst.runners.DnnCoolSupervisedRunner` for ``model`` and the full flow, with its
+        run directory at ``<project_dir>/<runner_name>``."""
+        from .runners import DnnCoolSupervisedRunner
+
+        flow = flow or self.get_full_flow()
+        return DnnCoolSupervisedRunner(model=model, flow=flow, run_dir=os.path.join(self.project_dir, runner_name),
+                                       dataset=self.get_dataset(flow), **kwargs)
+
     def get_dataset(self, flow: Optional[TaskFlow] = None):
         """A torch Dataset over the whole DataFrame with targets for ``flow``'s tasks (default: the full flow)."""
         from .data import FlowDataset

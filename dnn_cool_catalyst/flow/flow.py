@@ -75,6 +75,12 @@ class TaskFlow:
 
         return FlowMetrics(self.graph)
 
+    def get_evaluator(self):
+        """``evaluate(logits, targets, available, gating="gt"|"decoded")`` → per-task metrics DataFrame."""
+        from ..evaluation import Evaluator
+
+        return Evaluator(self)
+
     def get_activation(self) -> Callable[[Mapping], Dict[str, torch.Tensor]]:
         """``activation(outputs)`` → per-task activations (probabilities, rescaled values...)."""
         graph = self.graph

@@ -112,6 +112,15 @@ class Task:
         if params:
             raise TaskError(f"task '{self.name}' has no decoding parameters, got {sorted(params)}")
 
+    def tune(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, metric: str = "f1",
+             min_recall: Optional[float] = None):
+        """Tune the decoding parameters on stored outputs, using only the masked elements.
+
+        Returns ``(params, report)``: the parameters for :meth:`set_decoder_params` and a JSON-able report per
+        tuned quantity (``value``, ``num_samples``, ``tuned``, ``reason``). Tasks without parameters return empty
+        dicts."""
+        return {}, {}
+
     def describe(self) -> dict:
         """JSON-able description, stored with runs to detect a run directory of a different flow."""
         return {"type": self.type_name, "out_features": self.out_features()}

@@ -1,6 +1,8 @@
 """Binary task: one logit, sigmoid, tunable threshold."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -62,6 +64,13 @@ class BinaryTask(Task):
     def metric_values(self, stats):
         return M.binary_values(stats)
 
+    def tune(self, logits, target, mask, metric="f1", min_recall=None):
+        from ..tuning import best_threshold
+
+        result = best_threshold(torch.sigmoid(logits[mask]).double().numpy(), target[mask].numpy(), metric=metric,
+                                min_recall=min_recall, default=self.threshold)
+        return {"threshold": result.threshold}, {"threshold": result.__dict__}
+
     def get_decoder_params(self):
         return {"threshold": self.threshold}
 
@@ -70,6 +79,7 @@ class BinaryTask(Task):
         if unknown:
             raise TaskError(f"binary task '{self.name}': unknown decoding parameters {sorted(unknown)}")
         threshold = float(params.get("threshold", self.threshold))
-        if not 0.0 <= threshold <= 1.0:
-            raise TaskError(f"binary task '{self.name}': threshold must lie in [0, 1], got {threshold}")
+        # The tuner may return a hair above 1 ("predict nothing"), so only finiteness is required.
+        if not math.isfinite(threshold):
+            raise TaskError(f"binary task '{self.name}': threshold must be a finite number, got {threshold}")
         self.threshold = threshold

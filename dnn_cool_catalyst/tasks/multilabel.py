@@ -1,6 +1,8 @@
 """Multilabel classification: one sigmoid per class with its own availability and tunable threshold."""
 from __future__ import annotations
 
+import math
+
 from typing import Optional, Sequence
 
 import torch
@@ -87,6 +89,17 @@ class MultilabelTask(Task):
     def metric_values(self, stats):
         return M.binary_values(stats)
 
+    def tune(self, logits, target, mask, metric="f1", min_recall=None):
+        from ..tuning import best_thresholds
+
+        results = best_thresholds(torch.sigmoid(logits).double().numpy(), target.numpy(), mask.numpy(), metric=metric,
+                                  min_recall=min_recall)
+        # A class that cannot be tuned keeps its current threshold rather than the tuner's default.
+        thresholds = [r.threshold if r.tuned else old for r, old in zip(results, self.thresholds)]
+        names = self.class_names or [str(i) for i in range(self.n_classes)]
+        report = {name: {**r.__dict__, "threshold": t} for name, r, t in zip(names, results, thresholds)}
+        return {"thresholds": thresholds}, report
+
     def get_decoder_params(self):
         return {"thresholds": list(self.thresholds)}
 
@@ -97,8 +110,8 @@ class MultilabelTask(Task):
         if "thresholds" not in params:
             return
         thresholds = [float(t) for t in params["thresholds"]]
-        if len(thresholds) != self.n_classes or not all(0.0 <= t <= 1.0 for t in thresholds):
-            raise TaskError(f"multilabel task '{self.name}': expected {self.n_classes} thresholds in [0, 1], "
+        if len(thresholds) != self.n_classes or not all(math.isfinite(t) for t in thresholds):
+            raise TaskError(f"multilabel task '{self.name}': expected {self.n_classes} finite thresholds, "
                             f"got {params['thresholds']!r}")
         self.thresholds = thresholds
         self._threshold_cache = {}

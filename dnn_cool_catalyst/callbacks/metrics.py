@@ -1,0 +1,29 @@
+"""Masked per-task metrics from sufficient statistics, computed once per loader."""
+from __future__ import annotations
+
+from catalyst.core.callback import Callback, CallbackOrder
+
+
+class FlowMetricsCallback(Callback):
+    """Accumulates every task's metric statistics over a loader (ground-truth gating) and writes
+    ``<task_path>/<metric>`` into ``runner.loader_metrics`` at loader end, so Catalyst's loggers (TensorBoard
+    included) show one scalar per task and metric for each loader.
+
+    ``on_batch_end`` only updates device tensors; the host sees the statistics once, at loader end.
+    """
+
+    def __init__(self, flow, output_key: str = "outputs"):
+        super().__init__(order=CallbackOrder.Metric)
+        self.flow, self.output_key = flow, output_key
+        self.metrics = flow.get_metrics()
+
+    def on_loader_start(self, runner) -> None:
+        self.metrics.reset()
+
+    def on_batch_end(self, runner) -> None:
+        self.metrics.update(runner.batch[self.output_key], runner.batch)
+
+    def on_loader_end(self, runner) -> None:
+        for path, values in self.metrics.compute().items():
+            for name, value in values.items():
+                runner.loader_metrics[f"{path}/{name}"] = value

@@ -1,0 +1,294 @@
+"""``DnnCoolSupervisedRunner``: Catalyst's SupervisedRunner driven by a flow."""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections import OrderedDict
+from typing import Dict, Iterable, Optional, Sequence
+
+import pandas as pd
+import torch
+from catalyst import dl
+from torch.utils.data import DataLoader, Subset
+
+from .. import compat
+from ..atomic import atomic_write_json, atomic_write_text
+from ..callbacks import FlowCriterionCallback, FlowMetricsCallback
+from ..callbacks.checkpoint import ResumableCheckpointCallback
+from ..evaluation import GATINGS, split_masks, tune_flow
+from ..flow.batch import output_logits
+from ..flow.module import decode_condition_sources
+from . import artifacts
+from .splits import SPLITS, load_or_make_splits
+
+# Catalyst requires loader names to start with train/valid/infer.
+LOADER_NAMES = {"train": "train", "valid": "valid", "test": "infer_test"}
+
+
+class RunnerError(ValueError):
+    """The runner was misused (wrong order of steps, a run directory of another flow, an empty split...)."""
+
+
+class DnnCoolSupervisedRunner(dl.SupervisedRunner):
+    """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
+
+    ``model`` is any nn.Module taking the batch's ``"inputs"`` dict and returning the flow module's output (or a
+    dict of logits per task). Ground truth never reaches the model: preconditions are applied in the loss and
+    metrics from the batch's labels.
+
+    Layout of ``run_dir``: ``flow.json`` (what the run was trained for), ``splits.json``, ``checkpoints/``,
+    ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/index.json``, ``tuned.json``,
+    ``evaluation_<split>_<gating>.csv``.
+    """
+
+    def __init__(self, model: torch.nn.Module, flow, run_dir: str, dataset=None, batch_size: int = 64,
+                 num_workers: int = 0, seed: int = 42, split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
+                 engine=None, loss_weights: Optional[Dict[str, float]] = None):
+        compat.apply()
+        super().__init__(model=model, input_key="inputs", output_key="outputs", target_key="targets",
+                         loss_key="loss")
+        self.flow = flow
+        self.run_dir = os.fspath(run_dir)
+        self.dataset = dataset if dataset is not None else flow.get_dataset()
+        self.loader_batch, self.num_workers, self.split_seed = batch_size, num_workers, seed
+        self.loss_weights = loss_weights
+        self._engine_arg = engine
+        self._claim_run_dir()
+        self.splits = load_or_make_splits(os.path.join(self.run_dir, "splits.json"), len(self.dataset),
+                                          split_fractions, seed)
+
+    # -- run directory ---------------------------------------------------------------------------------------
+    def _claim_run_dir(self) -> None:
+        path = os.path.join(self.run_dir, "flow.json")
+        described = json.loads(json.dumps(self.flow.describe()))
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                saved = json.load(f)
+            if saved != described:
+                raise RunnerError(f"run directory {self.run_dir} belongs to a different flow ('{saved.get('name')}' "
+                                  f"with tasks {[t['path'] for t in saved.get('tasks', [])]}); choose another "
+                                  f"runner_name. Nothing was overwritten.")
+            return
+        atomic_write_json(path, described)
+
+    @property
+    def checkpoint_dir(self) -> str:
+        return os.path.join(self.run_dir, "checkpoints")
+
+    @property
+    def infer_dir(self) -> str:
+        return os.path.join(self.run_dir, "infer")
+
+    # -- data ------------------------------------------------------------------------------------------------
+    def split_loader(self, split: str, shuffle: bool = False, batch_size: Optional[int] = None) -> DataLoader:
+        if split not in self.splits:
+            raise RunnerError(f"unknown split '{split}'; splits are {list(self.splits)}")
+        if not self.splits[split]:
+            raise RunnerError(f"split '{split}' has no samples ({len(self.dataset)} samples split by "
+                              f"{[len(v) for v in self.splits.values()]}); change split_fractions")
+        return DataLoader(Subset(self.dataset, self.splits[split]), batch_size=batch_size or self.loader_batch,
+                          shuffle=shuffle, num_workers=self.num_workers)
+
+    def _materialize(self) -> None:
+        """Run one small batch through the model so lazy heads get their shapes before an optimizer exists."""
+        if not any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in self.model.parameters()):
+            return
+        batch = next(iter(self.split_loader("train", batch_size=2)))
+        was_training = self.model.training
+        with torch.no_grad():
+            self.model.eval()
+            self.model(batch["inputs"])
+        self.model.train(was_training)
+
+    # -- Catalyst hooks --------------------------------------------------------------------------------------
+    def on_batch_start(self, runner) -> None:
+        super().on_batch_start(runner)
+        # Catalyst takes len() of the batch dict's first value, which for our nested batch is the number of
+        # input columns, not samples.
+        self.batch_size = int(self.batch["index"].shape[0])
+
+    def handle_batch(self, batch) -> None:
+        self.batch = {**batch, "outputs": self.model(batch["inputs"])}
+
+    # -- train -----------------------------------------------------------------------------------------------
+    def train(self, *, num_epochs: int = 10, resume: bool = False, lr: float = 1e-3, early_stopping_patience: int = 5,
+              verbose: bool = False, **kwargs) -> "DnnCoolSupervisedRunner":
+        """Train with sensible defaults; every default can be replaced with the usual Catalyst argument.
+
+        Defaults: AdamW(lr), ReduceLROnPlateau on the validation loss (with its SchedulerCallback), early
+        stopping after ``early_stopping_patience`` epochs without improvement, best + last checkpoints in
+        ``checkpoints/``, TensorBoard logs in ``tensorboard/``, an explicit engine (GPU when available).
+        ``resume=True`` continues from ``checkpoints/runner.last.pth`` with the optimizer, scheduler and epoch
+        counters restored (``num_epochs`` is the total).
+        """
+        self._materialize()
+        loaders = kwargs.pop("loaders", None) or OrderedDict(
+            train=self.split_loader("train", shuffle=True), valid=self.split_loader("valid"))
+        optimizer = kwargs.pop("optimizer", None) or torch.optim.AdamW(self.model.parameters(), lr=lr)
+        scheduler = kwargs.pop("scheduler", "default")
+        if scheduler == "default":
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+        callbacks = kwargs.pop("callbacks", None) or {}
+        callbacks = OrderedDict(callbacks if isinstance(callbacks, dict) else enumerate(callbacks))
+        last = os.path.join(self.checkpoint_dir, "runner.last.pth")
+        if resume and not os.path.exists(last):
+            warnings.warn(f"resume=True but {last} does not exist: training from scratch", stacklevel=2)
+        defaults = OrderedDict(
+            _criterion=FlowCriterionCallback(self.flow, weights=self.loss_weights),
+            _metrics=FlowMetricsCallback(self.flow),
+            _backward=dl.BackwardCallback(metric_key="loss"),
+            _optimizer=dl.OptimizerCallback(metric_key="loss"),
+            _early_stopping=dl.EarlyStoppingCallback(patience=early_stopping_patience, loader_key="valid",
+                                                     metric_key="loss", minimize=True),
+            # Same order as the checkpoint: listed first so the scheduler steps before its state is saved.
+            **compat.scheduler_callbacks(scheduler, loader_key="valid", metric_key="loss"),
+            _checkpoint=ResumableCheckpointCallback(
+                logdir=self.checkpoint_dir, loader_key="valid", metric_key="loss", minimize=True, mode="runner",
+                resume_runner=last if resume and os.path.exists(last) else None),
+        )
+        for key, callback in defaults.items():
+            callbacks.setdefault(key, callback)
+        loggers = kwargs.pop("loggers", None) or {
+            "tensorboard": dl.TensorboardLogger(logdir=os.path.join(self.run_dir, "tensorboard")),
+            **({"console": dl.ConsoleLogger()} if verbose else {})}
+        engine = kwargs.pop("engine", None) or self._engine_arg or compat.default_engine()
+        super().train(loaders=loaders, model=self.model, engine=engine, optimizer=optimizer, scheduler=scheduler,
+                      callbacks=callbacks, loggers=loggers, num_epochs=num_epochs, logdir=self.run_dir,
+                      valid_loader="valid", valid_metric="loss", minimize_valid_metric=True, seed=self.split_seed,
+                      verbose=verbose, **kwargs)
+        return self
+
+    # -- infer -----------------------------------------------------------------------------------------------
+    def load_checkpoint(self, which: str = "best") -> str:
+        path = os.path.join(self.checkpoint_dir, f"runner.{which}.pth")
+        if not os.path.exists(path):
+            raise RunnerError(f"no checkpoint {path}; train first (runner.train())")
+        self._materialize()
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            self.model.load_state_dict(state["model_state_dict"])
+        except (KeyError, RuntimeError) as e:
+            raise RunnerError(f"checkpoint {path} does not fit this model: {e}") from None
+        return path
+
+    @torch.no_grad()
+    def infer(self, splits: Iterable[str] = SPLITS, checkpoint: str = "best", verbose: bool = False) -> dict:
+        """Run the ``checkpoint`` weights on every split and store logits, activations, targets, both masks and
+        per-sample losses under ``infer/``. Decoded masks use the tuned thresholds when ``tuned.json`` exists.
+        Returns the index (split → number of samples)."""
+        path = self.load_checkpoint(checkpoint)
+        if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
+            self.load_tuned()
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = self.model.to(device).eval()
+        graph = self.flow.graph
+        try:  # splits inferred earlier stay listed; the ones run now are overwritten
+            earlier = artifacts.read_index(self.infer_dir)["splits"]
+        except (FileNotFoundError, KeyError, ValueError):
+            earlier = {}
+        index = {"checkpoint": path, "splits": dict(earlier), "fields": list(artifacts.FIELDS)}
+        for split in splits:
+            loader = self.split_loader(split)
+            if verbose:
+                from tqdm.auto import tqdm
+                loader = tqdm(loader, desc=f"infer {split}")
+            collected = {name: {"logits": [], "targets": [], "available": []} for name in graph.tasks}
+            positions = []
+            for batch in loader:
+                inputs = _to_device(batch["inputs"], device)
+                n = batch["index"].shape[0]
+                logits = output_logits(graph, model(inputs), n)
+                for name in graph.tasks:
+                    collected[name]["logits"].append(logits[name].float().cpu())
+                    collected[name]["targets"].append(batch["targets"][name])
+                    collected[name]["available"].append(batch["available"][name])
+                positions.append(batch["index"])
+            stored = _finish_split(self.flow, collected, torch.cat(positions))
+            artifacts.save_split(self.infer_dir, split, stored)
+            index["splits"][split] = int(len(self.splits[split]))
+        artifacts.write_index(self.infer_dir, index)
+        return index
+
+    def _stored(self, split: str):
+        try:
+            index = artifacts.read_index(self.infer_dir)
+        except FileNotFoundError:
+            raise RunnerError(f"no inference outputs in {self.infer_dir}; run runner.infer() first") from None
+        if split not in index["splits"]:
+            raise RunnerError(f"split '{split}' was not inferred; inferred splits: {list(index['splits'])}")
+        data = artifacts.load_split(self.infer_dir, split, self.flow.tasks)
+        return ({k: v["logits"] for k, v in data.items()}, {k: v["targets"] for k, v in data.items()},
+                {k: v["available"] for k, v in data.items()}, data)
+
+    # -- tune ------------------------------------------------------------------------------------------------
+    def tune(self, loader: str = "valid", metric: str = "f1", min_recall: Optional[float] = None) -> dict:
+        """Tune thresholds on the stored ``loader`` outputs (ground-truth gated samples only), save them to
+        ``tuned.json``, apply them and return ``{task_path: params}``."""
+        logits, targets, available, _ = self._stored(loader)
+        params, report = tune_flow(self.flow, logits, targets, available, metric=metric, min_recall=min_recall)
+        atomic_write_json(os.path.join(self.run_dir, "tuned.json"),
+                          {"loader": loader, "metric": metric, "min_recall": min_recall, "params": params,
+                           "report": report})
+        self._apply_params(params)
+        return params
+
+    def _apply_params(self, params: dict) -> None:
+        by_path = {path: name for name, path in self.flow.task_paths.items()}
+        for path, task_params in params.items():
+            if path not in by_path:
+                raise RunnerError(f"tuned parameters name task '{path}', which this flow does not have")
+            self.flow.tasks[by_path[path]].set_decoder_params(task_params)
+
+    def load_tuned(self) -> dict:
+        """Apply the parameters saved by :meth:`tune` to the flow's decoders and return them."""
+        path = os.path.join(self.run_dir, "tuned.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                params = json.load(f)["params"]
+        except FileNotFoundError:
+            raise RunnerError(f"no tuned parameters at {path}; run runner.tune() first") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise RunnerError(f"tuned parameters file {path} is corrupted ({e}); run runner.tune() again") from None
+        self._apply_params(params)
+        return params
+
+    # -- evaluate --------------------------------------------------------------------------------------------
+    def evaluate(self, loader: str = "test", gating: str = "gt") -> pd.DataFrame:
+        """Per-task metrics on the stored ``loader`` outputs with the tuned thresholds, as a DataFrame with
+        ``task_path, metric_name, metric_res, num_samples``; also saved as ``evaluation_<loader>_<gating>.csv``."""
+        if gating not in GATINGS:
+            raise RunnerError(f"gating must be one of {GATINGS}, got {gating!r}")
+        logits, targets, available, _ = self._stored(loader)
+        if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
+            self.load_tuned()
+        else:
+            warnings.warn("no tuned parameters (run runner.tune() first): evaluating with default thresholds",
+                          stacklevel=2)
+        table = self.flow.get_evaluator()(logits, targets, available, gating=gating)
+        atomic_write_text(os.path.join(self.run_dir, f"evaluation_{loader}_{gating}.csv"), table.to_csv(index=False))
+        return table
+
+
+def _to_device(inputs, device):
+    if isinstance(inputs, dict):
+        return {k: _to_device(v, device) for k, v in inputs.items()}
+    return inputs.to(device) if isinstance(inputs, torch.Tensor) else inputs
+
+
+def _finish_split(flow, collected, positions) -> Dict[str, Dict[str, torch.Tensor]]:
+    """Concatenate a split's batches and derive activations, both masks and per-sample losses."""
+    logits = {k: torch.cat(v["logits"]) for k, v in collected.items()}
+    targets = {k: torch.cat(v["targets"]) for k, v in collected.items()}
+    available = {k: torch.cat(v["available"]) for k, v in collected.items()}
+    gt = split_masks(flow, logits, targets, available, "gt")
+    n = positions.shape[0]
+    reach = flow.graph.masks(decode_condition_sources(flow.graph, logits), None, n)
+    stored = {}
+    for name, task in flow.tasks.items():
+        stored[name] = {
+            "logits": logits[name], "activations": task.activation(logits[name]), "targets": targets[name],
+            "available": available[name], "mask_gt": gt[name], "mask_decoded": reach[name],
+            "per_sample_loss": task.per_sample_loss(logits[name], targets[name], gt[name]), "index": positions,
+        }
+    return stored
