@@ -102,6 +102,12 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         self.model.train(was_training)
 
     # -- Catalyst hooks --------------------------------------------------------------------------------------
+    def get_loggers(self):
+        loggers = super().get_loggers()
+        if not self._verbose:  # Catalyst always adds a console logger; keep quiet runs quiet
+            loggers.pop("_console", None)
+        return loggers
+
     def on_batch_start(self, runner) -> None:
         super().on_batch_start(runner)
         # Catalyst takes len() of the batch dict's first value, which for our nested batch is the number of
