@@ -129,6 +129,20 @@ class Task:
         return f"{type(self).__name__}({self.name!r})"
 
 
+def resolve_class(task: Task, arg) -> int:
+    """A class id from an id or a class name, for ``out.task == arg`` on tasks with ``n_classes``/``class_names``."""
+    names = getattr(task, "class_names", None)
+    if isinstance(arg, str):
+        if names is None or arg not in names:
+            raise TaskError(f"{task.type_name} task '{task.name}' has no class named {arg!r}; "
+                            f"classes are {names or list(range(task.n_classes))}")
+        return names.index(arg)
+    if isinstance(arg, bool) or not isinstance(arg, int) or not 0 <= arg < task.n_classes:
+        raise TaskError(f"{task.type_name} task '{task.name}': condition value must be a class id in "
+                        f"[0, {task.n_classes}) or a class name, got {arg!r}")
+    return arg
+
+
 def sample_mask(mask: torch.Tensor) -> torch.Tensor:
     """Per-sample view of an element mask: a sample counts if any of its label elements is valid."""
     return mask if mask.dim() == 1 else mask.flatten(1).any(1)

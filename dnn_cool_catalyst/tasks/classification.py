@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics as M
-from .base import Task, TaskError
+from .base import Task, TaskError, resolve_class
 
 
 class ClassificationTask(Task):
@@ -63,15 +63,7 @@ class ClassificationTask(Task):
 
     def resolve_condition_arg(self, kind, arg):
         super().resolve_condition_arg(kind, arg)
-        if isinstance(arg, str):
-            if self.class_names is None or arg not in self.class_names:
-                raise TaskError(f"classification task '{self.name}' has no class named {arg!r}; "
-                                f"classes are {self.class_names or list(range(self.n_classes))}")
-            return self.class_names.index(arg)
-        if isinstance(arg, bool) or not isinstance(arg, int) or not 0 <= arg < self.n_classes:
-            raise TaskError(f"classification task '{self.name}': condition value must be a class id in "
-                            f"[0, {self.n_classes}) or a class name, got {arg!r}")
-        return arg
+        return resolve_class(self, arg)
 
     def condition(self, value, kind, arg):
         return value.long() == arg
