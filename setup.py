@@ -20,6 +20,9 @@ setup(
         "tensorboardX>=2.5",
         "scikit-learn>=1.1",
         "Pillow>=9.0",
+        # configs are read with yaml.safe_load (Catalyst already depends on PyYAML)
+        "PyYAML>=5.4",
     ],
+    entry_points={"console_scripts": ["dnn-cool-run = dnn_cool_catalyst.config.cli:main"]},
     extras_require={"test": ["pytest>=7"]},
 )

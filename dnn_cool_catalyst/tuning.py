@@ -175,6 +175,32 @@ def metric_curve(tp, fp, fn, tn, metric: str, min_recall: Optional[float] = None
 # Search
 # ---------------------------------------------------------------------------------------------------------------------
 
+def _positive_sweep(s: np.ndarray, y: np.ndarray):
+    """The candidates of :func:`sweep` that can win, with the same counts, at about half the cost.
+
+    Every metric here is non-decreasing when a threshold moves up to the next positive score (only negatives
+    leave the predicted set), so the best value is reached at a distinct positive score or above the maximum;
+    those are exactly the candidates kept. Two plain sorts (positives, negatives) and binary searches replace
+    the argsort + gather of a full sweep, which dominated tuning time at 10^6 samples.
+    """
+    s32 = s.astype(np.float32)
+    if np.array_equal(s32, s):  # float32 scores (the usual case) sort faster, in the same order
+        s = s32
+    pos, neg = np.sort(s[y]), np.sort(s[~y])
+    n_pos, n_neg = pos.shape[0], neg.shape[0]
+    starts = np.empty(n_pos, dtype=bool)  # first position of each run of equal positive scores
+    starts[0] = True
+    np.not_equal(pos[1:], pos[:-1], out=starts[1:])
+    first = np.flatnonzero(starts)[::-1]
+    candidates = pos[first]  # descending, like sweep()
+    top = np.nextafter(np.float64(max(pos[-1], neg[-1]) if n_neg else pos[-1]), np.inf)
+    zero = np.zeros(1, dtype=np.int64)
+    tp = np.concatenate((zero, n_pos - first))
+    fp = np.concatenate((zero, n_neg - np.searchsorted(neg, candidates, "left")))
+    thresholds = np.concatenate(([top], candidates.astype(np.float64)))
+    return thresholds, tp, fp, n_pos - tp, n_neg - fp
+
+
 def _single_class_reason(y: np.ndarray) -> str:
     if y.shape[0] == 0:
         return "no samples"
@@ -192,7 +218,7 @@ def _best_checked(s: np.ndarray, y: np.ndarray, metric: str, min_recall: Optiona
     reason = _single_class_reason(y)
     if reason:
         return ThresholdResult(float(default), math.nan, n, False, reason)
-    thresholds, tp, fp, fn, tn = _sweep_checked(s, y)
+    thresholds, tp, fp, fn, tn = _positive_sweep(s, y)
     curve = metric_curve(tp, fp, fn, tn, metric, min_recall)
     # Thresholds are descending and argmax returns the first maximum: ties go to the largest (most conservative).
     best = int(np.argmax(curve))

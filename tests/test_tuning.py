@@ -249,3 +249,21 @@ def test_best_thresholds_without_mask_and_shape_errors():
 def test_module_doctests():
     failures, _ = doctest.testmod(tuning)
     assert failures == 0
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_search_over_positive_scores_equals_the_full_sweep(metric):
+    # best_threshold only visits distinct positive scores; on tie-heavy float32 data it must pick exactly the
+    # threshold and value that the argmax over every candidate of sweep() picks.
+    rng = np.random.default_rng(3)
+    for trial in range(40):
+        n = int(rng.integers(2, 300))
+        scores = np.round(rng.random(n), 1 + trial % 3).astype(np.float32)
+        labels = rng.random(n) < rng.uniform(0.1, 0.9)
+        if labels.all() or not labels.any():
+            continue
+        thresholds, *counts = sweep(scores, labels)
+        curve = metric_curve(*counts, metric, **metric_kwargs(metric))
+        best = int(np.argmax(curve))
+        result = best_threshold(scores, labels, metric=metric, **metric_kwargs(metric))
+        assert (result.threshold, result.value) == (thresholds[best], curve[best])

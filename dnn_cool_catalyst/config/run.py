@@ -1,0 +1,131 @@
+"""Run a Catalyst-style YAML config: load, merge, override, validate, seed, build, then call the runner's stages.
+
+The format is ``catalyst-run``'s: objects are ``{_target_: ..., args}`` built in file order (hydra_slayer),
+``_var_: name`` names an object for later ``{_var_: name}`` or ``{_var_: name.method}`` references, ``runner`` is
+the runner and ``run`` a list of ``{_call_: method, args}`` stages. Configs are trusted code: building them
+imports and calls whatever they name.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, List, Optional, Sequence
+
+import yaml
+
+from .validate import ConfigError, validate_config
+
+RUNNER_STAGES = ("train", "infer", "tune", "evaluate", "load_tuned", "load_checkpoint", "worst_examples",
+                 "best_examples", "explain")
+
+
+def load_config(paths: Sequence[str], overrides: Sequence[str] = ()) -> dict:
+    """Merge the YAML files in order (later files win key by key; lists are replaced), then apply
+    ``key.path=value`` overrides whose values are read as YAML (``run.0.num_epochs=1``, ``project.seed=3``)."""
+    from catalyst.utils import merge_dicts
+
+    if not paths:
+        raise ConfigError("no config file given")
+    parts = []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file {path!r} does not exist")
+        with open(path, encoding="utf-8") as f:
+            try:
+                part = yaml.safe_load(f)
+            except yaml.YAMLError as e:
+                raise ConfigError(f"config file {path!r} is not valid YAML: {e}") from None
+        if not isinstance(part, dict):
+            raise ConfigError(f"config file {path!r} must hold a mapping of keys, got {type(part).__name__}")
+        parts.append(part)
+    config = merge_dicts(*parts) if len(parts) > 1 else parts[0]
+    for override in overrides:
+        _apply_override(config, override)
+    return config
+
+
+def _apply_override(config: dict, override: str) -> None:
+    key, sep, raw = override.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {override!r} must look like key.path=value")
+    node: Any = config
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {override!r}: '{'.'.join(parts[:i])}' is a list of {len(node)} "
+                                  f"items; '{part}' is not an index into it")
+            part = int(part)
+        elif not isinstance(node, dict):
+            raise ConfigError(f"override {override!r}: '{'.'.join(parts[:i])}' is not a mapping")
+        elif not last and part not in node:
+            raise ConfigError(f"override {override!r}: no key '{'.'.join(parts[:i + 1])}' in the config")
+        if last:
+            node[part] = yaml.safe_load(raw)
+        else:
+            node = node[part]
+
+
+def make_registry():
+    """A fresh registry with Catalyst's names plus ours: aliases (``_var_``) live in the registry, and a fresh
+    one keeps two runs in one process from seeing each other's objects."""
+    import hydra_slayer
+    from catalyst.registry import REGISTRY
+
+    from .registry import register
+
+    register(REGISTRY)
+    registry = hydra_slayer.Registry()
+    registry.add(**{name: REGISTRY.get(name) for name in REGISTRY.all()})
+    return registry
+
+
+def run_config(paths: Sequence[str], overrides: Sequence[str] = (), echo: Optional[Callable[[str], None]] = print
+               ) -> List[Any]:
+    """Build and run a config; return each stage's result. ``echo`` receives the evaluation tables."""
+    import pandas as pd
+
+    from ..runners import DnnCoolSupervisedRunner
+    from .factories import seed_everything
+
+    where = " + ".join(paths)
+    config = load_config(paths, overrides)
+    registry = make_registry()
+    methods = {m for m in RUNNER_STAGES if callable(getattr(DnnCoolSupervisedRunner, m, None))}
+    validate_config(config, _lookup(registry), methods, where)
+    if isinstance(config.get("seed"), int):  # a plain `seed: 0` seeds before anything is built
+        seed_everything(config["seed"])
+    stages = config.pop("run")
+    try:
+        built = registry.get_from_params(**config)
+    except RuntimeError as e:
+        raise _readable(e, where) from e
+    runner = built["runner"]
+    results = []
+    for i, stage in enumerate(stages):
+        stage = dict(stage)
+        name = stage.pop("_call_")
+        result = getattr(runner, name)(**stage)
+        if echo is not None and isinstance(result, pd.DataFrame):
+            echo(f"\n{name} ({', '.join(f'{k}={v}' for k, v in stage.items()) or 'defaults'}):")
+            echo(result.to_string(index=False))
+        results.append(result)
+    return results
+
+
+def _lookup(registry):
+    def lookup(name):
+        return registry.get(name) if isinstance(name, str) else name
+    return lookup
+
+
+def _readable(error: RuntimeError, where: str) -> Exception:
+    """hydra_slayer wraps a failing factory in ``RuntimeError('Factory X call failed: args=... kwargs=...')``
+    whose text can hold whole DataFrames; keep the factory name and the original error's message."""
+    inner: BaseException = error
+    while inner.__cause__ is not None and isinstance(inner, RuntimeError) and str(inner).startswith("Factory '"):
+        inner = inner.__cause__
+    factory = str(error).split("'")[1] if str(error).startswith("Factory '") else "?"
+    if inner is error:
+        return error
+    return ConfigError(f"{where}: building {factory} failed: {type(inner).__name__}: {inner}")

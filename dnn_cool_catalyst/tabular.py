@@ -1,0 +1,144 @@
+"""Tabular data without a training script: a CSV, its column types, and flows written in a small Python module.
+
+The pieces a config (``configs/tabular.yml``) names:
+
+- :func:`tabular_project` reads the CSV, applies the column types, and registers the flow functions of a module;
+- :func:`tabular_model` is an MLP over every numeric/array input column (standardised with the data's own mean
+  and spread) whose last hidden layer is ``x.features`` for the flows.
+
+Example:
+    >>> import os, tempfile
+    >>> import pandas as pd
+    >>> folder = tempfile.mkdtemp()
+    >>> pd.DataFrame({"age": [20., 35, 50, 65], "retired": [0, 0, 0, 1]}).to_csv(f"{folder}/people.csv", index=False)
+    >>> with open(f"{folder}/flows.py", "w") as f:
+    ...     _ = f.write("def people(flow, x, out):\\n    out += flow.retired(x.features)\\n    return out\\n")
+    >>> project = tabular_project(f"{folder}/people.csv", input_cols=["age"], output_cols=["retired"],
+    ...                           flows=f"{folder}/flows.py", project_dir=folder)
+    >>> model = tabular_model(project)
+    >>> batch = next(iter(torch.utils.data.DataLoader(project.get_dataset(), batch_size=4)))
+    >>> model(batch["inputs"])["logits"]["retired"].shape
+    torch.Size([4])
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import os
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Union
+
+import pandas as pd
+import torch
+from torch import nn
+
+from .project import Project
+
+FLOW_PARAMETERS = ["flow", "x", "out"]
+
+
+def load_flow_functions(source: str, names: Optional[Sequence[str]] = None) -> List[Callable]:
+    """The flow functions ``f(flow, x, out)`` of a module, given as a ``.py`` path or a dotted module name.
+
+    Order: ``names`` if given, else the module's ``FLOWS`` list if it has one, else every function with the
+    parameters ``(flow, x, out)`` in source order, so nested flows (defined first) are registered first.
+    """
+    module = _import_module(source)
+    if names is not None:
+        missing = [n for n in names if not callable(getattr(module, n, None))]
+        if missing:
+            raise ValueError(f"flow module {source!r} has no flow function(s) {missing}")
+        return [getattr(module, n) for n in names]
+    if hasattr(module, "FLOWS"):
+        return list(module.FLOWS)
+    found = [fn for _, fn in inspect.getmembers(module, inspect.isfunction)
+             if fn.__module__ == module.__name__ and list(inspect.signature(fn).parameters) == FLOW_PARAMETERS]
+    if not found:
+        raise ValueError(f"flow module {source!r} defines no function with parameters (flow, x, out)")
+    return sorted(found, key=lambda fn: fn.__code__.co_firstlineno)
+
+
+def _import_module(source: str):
+    if source.endswith(".py"):
+        if not os.path.isfile(source):
+            raise FileNotFoundError(f"flow module file {source!r} does not exist (relative paths are taken from "
+                                    f"{os.getcwd()})")
+        name = "dnn_cool_user_flows_" + os.path.splitext(os.path.basename(source))[0]
+        spec = importlib.util.spec_from_file_location(name, source)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    try:
+        return importlib.import_module(source)
+    except ModuleNotFoundError as e:
+        raise ValueError(f"flow module {source!r} is neither a .py file nor an importable module ({e})") from None
+
+
+def tabular_project(csv: str, input_cols: Union[str, Sequence[str]], output_cols: Union[str, Sequence[str]],
+                    flows: str, project_dir: str = "./tabular_project",
+                    column_types: Optional[Mapping[str, str]] = None, flow_names: Optional[Sequence[str]] = None,
+                    read_csv_kwargs: Optional[Mapping] = None) -> Project:
+    """A :class:`Project` over a CSV file with the flows of the module ``flows`` registered (the last one is the
+    full flow). ``column_types`` maps column → converter type name (``binary``, ``category``, ``multilabel``,
+    ``continuous``, ``regression``, ``numeric``...); unmapped columns are guessed."""
+    from .data import Converters
+
+    if not os.path.isfile(csv):
+        raise FileNotFoundError(f"CSV file {csv!r} does not exist (relative paths are taken from {os.getcwd()})")
+    try:
+        df = pd.read_csv(csv, **dict(read_csv_kwargs or {}))
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise ValueError(f"cannot read CSV file {csv!r}: {e}") from None
+    input_cols = [input_cols] if isinstance(input_cols, str) else list(input_cols)
+    output_cols = [output_cols] if isinstance(output_cols, str) else list(output_cols)
+    column_types = dict(column_types or {})
+    stray = [c for c in column_types if c not in input_cols + output_cols]
+    if stray:
+        raise ValueError(f"column_types names column(s) {stray} that are neither input_cols nor output_cols of "
+                         f"{csv!r}")
+    converters = Converters()
+    converters.type.type_mapping.update(column_types)
+    project = Project(df, input_col=input_cols, output_col=output_cols, converters=converters,
+                      project_dir=project_dir)
+    for fn in load_flow_functions(flows, flow_names):
+        project.add_flow(fn)
+    return project
+
+
+class TabularMLP(nn.Module):
+    """Standardise and concatenate the input columns, then ``depth`` Linear-ReLU layers of ``hidden`` units
+    whose output is the flow's ``features``."""
+
+    def __init__(self, flow_module: nn.Module, columns: Dict[str, int], mean: torch.Tensor, std: torch.Tensor,
+                 hidden: int = 64, depth: int = 2, dropout: float = 0.0):
+        super().__init__()
+        self.columns = dict(columns)
+        self.register_buffer("mean", mean.float())
+        self.register_buffer("std", std.float())
+        layers, width = [], sum(self.columns.values())
+        for _ in range(depth):
+            layers += [nn.Linear(width, hidden), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
+            width = hidden
+        self.trunk = nn.Sequential(*layers)
+        self.flow = flow_module
+
+    def forward(self, inputs):
+        x = torch.cat([inputs[c].float().reshape(-1, width) for c, width in self.columns.items()], dim=1)
+        return self.flow({"features": self.trunk((x - self.mean) / self.std)})
+
+
+def tabular_model(project: Project, hidden: int = 64, depth: int = 2, dropout: float = 0.0) -> TabularMLP:
+    """A :class:`TabularMLP` for ``project``'s full flow and input columns."""
+    columns, values = {}, []
+    for column in project.input_cols:
+        data = project.data.inputs[column]
+        if not isinstance(data, torch.Tensor):
+            raise ValueError(f"tabular_model: input column '{column}' has type {project.data.types[column]!r}; "
+                             f"the MLP takes numeric or array columns only")
+        flat = data.float().reshape(len(data), -1)
+        columns[column] = flat.shape[1]
+        values.append(flat)
+    joined = torch.cat(values, dim=1)
+    std = joined.std(dim=0, unbiased=False)
+    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant column must not divide by zero
+    return TabularMLP(project.get_full_flow().torch(), columns, joined.mean(dim=0), std, hidden, depth, dropout)
