@@ -29,7 +29,7 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            _write_all(f, data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
@@ -43,6 +43,11 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     _fsync_directory(directory)
 
 
+def _write_all(f, data: bytes) -> None:
+    # A seam of its own so tests can make a write fail (or the process die) half-way.
+    f.write(data)
+
+
 def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> None:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_write_bytes`)."""
     if not isinstance(text, str):
@@ -53,6 +58,25 @@ def atomic_write_text(path: PathLike, text: str, encoding: str = "utf-8") -> Non
 def atomic_write_json(path: PathLike, obj: Any, indent: int = 2) -> None:
     """Serialise ``obj`` first (so a serialisation error never touches the disk), then write it atomically."""
     atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False))
+
+
+def atomic_write_torch(path: PathLike, obj: Any) -> None:
+    """``torch.save`` ``obj`` atomically. Serialising to memory first means a pickling error never touches the
+    disk, and a crash mid-write leaves the previous checkpoint readable."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_copy(source: PathLike, target: PathLike) -> None:
+    """Copy ``source`` to ``target`` atomically (``shutil.copyfile`` truncates the target first)."""
+    with open(source, "rb") as f:
+        data = f.read()
+    atomic_write_bytes(target, data)
 
 
 def _fsync_directory(directory: str) -> None:

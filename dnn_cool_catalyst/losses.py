@@ -13,6 +13,7 @@ from torch import nn
 
 from .flow.batch import batch_labels, ground_truth_masks, output_logits
 from .flow.graph import CompiledGraph
+from .parallel.precision import at_least_float32
 from .tasks.base import TaskError, sample_mask
 
 
@@ -32,22 +33,40 @@ class FlowLoss(nn.Module):
             raise TaskError(f"loss weights name unknown tasks {sorted(unknown)}; tasks are {sorted(graph.tasks)}")
         self.weights = {name: float(weights.get(name, 1.0)) for name in graph.tasks}
 
-    def compute(self, outputs, batch, with_counts: bool = False):
-        """``(total, per_task)``, or ``(total, per_task, counts)`` with each task's number of valid label
-        elements (what a loader-level average of per-task losses must be weighted by)."""
+    def terms(self, outputs, batch):
+        """``(per_task, counts)``: each task's masked mean loss (in the graph, float32 or wider even under
+        autocast) and its number of valid label elements."""
         labels = batch_labels(self.graph, batch)
         targets = labels[0]
         masks = ground_truth_masks(self.graph, batch, labels)
         logits = output_logits(self.graph, outputs, next(iter(targets.values())).shape[0])
+        per_task = {name: task.loss(at_least_float32(logits[name]), targets[name], masks[name])
+                    for name, task in self.graph.tasks.items()}
+        return per_task, {name: mask.sum() for name, mask in masks.items()}
+
+    def combine(self, per_task, counts=None, global_counts=None) -> torch.Tensor:
+        """The weighted sum of per-task losses.
+
+        With ``global_counts`` (the valid counts of the whole global batch, summed over processes) each task's
+        local mean is re-weighted to ``local count / global count``, so the losses of all processes add up to the
+        loss of the global batch: what distributed training needs for its gradients to equal one process's.
+        """
         total = None
-        per_task = {}
-        for name, task in self.graph.tasks.items():
-            loss = task.loss(logits[name], targets[name], masks[name])
-            per_task[name] = loss.detach()
+        for name, loss in per_task.items():
+            if global_counts is not None:
+                loss = loss * (counts[name].to(loss.dtype) / global_counts[name].to(loss.dtype).clamp(min=1))
             weighted = loss if self.weights[name] == 1.0 else loss * self.weights[name]
             total = weighted if total is None else total + weighted
+        return total
+
+    def compute(self, outputs, batch, with_counts: bool = False):
+        """``(total, per_task)``, or ``(total, per_task, counts)`` with each task's number of valid label
+        elements (what a loader-level average of per-task losses must be weighted by)."""
+        per_task, counts = self.terms(outputs, batch)
+        total = self.combine(per_task)
+        per_task = {name: loss.detach() for name, loss in per_task.items()}
         if with_counts:
-            return total, per_task, {name: mask.sum() for name, mask in masks.items()}
+            return total, per_task, counts
         return total, per_task
 
     def forward(self, outputs, batch) -> torch.Tensor:
@@ -79,7 +98,7 @@ class PerSampleLoss(nn.Module):
         result = {}
         overall = torch.zeros(n, device=device)
         for name, task in self.graph.tasks.items():
-            losses = task.per_sample_loss(logits[name], targets[name], masks[name]).float()
+            losses = task.per_sample_loss(at_least_float32(logits[name]), targets[name], masks[name]).float()
             overall = overall + losses
             valid = sample_mask(masks[name])
             result[name] = {"loss": losses[valid], "index": index[valid]}

@@ -113,8 +113,10 @@ class TaskMetric:
 
     def update(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
         """Add one batch. Stays on the batch's device: no host-device sync until :meth:`compute`."""
+        from .parallel.precision import at_least_float32
+
         with torch.no_grad():
-            stats = self.task.metric_stats(logits.detach(), target, mask)
+            stats = self.task.metric_stats(at_least_float32(logits.detach()), target, mask)
             samples = mask if mask.dim() == 1 else mask.flatten(1).any(1)
             self.merge(stats, samples.sum())
 
@@ -136,6 +138,19 @@ class TaskMetric:
         if self.state is None:
             return {name: 0.0 for name in self.task.metric_names}
         return self.task.metric_values(self.state.cpu())
+
+    def packed(self) -> torch.Tensor:
+        """``[num_samples, *state]`` as one float64 vector (empty before the first update)."""
+        if self.state is None:
+            return torch.zeros(0, dtype=STATS_DTYPE)
+        return torch.cat([self._num_samples.reshape(1), self.state])
+
+    def unpack(self, vector: torch.Tensor) -> None:
+        """Set the state from :meth:`packed` output (all zeros means "nothing seen": the state stays empty)."""
+        if vector.numel() == 0 or not bool(vector.any()):
+            self.reset()
+            return
+        self._num_samples, self.state = vector[0], vector[1:]
 
 
 class FlowMetrics:
@@ -159,6 +174,31 @@ class FlowMetrics:
         logits = output_logits(self.graph, outputs, next(iter(targets.values())).shape[0])
         for name, metric in self.metrics.items():
             metric.update(logits[name], targets[name], masks[name])
+
+    def merge(self, stats: Dict[str, torch.Tensor], num_samples: Dict[str, torch.Tensor]) -> None:
+        """Add statistics computed elsewhere, e.g. summed over DataParallel replicas."""
+        for name, metric in self.metrics.items():
+            metric.merge(stats[name], num_samples[name])
+
+    def sync(self) -> None:
+        """Sum every task's statistics over all processes (a no-op in one process); call once, at loader end.
+
+        Two small collectives: the length of each task's state (a process that saw no batch has none yet), then
+        one sum over all states packed together. Padding a distributed sampler adds carries no available label,
+        so it is in no statistic and nothing needs de-duplicating here.
+        """
+        from .parallel.distributed import all_reduce_max, all_reduce_sum, world_size
+
+        if world_size() == 1:
+            return
+        packed = {name: metric.packed() for name, metric in self.metrics.items()}
+        device = next((v.device for v in packed.values() if v.numel()), torch.device("cpu"))
+        lengths = all_reduce_max(torch.tensor([v.numel() for v in packed.values()], device=device))
+        flat = torch.cat([v.to(device) if v.numel() else torch.zeros(int(n), dtype=STATS_DTYPE, device=device)
+                          for v, n in zip(packed.values(), lengths.tolist())])
+        summed = all_reduce_sum(flat)
+        for (name, metric), part in zip(self.metrics.items(), torch.split(summed, lengths.tolist())):
+            metric.unpack(part)
 
     def compute(self) -> Dict[str, Dict[str, float]]:
         """``{task_path: {metric_name: value}}``."""

@@ -45,6 +45,10 @@ class ThresholdResult:
     tuned: bool
     reason: str
 
+    def report(self) -> dict:
+        """The result as JSON-able values: an untuned ``value`` (NaN) becomes ``None``."""
+        return {**self.__dict__, "value": None if math.isnan(self.value) else self.value}
+
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Validation

@@ -68,3 +68,52 @@ def read_scalar_tags(path: str) -> dict:
                 if value.HasField("simple_value"):
                     scalars.setdefault(value.tag, []).append(value.simple_value)
     return scalars
+
+
+def _events(path: str):
+    """Every Event of one TensorBoard event file (TFRecord framing, as in :func:`read_scalar_tags`)."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    with open(path, "rb") as f:
+        while True:
+            header = f.read(8)
+            if len(header) < 8:
+                break
+            (length,) = struct.unpack("<Q", header)
+            f.read(4)
+            event = event_pb2.Event.FromString(f.read(length))
+            f.read(4)
+            yield event
+
+
+def read_summaries(directory: str) -> dict:
+    """Images, texts and PR curves of every event file in ``directory``:
+    ``{"images": {tag: [(step, HWC uint8 array)]}, "texts": {tag: [(step, str)]},
+    "pr_curves": {tag: [(step, (6, num_thresholds) array)]}}`` (PR rows: tp, fp, tn, fn, precision, recall)."""
+    import glob
+    import io
+    import os
+
+    import numpy as np
+    from PIL import Image
+
+    found = {"images": {}, "texts": {}, "pr_curves": {}}
+    for path in sorted(glob.glob(os.path.join(directory, "events.out.tfevents.*"))):
+        for event in _events(path):
+            for value in event.summary.value:
+                step = event.step
+                plugin = value.metadata.plugin_data.plugin_name
+                if value.HasField("image"):
+                    pixels = np.asarray(Image.open(io.BytesIO(value.image.encoded_image_string)))
+                    found["images"].setdefault(value.tag, []).append((step, pixels))
+                elif plugin == "text" or value.tag.endswith("/text_summary"):
+                    # tensorboardX stores text under "<tag>/text_summary" (plugin metadata on the first only).
+                    tag = value.tag[:-len("/text_summary")] if value.tag.endswith("/text_summary") else value.tag
+                    found["texts"].setdefault(tag, []).append((step, value.tensor.string_val[0].decode()))
+                elif plugin == "pr_curves":
+                    shape = [d.size for d in value.tensor.tensor_shape.dim]
+                    data = np.asarray(value.tensor.float_val, dtype=np.float64).reshape(shape)
+                    found["pr_curves"].setdefault(value.tag, []).append((step, data))
+    return found

@@ -12,6 +12,7 @@ from dnn_cool_catalyst.config.registry import SHORT_NAMES, register
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABULAR = os.path.join(REPO, "configs", "tabular.yml")
+SECURITY = os.path.join(REPO, "configs", "security.yml")
 TINY_RUN = [{"_call_": "train", "num_epochs": 1}, {"_call_": "infer"}, {"_call_": "tune"},
             {"_call_": "evaluate", "loader": "test"}]
 
@@ -40,6 +41,16 @@ def test_tabular_config_runs_end_to_end_with_catalyst_run(tmp_path, tiny_tabular
     assert set(table.task_path) == {"is_interesting", "numerical_flow.is_even", "numerical_flow.predict_positive",
                                     "numerical_flow.multiple_three"}
     assert (run_dir / "checkpoints" / "runner.best.pth").exists() and (run_dir / "tuned.json").exists()
+
+
+def test_security_config_runs_end_to_end_with_catalyst_run(tmp_path):
+    tiny = write_yaml(tmp_path / "tiny.yml", {"project": {"project_dir": str(tmp_path / "proj"), "n_samples": 200},
+                                             "run": TINY_RUN})
+    done = run_cli([os.path.join(os.path.dirname(sys.executable), "catalyst-run"), "--config", SECURITY, tiny])
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pd.read_csv(tmp_path / "proj" / "security_config" / "evaluation_test_gt.csv")
+    assert {"camera_blocked", "person_regression.face_regression.face_x1",
+            "person_regression.body_regression.shirt_type"} <= set(table.task_path)
 
 
 def test_dnn_cool_run_prints_the_tables_and_accepts_overrides(tmp_path):

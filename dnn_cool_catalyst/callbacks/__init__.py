@@ -1,5 +1,8 @@
 """Catalyst callbacks, one lifecycle concern each."""
 from .criterion import FlowCriterionCallback
+from .interpretation import InterpretationCallback
 from .metrics import FlowMetricsCallback
+from .nan_guard import NanGuardCallback, NonFiniteError
 
-__all__ = ["FlowCriterionCallback", "FlowMetricsCallback"]
+__all__ = ["FlowCriterionCallback", "InterpretationCallback", "FlowMetricsCallback", "NanGuardCallback",
+           "NonFiniteError"]

@@ -1,23 +1,171 @@
-"""Best + last checkpoints that survive a resume."""
+"""Best + last checkpoints that are written atomically, load without executing code, and survive a resume."""
 from __future__ import annotations
 
 import json
 import os
+import pickle
+import zipfile
+from typing import Any
 
+import torch
 from catalyst.callbacks.checkpoint import Checkpoint, CheckpointCallback
+from catalyst.callbacks.misc import EarlyStoppingCallback
+from catalyst.utils import pack_checkpoint
+
+from ..atomic import atomic_copy, atomic_write_text, atomic_write_torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated, or holds something other than tensors and plain values."""
+
+
+def read_checkpoint(path: str) -> dict:
+    """``torch.load(path, weights_only=True)``: a checkpoint is data, so unpickling arbitrary objects (which can
+    run code) is refused. Any failure names the file."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
+        # torch reports a truncated zip as OSError/RuntimeError and a forbidden global as UnpicklingError.
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"checkpoint {path} cannot be read as a weights-only checkpoint (truncated, not a "
+                              f"checkpoint, or it holds pickled Python objects): {first_line}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict of states")
+    return state
 
 
 class ResumableCheckpointCallback(CheckpointCallback):
-    """Catalyst's ``CheckpointCallback`` in ``runner`` mode that, when resuming, also restores which epoch was
-    best so far (Catalyst forgets it and would crown the first resumed epoch). Resume state is read with
-    ``torch.load(weights_only=True)``: our checkpoints hold only tensors and numbers."""
+    """Catalyst's ``CheckpointCallback`` made safe for crashes and resumes:
+
+    - every file (``<mode>.last.pth``, ``<mode>.NNNN.pth``, ``<mode>.best.pth``, ``<mode>.storage.json``) is
+      written to a temporary name and renamed, so a kill mid-write leaves the previous file intact; only the main
+      process writes;
+    - checkpoints are read back with ``torch.load(weights_only=True)``;
+    - on resume it restores which epoch was best so far (Catalyst forgets it and would crown the first resumed
+      epoch) and the early-stopping counter: each checkpoint carries the monitored score of every epoch so far
+      (``valid_history``), replayed into the matching :class:`EarlyStoppingCallback`.
+    """
 
     def on_experiment_start(self, runner) -> None:
-        super().on_experiment_start(runner)
+        self._history = []
+        self._replay_pending = False
+        super().on_experiment_start(runner)  # calls self._load, which fills the history on resume
         storage_path = os.path.join(self.logdir, f"{self.mode}.storage.json")
         if self._resume_runner is None or not os.path.exists(storage_path):
             return
-        with open(storage_path, encoding="utf-8") as f:
-            saved = json.load(f)
-        self._storage = [Checkpoint(obj=None, logpath=item["logpath"], metric=item["metric"])
-                         for item in saved.get("storage", []) if os.path.exists(item["logpath"])]
+        try:
+            with open(storage_path, encoding="utf-8") as f:
+                saved = json.load(f)
+            items = saved.get("storage", [])
+            self._storage = [Checkpoint(obj=None, logpath=item["logpath"], metric=item["metric"])
+                             for item in items if os.path.exists(item["logpath"])]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"checkpoint index {storage_path} is corrupted ({e}); delete it to resume without "
+                                  f"the best-epoch record") from None
+
+    # -- writing ---------------------------------------------------------------------------------------------
+    def _save(self, runner, obj: Any, logprefix: str) -> str:
+        logpath = f"{logprefix}.pth"
+        if self.mode == "model" and isinstance(obj, torch.nn.Module):
+            state = runner.engine.unwrap_model(obj).state_dict()
+        elif self.mode == "model":
+            state = pack_checkpoint(model=obj)
+        else:
+            state = pack_checkpoint(**obj)
+        runner.engine.wait_for_everyone()
+        if runner.engine.is_main_process:  # every DDP rank holds the same state; one writer avoids a race
+            atomic_write_torch(logpath, state)
+        return logpath
+
+    def _handle_epoch(self, runner, score: float) -> None:
+        self._history.append(float(score))
+        if self.mode == "model":
+            obj = runner.model
+        else:
+            obj = dict(model=runner.model, criterion=runner.criterion, optimizer=runner.optimizer,
+                       scheduler=runner.scheduler, epoch_step=runner.epoch_step, batch_step=runner.batch_step,
+                       sample_step=runner.sample_step, valid_history=list(self._history))
+        if self.save_last:
+            self._save(runner, obj, f"{self.logdir}/{self.mode}.last")
+        logpath = self._save(runner, obj, f"{self.logdir}/{self.mode}.{runner.epoch_step:04d}")
+        self._storage.append(Checkpoint(obj=obj, logpath=logpath, metric=score))
+        self._storage = sorted(self._storage, key=lambda x: x.metric, reverse=not self._minimize)
+        if len(self._storage) > self.topk:
+            dropped = self._storage.pop(-1)
+            if runner.engine.is_main_process and os.path.isfile(dropped.logpath):
+                try:
+                    os.remove(dropped.logpath)
+                except OSError:
+                    pass
+        if runner.engine.is_main_process:
+            # Plain json.dumps, as Catalyst does: a NaN score (guard disabled) must not make the save fail.
+            atomic_write_text(f"{self.logdir}/{self.mode}.storage.json", json.dumps({
+                "logdir": str(self.logdir), "topk": self.topk, "loader_key": self.loader_key,
+                "metric_key": self.metric_key, "minimize": self._minimize,
+                "storage": [{"logpath": str(x.logpath), "metric": x.metric} for x in self._storage]}, indent=2))
+
+    def on_epoch_end_best(self, runner) -> None:
+        score = runner.epoch_metrics[self.loader_key][self.metric_key] if self.loader_key is not None \
+            else runner.epoch_metrics[self.metric_key]
+        self._handle_epoch(runner=runner, score=score)
+        if self.save_best:
+            runner.engine.wait_for_everyone()
+            if runner.engine.is_main_process:
+                # The best epoch's own file, not the live model (which holds the last epoch's weights).
+                atomic_copy(self._storage[0].logpath, f"{self.logdir}/{self.mode}.best.pth")
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    def _load(self, runner, resume_logpath: Any = None, resume_model: str = None, resume_runner: str = None):
+        import catalyst.callbacks.checkpoint as catalyst_checkpoint  # compat patches unpack_checkpoint there
+
+        unpack = catalyst_checkpoint.unpack_checkpoint
+        if resume_logpath is not None:
+            runner.engine.wait_for_everyone()
+            state = read_checkpoint(resume_logpath)
+            if self.mode == "model" and "model_state_dict" not in state:
+                runner.engine.unwrap_model(runner.model).load_state_dict(state)
+            else:
+                unpack(checkpoint=state, model=runner.model)
+        if resume_runner is not None:
+            runner.engine.wait_for_everyone()
+            state = read_checkpoint(resume_runner)
+            try:
+                unpack(checkpoint=state, model=runner.model, criterion=runner.criterion, optimizer=runner.optimizer,
+                       scheduler=runner.scheduler)
+                runner.epoch_step = state["epoch_step"]
+                runner.batch_step = state["batch_step"]
+                runner.sample_step = state["sample_step"]
+            except (KeyError, RuntimeError, ValueError) as e:
+                detail = " ".join(line.strip() for line in str(e).splitlines()[:3]) or repr(e)
+                raise CheckpointError(f"checkpoint {resume_runner} does not fit this run (another model, optimizer "
+                                      f"or scheduler?): {detail}") from None
+            self._history = [float(v) for v in state.get("valid_history", [])]
+            self._replay_pending = bool(self._history)
+        if resume_model is not None:
+            runner.engine.wait_for_everyone()
+            runner.engine.unwrap_model(runner.model).load_state_dict(read_checkpoint(resume_model))
+
+    def on_epoch_start(self, runner) -> None:
+        # Replayed here, not at experiment start: EarlyStoppingCallback (a later callback order) resets its best
+        # score in its own on_experiment_start, after ours has run.
+        if not self._replay_pending:
+            return
+        self._replay_pending = False
+        for callback in runner.callbacks.values():
+            if (isinstance(callback, EarlyStoppingCallback) and callback.loader_key == self.loader_key
+                    and callback.metric_key == self.metric_key):
+                callback.best_score, callback.num_no_improvement_epochs = None, 0
+                for score in self._history:
+                    if callback.best_score is None or callback.is_better(score, callback.best_score):
+                        callback.best_score, callback.num_no_improvement_epochs = score, 0
+                    else:
+                        callback.num_no_improvement_epochs += 1
+
+    def on_experiment_end(self, runner) -> None:
+        # Catalyst prints its "Top models" list unconditionally; a quiet run stays quiet.
+        if getattr(runner, "_verbose", True):
+            super().on_experiment_end(runner)
+        elif self.load_best_on_end:
+            self._load(runner=runner, resume_logpath=self._storage[0].logpath)

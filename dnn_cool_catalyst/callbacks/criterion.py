@@ -4,6 +4,9 @@ from __future__ import annotations
 import torch
 from catalyst.core.callback import CallbackOrder, ICriterionCallback
 
+from ..parallel.distributed import all_reduce_sum, world_size
+from ..parallel.replicas import REDUCTION_KEY
+
 
 class FlowCriterionCallback(ICriterionCallback):
     """Puts the flow's masked loss in ``runner.batch_metrics[loss_key]`` (for the backward callback) and, at
@@ -12,6 +15,15 @@ class FlowCriterionCallback(ICriterionCallback):
     Per-task losses come from the same computation as the total (no second pass) and are averaged over the
     loader weighted by each batch's valid label count, so they equal the loss over the whole loader's valid
     samples. Accumulation stays on the device until loader end.
+
+    Sources, in order: the :class:`~dnn_cool_catalyst.parallel.BatchReduction` the runner leaves in the batch
+    under DataParallel memory balancing, else the batch's ``outputs``.
+
+    Under DDP (``world_size > 1``) each process holds a slice of the global batch: the per-task valid counts are
+    summed over processes every step (a tiny all-reduce, no host sync) and each process's loss becomes
+    ``world_size x Σ_t w_t · mean_t · local_count_t / global_count_t``. DDP averages gradients over processes, so
+    the step is the one a single process takes on the whole global batch. Loader values are summed over processes
+    at loader end and equal the single-process values.
     """
 
     def __init__(self, flow, output_key: str = "outputs", loss_key: str = "loss", weights=None):
@@ -28,16 +40,36 @@ class FlowCriterionCallback(ICriterionCallback):
     def on_loader_start(self, runner) -> None:
         self._reset()
 
+    def _terms(self, runner):
+        reduction = runner.batch.get(REDUCTION_KEY)
+        if reduction is not None:
+            return reduction.losses, reduction.counts
+        return self.loss_fn.terms(runner.batch[self.output_key], runner.batch)
+
     def on_batch_end(self, runner) -> None:
-        total, per_task, counts = self.loss_fn.compute(runner.batch[self.output_key], runner.batch,
-                                                       with_counts=True)
-        runner.batch_metrics[self.loss_key] = total
-        n = runner.batch_size
-        detached = total.detach() * n
-        self._total = detached if self._total is None else self._total + detached
+        per_task, counts = self._terms(runner)
+        world = world_size()
+        if world == 1:
+            total = self.loss_fn.combine(per_task)
+            runner.batch_metrics[self.loss_key] = total
+            n = runner.batch_size
+            batch_total = total.detach() * n
+        else:
+            names = list(per_task)
+            device = per_task[names[0]].device
+            valid = runner.batch.get("valid")
+            n = valid.sum() if valid is not None else torch.tensor(runner.batch_size)
+            local = torch.stack([counts[name].to(device, torch.float64) for name in names]
+                                + [n.to(device, torch.float64)])
+            summed = all_reduce_sum(local)
+            global_counts = dict(zip(names, summed[:-1]))
+            share = self.loss_fn.combine(per_task, counts, global_counts)  # this process's part of the batch loss
+            runner.batch_metrics[self.loss_key] = share * world
+            batch_total = share.detach() * summed[-1]  # summed over processes at loader end: loss x batch size
+        self._total = batch_total if self._total is None else self._total + batch_total
         self._samples = n if self._samples is None else self._samples + n
         for name, loss in per_task.items():
-            weighted = loss * counts[name]
+            weighted = loss.detach() * counts[name]
             if name in self._task_sums:
                 self._task_sums[name] = self._task_sums[name] + weighted
                 self._task_counts[name] = self._task_counts[name] + counts[name]
@@ -47,8 +79,18 @@ class FlowCriterionCallback(ICriterionCallback):
     def on_loader_end(self, runner) -> None:
         if self._total is None:
             return
-        runner.loader_metrics[self.loss_key] = float(self._total) / max(self._samples, 1)
+        names = list(self._task_sums)
+        if world_size() > 1:
+            device = self._total.device
+            packed = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device).reshape(())
+                                  for v in [self._total, self._samples]
+                                  + [self._task_sums[k] for k in names] + [self._task_counts[k] for k in names]])
+            values = all_reduce_sum(packed).tolist()
+        else:
+            values = [float(self._total), float(self._samples)] + [float(self._task_sums[k]) for k in names] \
+                + [float(self._task_counts[k]) for k in names]
+        total, samples = values[0], values[1]
+        runner.loader_metrics[self.loss_key] = total / max(samples, 1)
         paths = self.flow.task_paths
-        for name, total in self._task_sums.items():
-            count = float(self._task_counts[name])
-            runner.loader_metrics[f"{self.loss_key}/{paths[name]}"] = float(total) / count if count else 0.0
+        for name, task_sum, count in zip(names, values[2:2 + len(names)], values[2 + len(names):]):
+            runner.loader_metrics[f"{self.loss_key}/{paths[name]}"] = task_sum / count if count else 0.0

@@ -183,7 +183,14 @@ class Converters:
                 converter.fit(series, column)
                 columns_state[column] = {"role": "output", "type": type_name, "state": converter.state_dict()}
                 dirty = True
-            values, mask = converter.transform(series, column)
+            try:
+                values, mask = converter.transform(series, column)
+            except ConverterError as e:
+                if stored is None:
+                    raise
+                # The usual cause at inference: a label the saved state has never seen. Say where that state lives.
+                raise ConverterError(f"{e} (the converter state was fitted earlier and loaded from {state_path!r}; "
+                                     f"fix the value or delete that file to refit)") from None
             _check_target(column, values, mask, len(df))
             targets[column], available[column] = values, mask
             types[column], converters[column] = type_name, converter

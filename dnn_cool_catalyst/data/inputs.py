@@ -182,7 +182,8 @@ class NumericInput(InputConverter):
         bad = ~np.isfinite(floats)
         if bad.any():
             raise ConverterError(f"numeric input column '{column}': infinite value at row "
-                                 f"{series.index[int(np.flatnonzero(bad)[0])]!r}")
+                                 f"{series.index[int(np.flatnonzero(bad)[0])]!r} ({int(bad.sum())} row(s)); inputs "
+                                 f"must be finite numbers")
         return torch.from_numpy(floats.astype(np.float32))
 
 

@@ -81,6 +81,13 @@ class TaskFlow:
 
         return Evaluator(self)
 
+    def get_treelib_explainer(self):
+        """``explainer(outputs, labels=None)`` → one ``treelib.Tree`` per input: the decoded predictions laid
+        out along the preconditions they satisfied (see :mod:`dnn_cool_catalyst.explain`)."""
+        from ..explain import TreelibExplainer
+
+        return TreelibExplainer(self.graph)
+
     def get_activation(self) -> Callable[[Mapping], Dict[str, torch.Tensor]]:
         """``activation(outputs)`` → per-task activations (probabilities, rescaled values...)."""
         graph = self.graph

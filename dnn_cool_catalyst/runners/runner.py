@@ -10,16 +10,24 @@ from typing import Dict, Iterable, Optional, Sequence
 import pandas as pd
 import torch
 from catalyst import dl
-from torch.utils.data import DataLoader, Subset
+from catalyst.utils.misc import set_global_seed
+from torch.utils.data import DataLoader
 
 from .. import compat
 from ..atomic import atomic_write_json, atomic_write_text
-from ..callbacks import FlowCriterionCallback, FlowMetricsCallback
-from ..callbacks.checkpoint import ResumableCheckpointCallback
+from ..callbacks import FlowCriterionCallback, FlowMetricsCallback, InterpretationCallback
+from ..callbacks.checkpoint import CheckpointError, ResumableCheckpointCallback, read_checkpoint
+from ..callbacks.nan_guard import NanGuardCallback
 from ..evaluation import GATINGS, split_masks, tune_flow
 from ..flow.batch import output_logits
 from ..flow.module import decode_condition_sources
+from ..tasks.base import TaskError
+from ..interpretation.pr_curves import mark_tuned_points
+from ..parallel import (REDUCTION_KEY, PaddingMarkedSubset, ShardedBatchSampler, autocast, autocast_dtype,
+                        balanced_forward, gather_samples, reshard_loader)
+from ..parallel import world as parallel_world
 from . import artifacts
+from .interpretation import InterpretationMixin
 from .splits import SPLITS, load_or_make_splits
 
 # Catalyst requires loader names to start with train/valid/infer.
@@ -30,12 +38,16 @@ class RunnerError(ValueError):
     """The runner was misused (wrong order of steps, a run directory of another flow, an empty split...)."""
 
 
-class DnnCoolSupervisedRunner(dl.SupervisedRunner):
+class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
     """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
 
     ``model`` is any nn.Module taking the batch's ``"inputs"`` dict and returning the flow module's output (or a
     dict of logits per task). Ground truth never reaches the model: preconditions are applied in the loss and
     metrics from the batch's labels.
+
+    Scale-out (README, "Multi-GPU, multi-node and mixed precision"): pass a Catalyst engine (DataParallel, DDP,
+    ``mixed_precision=...``); ``balance_dataparallel_memory=True`` reduces loss and metric statistics on each
+    DataParallel replica instead of gathering every logit on the main device.
 
     Layout of ``run_dir``: ``flow.json`` (what the run was trained for), ``splits.json``, ``checkpoints/``,
     ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/index.json``, ``tuned.json``,
@@ -44,7 +56,8 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
 
     def __init__(self, model: torch.nn.Module, flow, run_dir: str, dataset=None, batch_size: int = 64,
                  num_workers: int = 0, seed: int = 42, split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
-                 engine=None, loss_weights: Optional[Dict[str, float]] = None):
+                 engine=None, loss_weights: Optional[Dict[str, float]] = None,
+                 balance_dataparallel_memory: bool = False):
         compat.apply()
         super().__init__(model=model, input_key="inputs", output_key="outputs", target_key="targets",
                          loss_key="loss")
@@ -54,6 +67,8 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         self.loader_batch, self.num_workers, self.split_seed = batch_size, num_workers, seed
         self.loss_weights = loss_weights
         self._engine_arg = engine
+        # Under nn.DataParallel, reduce loss and metric statistics on each replica (see parallel/replicas.py).
+        self.balance_dataparallel_memory = balance_dataparallel_memory
         self._claim_run_dir()
         self.splits = load_or_make_splits(os.path.join(self.run_dir, "splits.json"), len(self.dataset),
                                           split_fractions, seed)
@@ -63,8 +78,14 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         path = os.path.join(self.run_dir, "flow.json")
         described = json.loads(json.dumps(self.flow.describe()))
         if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                saved = json.load(f)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    saved = json.load(f)
+            except (OSError, ValueError) as e:
+                raise RunnerError(f"cannot read {path} ({e}): the run directory {self.run_dir} is damaged; choose "
+                                  f"another runner_name or delete it") from None
+            if not isinstance(saved, dict):
+                saved = {"name": None, "tasks": []}
             if saved != described:
                 raise RunnerError(f"run directory {self.run_dir} belongs to a different flow ('{saved.get('name')}' "
                                   f"with tasks {[t['path'] for t in saved.get('tasks', [])]}); choose another "
@@ -87,8 +108,12 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         if not self.splits[split]:
             raise RunnerError(f"split '{split}' has no samples ({len(self.dataset)} samples split by "
                               f"{[len(v) for v in self.splits.values()]}); change split_fractions")
-        return DataLoader(Subset(self.dataset, self.splits[split]), batch_size=batch_size or self.loader_batch,
-                          shuffle=shuffle, num_workers=self.num_workers)
+        # Our own batch sampler, so that under DDP each process gets its slice of the very batches one process
+        # would see (parallel/sampler.py); batches carry "valid" (False marks distributed padding).
+        sampler = ShardedBatchSampler(len(self.splits[split]), batch_size or self.loader_batch, shuffle=shuffle,
+                                      seed=self.split_seed)
+        return DataLoader(PaddingMarkedSubset(self.dataset, self.splits[split]), batch_sampler=sampler,
+                          num_workers=self.num_workers)
 
     def _materialize(self) -> None:
         """Run one small batch through the model so lazy heads get their shapes before an optimizer exists."""
@@ -114,8 +139,50 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         # input columns, not samples.
         self.batch_size = int(self.batch["index"].shape[0])
 
+    def on_loader_start(self, runner) -> None:
+        super().on_loader_start(runner)
+        sampler = getattr(self.loader, "batch_sampler", None)
+        if isinstance(sampler, ShardedBatchSampler):
+            sampler.set_epoch(self.epoch_step)  # this epoch's shuffle, the same in every process
+
+    def _setup_loaders(self) -> None:
+        rank, world = max(0, self.engine.process_index), self.engine.num_processes
+        if world <= 1:
+            return super()._setup_loaders()
+        # accelerate's prepare() would deal whole batches to processes in turn; slice every global batch instead.
+        # Other loaders (user-given) still go through accelerate.
+        set_global_seed(self.seed + rank + self.epoch_step)
+        self.loaders = {key: reshard_loader(loader, rank, world) or self.engine.prepare(loader)
+                        for key, loader in self.get_loaders().items()}
+
+    def _run_local(self, local_rank: int = -1, world_size: int = 1) -> None:
+        compat.apply()  # DDP processes are fresh interpreters, where Catalyst is unpatched
+        super()._run_local(local_rank, world_size)
+
+    def _writes_files(self) -> bool:
+        """Whether this process writes the run directory: rank 0 inside a process group; outside one, the
+        launching process, unless it launches a later node of a multi-node DDP run (engine's
+        ``workers_dist_rank`` > 0: node 0 writes)."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            return torch.distributed.get_rank() == 0
+        return getattr(self._engine_arg, "_workers_global_rank", 0) == 0
+
+    def _balanced(self) -> bool:
+        model = self.model
+        return (self.balance_dataparallel_memory and isinstance(model, torch.nn.DataParallel)
+                and len(model.device_ids) > 1)
+
     def handle_batch(self, batch) -> None:
-        self.batch = {**batch, "outputs": self.model(batch["inputs"])}
+        # Loaders resharded for DDP are not accelerate-prepared, so they yield CPU tensors.
+        batch = _to_device(batch, self.engine.device, non_blocking=True)
+        dtype = autocast_dtype(self.engine)
+        if self._balanced():
+            self.batch = {**batch, REDUCTION_KEY: balanced_forward(self.model, batch, self.flow.graph, dtype)}
+            return
+        # Also on top of accelerate's own autocast: accelerate silently leaves fp16 off on the CPU.
+        with autocast(self.engine.device.type, dtype):
+            outputs = self.model(batch["inputs"])
+        self.batch = {**batch, "outputs": outputs}
 
     # -- train -----------------------------------------------------------------------------------------------
     def train(self, *, num_epochs: int = 10, resume: bool = False, lr: float = 1e-3, early_stopping_patience: int = 5,
@@ -128,6 +195,8 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         ``resume=True`` continues from ``checkpoints/runner.last.pth`` with the optimizer, scheduler and epoch
         counters restored (``num_epochs`` is the total).
         """
+        if not isinstance(num_epochs, int) or num_epochs < 1:
+            raise RunnerError(f"num_epochs must be a positive int (the total, also when resuming), got {num_epochs!r}")
         self._materialize()
         loaders = kwargs.pop("loaders", None) or OrderedDict(
             train=self.split_loader("train", shuffle=True), valid=self.split_loader("valid"))
@@ -142,7 +211,12 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
             warnings.warn(f"resume=True but {last} does not exist: training from scratch", stacklevel=2)
         defaults = OrderedDict(
             _criterion=FlowCriterionCallback(self.flow, weights=self.loss_weights),
+            _nan_guard=NanGuardCallback(self.flow),
             _metrics=FlowMetricsCallback(self.flow),
+            # Best/worst validation samples per task in TensorBoard; off with runner.interpretation_k = 0.
+            **({"_interpretation": InterpretationCallback(
+                self.flow, k=self.interpretation_k, loaders=("valid",), publishers=self.publishers,
+                logdir=os.path.join(self.run_dir, "tensorboard"))} if self.interpretation_k > 0 else {}),
             _backward=dl.BackwardCallback(metric_key="loss"),
             _optimizer=dl.OptimizerCallback(metric_key="loss"),
             _early_stopping=dl.EarlyStoppingCallback(patience=early_stopping_patience, loader_key="valid",
@@ -171,22 +245,55 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         if not os.path.exists(path):
             raise RunnerError(f"no checkpoint {path}; train first (runner.train())")
         self._materialize()
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = read_checkpoint(path)
+        except CheckpointError as e:
+            raise RunnerError(str(e)) from None
         try:
             self.model.load_state_dict(state["model_state_dict"])
         except (KeyError, RuntimeError) as e:
             raise RunnerError(f"checkpoint {path} does not fit this model: {e}") from None
         return path
 
-    @torch.no_grad()
-    def infer(self, splits: Iterable[str] = SPLITS, checkpoint: str = "best", verbose: bool = False) -> dict:
+    def infer(self, splits: Iterable[str] = SPLITS, checkpoint: str = "best", verbose: bool = False,
+              engine=None) -> dict:
         """Run the ``checkpoint`` weights on every split and store logits, activations, targets, both masks and
         per-sample losses under ``infer/``. Decoded masks use the tuned thresholds when ``tuned.json`` exists.
-        Returns the index (split → number of samples)."""
+        Returns the index (split → number of samples).
+
+        With a ``DistributedDataParallelEngine`` (given here or to the constructor) the engine's processes each
+        infer a slice of every batch; rank 0 gathers the samples (padding dropped, in split order) and writes."""
+        splits = list(splits)
+        engine = engine or self._engine_arg
+        if _is_ddp(engine):
+            self._infer_job = (engine, splits, checkpoint)
+            try:
+                engine.spawn(self._infer_local)
+            finally:
+                self._infer_job = None
+            index = artifacts.read_index(self.infer_dir)
+        else:
+            index = self._infer(splits, checkpoint, verbose)
+        self.log_interpretation(splits)  # PR curves, best/worst samples, trees
+        return index
+
+    def _infer_local(self, local_rank: int, world_size: int) -> None:
+        """One DDP process of :meth:`infer` (what ``engine.spawn`` runs)."""
+        compat.apply()
+        engine, splits, checkpoint = self._infer_job
+        engine.setup(local_rank=local_rank, world_size=world_size)
+        try:
+            self._infer(splits, checkpoint, verbose=False, device=engine.device)
+        finally:
+            engine.cleanup()
+
+    @torch.no_grad()
+    def _infer(self, splits, checkpoint: str, verbose: bool, device=None) -> dict:
+        rank, world = parallel_world()
         path = self.load_checkpoint(checkpoint)
         if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
             self.load_tuned()
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         model = self.model.to(device).eval()
         graph = self.flow.graph
         try:  # splits inferred earlier stay listed; the ones run now are overwritten
@@ -196,11 +303,12 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         index = {"checkpoint": path, "splits": dict(earlier), "fields": list(artifacts.FIELDS)}
         for split in splits:
             loader = self.split_loader(split)
+            loader = reshard_loader(loader, rank, world) if world > 1 else loader
             if verbose:
                 from tqdm.auto import tqdm
                 loader = tqdm(loader, desc=f"infer {split}")
             collected = {name: {"logits": [], "targets": [], "available": []} for name in graph.tasks}
-            positions = []
+            positions, valid = [], []
             for batch in loader:
                 inputs = _to_device(batch["inputs"], device)
                 n = batch["index"].shape[0]
@@ -210,10 +318,15 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
                     collected[name]["targets"].append(batch["targets"][name])
                     collected[name]["available"].append(batch["available"][name])
                 positions.append(batch["index"])
+                valid.append(batch["valid"])
             stored = _finish_split(self.flow, collected, torch.cat(positions))
-            artifacts.save_split(self.infer_dir, split, stored)
+            if world > 1:
+                stored = _gather_split(stored, torch.cat(valid), self.splits[split])
+            if rank == 0:
+                artifacts.save_split(self.infer_dir, split, stored)
             index["splits"][split] = int(len(self.splits[split]))
-        artifacts.write_index(self.infer_dir, index)
+        if rank == 0:
+            artifacts.write_index(self.infer_dir, index)
         return index
 
     def _stored(self, split: str):
@@ -221,9 +334,15 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
             index = artifacts.read_index(self.infer_dir)
         except FileNotFoundError:
             raise RunnerError(f"no inference outputs in {self.infer_dir}; run runner.infer() first") from None
+        except artifacts.ArtifactError as e:
+            raise RunnerError(str(e)) from None
         if split not in index["splits"]:
-            raise RunnerError(f"split '{split}' was not inferred; inferred splits: {list(index['splits'])}")
-        data = artifacts.load_split(self.infer_dir, split, self.flow.tasks)
+            known = f" (splits are {list(self.splits)})" if split not in self.splits else ""
+            raise RunnerError(f"split '{split}' was not inferred; inferred splits: {list(index['splits'])}{known}")
+        try:
+            data = artifacts.load_split(self.infer_dir, split, self.flow.tasks)
+        except artifacts.ArtifactError as e:
+            raise RunnerError(str(e)) from None
         return ({k: v["logits"] for k, v in data.items()}, {k: v["targets"] for k, v in data.items()},
                 {k: v["available"] for k, v in data.items()}, data)
 
@@ -233,18 +352,31 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         ``tuned.json``, apply them and return ``{task_path: params}``."""
         logits, targets, available, _ = self._stored(loader)
         params, report = tune_flow(self.flow, logits, targets, available, metric=metric, min_recall=min_recall)
-        atomic_write_json(os.path.join(self.run_dir, "tuned.json"),
-                          {"loader": loader, "metric": metric, "min_recall": min_recall, "params": params,
-                           "report": report})
+        report = mark_tuned_points(self.flow, logits, targets, available, report)  # the point on the PR curve
+        if self._writes_files():
+            atomic_write_json(os.path.join(self.run_dir, "tuned.json"),
+                              {"loader": loader, "metric": metric, "min_recall": min_recall, "params": params,
+                               "report": report})
         self._apply_params(params)
         return params
 
     def _apply_params(self, params: dict) -> None:
         by_path = {path: name for name, path in self.flow.task_paths.items()}
-        for path, task_params in params.items():
-            if path not in by_path:
-                raise RunnerError(f"tuned parameters name task '{path}', which this flow does not have")
-            self.flow.tasks[by_path[path]].set_decoder_params(task_params)
+        if not isinstance(params, dict):
+            raise RunnerError(f"tuned parameters must map task paths to parameters, got {type(params).__name__}")
+        unknown = [path for path in params if path not in by_path]
+        if unknown:
+            raise RunnerError(f"tuned parameters name task(s) {unknown}, which this flow does not have; tasks are "
+                              f"{list(by_path)}")
+        # All or nothing: a bad entry must not leave the decoders half updated.
+        before = {name: task.get_decoder_params() for name, task in self.flow.tasks.items()}
+        try:
+            for path, task_params in params.items():
+                self.flow.tasks[by_path[path]].set_decoder_params(task_params)
+        except Exception:
+            for name, task_params in before.items():
+                self.flow.tasks[name].set_decoder_params(task_params)
+            raise
 
     def load_tuned(self) -> dict:
         """Apply the parameters saved by :meth:`tune` to the flow's decoders and return them."""
@@ -256,7 +388,11 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
             raise RunnerError(f"no tuned parameters at {path}; run runner.tune() first") from None
         except (ValueError, KeyError, TypeError) as e:
             raise RunnerError(f"tuned parameters file {path} is corrupted ({e}); run runner.tune() again") from None
-        self._apply_params(params)
+        try:
+            self._apply_params(params)
+        except (RunnerError, TaskError, TypeError, AttributeError) as e:
+            raise RunnerError(f"tuned parameters file {path} does not fit this flow: {e}; run runner.tune() "
+                              f"again") from None
         return params
 
     # -- evaluate --------------------------------------------------------------------------------------------
@@ -272,14 +408,36 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
             warnings.warn("no tuned parameters (run runner.tune() first): evaluating with default thresholds",
                           stacklevel=2)
         table = self.flow.get_evaluator()(logits, targets, available, gating=gating)
-        atomic_write_text(os.path.join(self.run_dir, f"evaluation_{loader}_{gating}.csv"), table.to_csv(index=False))
+        if self._writes_files():
+            atomic_write_text(os.path.join(self.run_dir, f"evaluation_{loader}_{gating}.csv"),
+                              table.to_csv(index=False))
         return table
 
 
-def _to_device(inputs, device):
+def _to_device(inputs, device, non_blocking: bool = False):
     if isinstance(inputs, dict):
-        return {k: _to_device(v, device) for k, v in inputs.items()}
-    return inputs.to(device) if isinstance(inputs, torch.Tensor) else inputs
+        return {k: _to_device(v, device, non_blocking) for k, v in inputs.items()}
+    return inputs.to(device, non_blocking=non_blocking) if isinstance(inputs, torch.Tensor) else inputs
+
+
+def _is_ddp(engine) -> bool:
+    from catalyst.engines.torch import DistributedDataParallelEngine
+
+    return isinstance(engine, DistributedDataParallelEngine)
+
+
+def _gather_split(stored, valid, split_indices) -> Dict[str, Dict[str, torch.Tensor]]:
+    """Every process's stored rows of a split, padding dropped, in the split's order (as one process stores it)."""
+    position_in_split = torch.full((int(max(split_indices)) + 1,), -1, dtype=torch.long)
+    position_in_split[torch.as_tensor(split_indices)] = torch.arange(len(split_indices))
+    any_task = next(iter(stored.values()))
+    key = position_in_split[any_task["index"]]
+    fields = {(task, field): value for task, values in stored.items() for field, value in values.items()}
+    flat = gather_samples({str(i): value for i, value in enumerate(fields.values())}, key=key, valid=valid)
+    gathered = {task: {} for task in stored}
+    for i, (task, field) in enumerate(fields):
+        gathered[task][field] = flat[str(i)]
+    return gathered
 
 
 def _finish_split(flow, collected, positions) -> Dict[str, Dict[str, torch.Tensor]]:

@@ -69,7 +69,7 @@ class BinaryTask(Task):
 
         result = best_threshold(torch.sigmoid(logits[mask]).double().numpy(), target[mask].numpy(), metric=metric,
                                 min_recall=min_recall, default=self.threshold)
-        return {"threshold": result.threshold}, {"threshold": result.__dict__}
+        return {"threshold": result.threshold}, {"threshold": result.report()}
 
     def get_decoder_params(self):
         return {"threshold": self.threshold}

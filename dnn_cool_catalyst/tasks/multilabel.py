@@ -89,7 +89,7 @@ class MultilabelTask(Task):
         # A class that cannot be tuned keeps its current threshold rather than the tuner's default.
         thresholds = [r.threshold if r.tuned else old for r, old in zip(results, self.thresholds)]
         names = self.class_names or [str(i) for i in range(self.n_classes)]
-        report = {name: {**r.__dict__, "threshold": t} for name, r, t in zip(names, results, thresholds)}
+        report = {name: {**r.report(), "threshold": t} for name, r, t in zip(names, results, thresholds)}
         return {"thresholds": thresholds}, report
 
     def get_decoder_params(self):

@@ -1,0 +1,157 @@
+"""Explanation trees: what the model decided for one input, laid out along the flow's preconditions.
+
+The explainer walks the traced graph (the user's flow function is never re-run) and gates on the model's own
+*decoded* predictions: a task appears only under the parent whose condition its prediction satisfied, so a
+predicted "door open" shows ``door_locked`` nowhere and a predicted "door closed" shows it under ``door_open``.
+A node hangs under the latest-added task its condition reads (for chained conditions ``A | c1 | c2`` that is the
+later of the two), or under its enclosing flow when it has no condition.
+
+Each node shows the decoded value, the activation and the logit. How a value is shown depends only on shapes,
+so custom tasks work unchanged (define ``explain_value(logits, activation, decoded)`` on a task to override):
+
+- one logit per sample (binary, regression): ``name = value (activation a, logit l)``;
+- several logits and one decoded value (a choice among classes): the top-k classes with names and probabilities;
+- one decoded value per logit (per-class decisions, multilabel): every class with its decision.
+
+Example:
+    >>> import torch
+    >>> from dnn_cool_catalyst import BinaryTask, TaskFlow
+    >>> def gate(flow, x, out):
+    ...     out += flow.door_open(x.features)
+    ...     out += flow.door_locked(x.features) | ~out.door_open
+    ...     return out
+    >>> flow = TaskFlow.from_function(gate, [BinaryTask("door_open"), BinaryTask("door_locked")])
+    >>> trees = flow.get_treelib_explainer()({"door_open": torch.tensor([-2.0]), "door_locked": torch.tensor([1.0])})
+    >>> print(render_tree(trees[0]), end="")
+    gate
+    └── door_open = 0 (activation 0.119, logit -2.000)
+        └── door_locked = 1 (activation 0.731, logit 1.000) | given ~door_open
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import torch
+from treelib import Tree
+
+from .flow.batch import output_logits
+from .flow.conditions import Condition, EvalContext, conjunction, ref_names
+from .flow.graph import CompiledGraph, FlowNode
+
+
+def render_tree(tree: Tree) -> str:
+    """The tree as text, children in flow order (treelib sorts them by tag unless told not to)."""
+    return tree.show(stdout=False, sorting=False)
+
+
+def _num(value: float) -> str:
+    value = float(value)
+    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.3f}"
+
+
+def _names(task, n: int) -> List[str]:
+    names = getattr(task, "class_names", None)
+    return list(names) if names is not None and len(names) == n else [str(i) for i in range(n)]
+
+
+def describe_value(task, logits: torch.Tensor, activation: torch.Tensor, decoded: torch.Tensor) -> str:
+    """One sample's prediction as text (see the module docstring for the shape rules)."""
+    custom = getattr(task, "explain_value", None)
+    if custom is not None:
+        return custom(logits, activation, decoded)
+    if logits.dim() == 0:
+        return f"{_num(decoded)} (activation {float(activation):.3f}, logit {float(logits):.3f})"
+    if logits.dim() == 1 and decoded.dim() == 0:
+        names = _names(task, logits.shape[0])
+        k = max(1, min(int(getattr(task, "top_k", 1) or 1), logits.shape[0]))
+        # At least two classes, so the runner-up is visible even for top-1 tasks.
+        k = max(k, min(2, logits.shape[0]))
+        top = torch.argsort(activation, descending=True, stable=True)[:k].tolist()
+        ranked = ", ".join(f"{names[j]!r} {float(activation[j]):.3f} (logit {float(logits[j]):.3f})" for j in top)
+        return f"{names[int(decoded)]!r} (top-{k}: {ranked})"
+    if logits.dim() == 1 and decoded.shape == logits.shape:
+        names = _names(task, logits.shape[0])
+        chosen = [names[j] for j in range(len(names)) if float(decoded[j]) > 0.5]
+        detail = "; ".join(f"{names[j]}: {_num(decoded[j])}, activation {float(activation[j]):.3f}, "
+                           f"logit {float(logits[j]):.3f}" for j in range(len(names)))
+        return f"{{{', '.join(chosen)}}} ({detail})"
+    values = decoded.flatten().tolist()
+    shown = ", ".join(_num(v) for v in values[:16]) + (", ..." if len(values) > 16 else "")
+    return f"[{shown}]"
+
+
+def _given(condition: Optional[Condition]) -> str:
+    if condition is None:
+        return ""
+    text = condition.render()
+    if text.startswith("(") and text.endswith(")"):
+        text = text[1:-1]
+    return f" | given {text}"
+
+
+class TreelibExplainer:
+    """``explainer(outputs, labels=None)`` → one ``treelib.Tree`` per input of the batch.
+
+    ``outputs`` is the model output (the flow module's ``{"logits": ...}`` or a dict of logits per task);
+    ``labels`` optionally names each input in its root's tag (e.g. DataFrame row ids)."""
+
+    def __init__(self, graph: CompiledGraph):
+        self.graph = graph
+        self._order = {leaf.name: i for i, leaf in enumerate(graph.leaves)}
+
+    @torch.no_grad()
+    def __call__(self, outputs, labels: Optional[Sequence] = None) -> List[Tree]:
+        graph = self.graph
+        first = outputs["logits"] if isinstance(outputs, Mapping) and isinstance(outputs.get("logits"), Mapping) \
+            else outputs
+        n = next(iter(first.values())).shape[0]
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"flow '{graph.name}': {len(labels)} labels for a batch of {n} inputs")
+        logits = {k: v.detach().float().cpu() for k, v in output_logits(graph, outputs, n).items()}
+        decoded = {name: graph.tasks[name].decode(value) for name, value in logits.items()}
+        activations = {name: graph.tasks[name].activation(value) for name, value in logits.items()}
+        # With available=None the masks are exactly the per-sample "reached" masks conditions read.
+        reached = graph.masks(decoded, None, n)
+        ctx = EvalContext(decoded, reached)
+        holds: Dict[str, List[bool]] = {}
+        self._collect_holds(graph.graph.children, "", None, ctx, holds)
+
+        trees = []
+        for i in range(n):
+            tree = Tree()
+            root = graph.name if labels is None else f"{graph.name} [{labels[i]}]"
+            tree.create_node(root, "")
+            self._grow(tree, graph.graph.children, "", "", i, holds, logits, activations, decoded)
+            trees.append(tree)
+        return trees
+
+    def _collect_holds(self, children, prefix, outer, ctx, holds) -> None:
+        """Per node path: for which samples its full condition holds, computed once for the whole batch."""
+        for child in children:
+            path = f"{prefix}{child.name}"
+            full = conjunction(outer, child.condition)
+            holds[path] = ctx.holds(full).tolist() if full is not None else None
+            if isinstance(child, FlowNode):
+                self._collect_holds(child.graph.children, f"{path}.", full, ctx, holds)
+
+    def _anchor(self, tree: Tree, condition: Optional[Condition], fallback: str) -> str:
+        """The node to hang a child under: the latest-added task its condition reads that is in the tree."""
+        paths = self.graph.paths
+        present = [name for name in ref_names(condition) if tree.contains(paths[name])]
+        if not present:
+            return fallback
+        return paths[max(present, key=self._order.__getitem__)]
+
+    def _grow(self, tree, children, prefix, parent, i, holds, logits, activations, decoded) -> None:
+        for child in children:
+            path = f"{prefix}{child.name}"
+            if holds[path] is not None and not holds[path][i]:
+                continue
+            anchor = self._anchor(tree, child.condition, parent)
+            if isinstance(child, FlowNode):
+                tree.create_node(f"{child.name} [flow]{_given(child.condition)}", path, parent=anchor)
+                self._grow(tree, child.graph.children, f"{path}.", path, i, holds, logits, activations, decoded)
+                continue
+            name = child.name
+            value = describe_value(child.task, logits[name][i], activations[name][i], decoded[name][i])
+            tree.create_node(f"{name} = {value}{_given(child.condition)}", path, parent=anchor)

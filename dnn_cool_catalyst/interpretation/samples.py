@@ -1,0 +1,45 @@
+"""Reading back the inputs and DataFrame row ids of samples picked by their dataset index."""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+from torch.utils.data import Subset
+
+
+def plain(value):
+    """numpy scalars → Python scalars, so row ids print and serialise like the DataFrame's labels."""
+    return value.item() if hasattr(value, "item") and getattr(value, "ndim", 1) == 0 else value
+
+
+class SampleSource:
+    """Inputs, input types and row ids of a dataset by dataset index.
+
+    ``dataset`` may be wrapped in ``Subset``s (as the runner's loaders are): ``batch["index"]`` is the index in
+    the innermost dataset, so that is the one read. For a :class:`~dnn_cool_catalyst.data.FlowDataset` only the
+    input columns are read (no targets) and types come from its converters; for any other dataset the item's
+    ``"inputs"`` are read and types are unknown."""
+
+    def __init__(self, dataset):
+        while isinstance(dataset, Subset):
+            dataset = dataset.dataset
+        self.dataset = dataset
+        data = getattr(dataset, "data", None)
+        self._data = data if hasattr(data, "inputs") and hasattr(data, "types") else None
+
+    @property
+    def types(self) -> Dict[str, Optional[str]]:
+        if self._data is not None:
+            names = getattr(self.dataset, "input_names", list(self._data.inputs))
+            return {name: self._data.types.get(name) for name in names}
+        if len(self.dataset) == 0:
+            return {}
+        return {name: None for name in self.dataset[0]["inputs"]}
+
+    def inputs(self, position: int) -> dict:
+        if self._data is not None:
+            return {name: self._data.inputs[name][position] for name in self.types}
+        return dict(self.dataset[position]["inputs"])
+
+    def row_id(self, position: int):
+        row_id = getattr(self.dataset, "row_id", None)
+        return plain(row_id(position)) if row_id is not None else position

@@ -1,0 +1,167 @@
+"""Runner methods that interpret stored inference outputs: best/worst samples, explanation trees, PR curves."""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..explain import render_tree
+from ..interpretation.pr_curves import log_pr_curves
+from ..interpretation.publishers import Publishers
+from ..interpretation.samples import SampleSource
+from ..interpretation.selection import OVERALL, losses_from_stored, rank
+from ..interpretation.tensorboard import open_writer, publish_extremes, select_extremes
+
+
+def _runner_error(message: str) -> Exception:
+    from .runner import RunnerError  # the runner module imports this one
+
+    return RunnerError(message)
+
+
+def _preformatted(text: str) -> str:
+    # TensorBoard renders text as markdown; four leading spaces keep a tree's lines and box characters.
+    return "\n".join("    " + line for line in text.rstrip("\n").split("\n"))
+
+
+class InterpretationMixin:
+    """Mixed into :class:`~dnn_cool_catalyst.runners.DnnCoolSupervisedRunner`; needs its ``flow``, ``dataset``,
+    ``run_dir`` and ``_stored(split)``.
+
+    ``interpretation_k`` samples are logged per task and kind after inference (0 turns the logging off);
+    ``publishers`` chooses how input columns are shown (``runner.publishers.col_mapping["title"] = ...``).
+    """
+
+    interpretation_k: int = 5
+
+    @property
+    def publishers(self) -> Publishers:
+        if getattr(self, "_publishers", None) is None:
+            self._publishers = Publishers()
+        return self._publishers
+
+    @publishers.setter
+    def publishers(self, value: Publishers) -> None:
+        self._publishers = value
+
+    # -- best and worst samples ------------------------------------------------------------------------------
+    def _split_of(self, loader: str) -> str:
+        if loader not in self.splits and loader.startswith("infer_") and loader[len("infer_"):] in self.splits:
+            return loader[len("infer_"):]
+        return loader
+
+    def _task_key(self, task: str) -> str:
+        if task == OVERALL or task in self.flow.tasks:
+            return task
+        by_path = {path: name for name, path in self.flow.task_paths.items()}
+        if task in by_path:
+            return by_path[task]
+        raise _runner_error(f"unknown task '{task}'; use 'overall' or one of {list(self.flow.task_paths.values())}")
+
+    def _examples(self, loader: str, task: str, n: int, worst: bool) -> pd.DataFrame:
+        key = self._task_key(task)
+        losses = losses_from_stored(self._stored(self._split_of(loader))[3])
+        values, index = losses.get(key, (np.zeros(0), np.zeros(0, dtype=np.int64)))
+        source = SampleSource(self.dataset)
+        picked = rank(values, index, n, worst)
+        return pd.DataFrame({"row_id": [source.row_id(i) for i, _ in picked],
+                             "loss": [loss for _, loss in picked],
+                             "index": [i for i, _ in picked]}, columns=["row_id", "loss", "index"])
+
+    def worst_examples(self, loader: str = "valid", task: str = OVERALL, n: int = 5) -> pd.DataFrame:
+        """The ``n`` samples of the stored ``loader`` outputs with the highest loss for ``task`` (a task name or
+        path, or ``"overall"``), highest first: columns ``row_id`` (the DataFrame's index label), ``loss`` and
+        ``index`` (the dataset position). Only samples where the task is valid (ground-truth gating) count; a task
+        with none gives an empty frame."""
+        return self._examples(loader, task, n, worst=True)
+
+    def best_examples(self, loader: str = "valid", task: str = OVERALL, n: int = 5) -> pd.DataFrame:
+        """Like :meth:`worst_examples`, lowest loss first."""
+        return self._examples(loader, task, n, worst=False)
+
+    # -- explanations ----------------------------------------------------------------------------------------
+    def explain(self, loader: str, rows: Iterable, render: bool = True) -> Dict:
+        """Explanation trees of the samples with DataFrame row ids ``rows`` from the stored ``loader`` outputs
+        (gated on the decoded predictions, with the tuned thresholds when ``tuned.json`` exists).
+
+        Returns ``{row_id: text}`` (``render=False``: ``{row_id: treelib.Tree}``) in the order asked."""
+        split = self._split_of(loader)
+        data = self._stored(split)[3]
+        if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
+            self.load_tuned()
+        rows = list(rows)
+        source = SampleSource(self.dataset)
+        positions = next(iter(data.values()))["index"].numpy()
+        where = {source.row_id(int(p)): i for i, p in enumerate(positions)}
+        missing = [r for r in rows if r not in where]
+        if missing:
+            raise _runner_error(f"row id(s) {missing[:5]} are not in the stored '{split}' outputs "
+                                f"({len(positions)} samples)")
+        return self._trees(data, [where[r] for r in rows], rows, render)
+
+    def _trees(self, data, at: Sequence[int], rows: Sequence, render: bool) -> Dict:
+        at = np.asarray(at, dtype=np.int64)
+        logits = {name: fields["logits"][at] for name, fields in data.items()}
+        trees = self.flow.get_treelib_explainer()(logits, labels=[f"row {r}" for r in rows]) if len(at) else []
+        return {row: render_tree(tree) if render else tree for row, tree in zip(rows, trees)}
+
+    # -- TensorBoard after inference -------------------------------------------------------------------------
+    def log_interpretation(self, splits: Iterable[str], step: int = 0) -> Dict[str, List[str]]:
+        """For each stored split, write to ``tensorboard/infer_<split>/``: PR curves of thresholded tasks
+        (``pr_curve/<task_path>[/<class>]``), the tuned thresholds' precision/recall when tuned, the
+        ``interpretation_k`` best and worst samples per task, and the explanation trees of the worst samples
+        overall (``explanation/worst/<rank>``). Returns the tags written per split."""
+        written = {}
+        k = int(self.interpretation_k)
+        source = SampleSource(self.dataset)
+        for split in splits:
+            data = self._stored(split)[3]
+            writer = open_writer(os.path.join(self.run_dir, "tensorboard"), f"infer_{split}")
+            try:
+                tags = list(log_pr_curves(writer, self.flow, data, step=step))
+                tuned = self._tuned_points_table()
+                if tuned:
+                    writer.add_text("pr_curve/tuned", tuned, global_step=step)
+                    tags.append("pr_curve/tuned")
+                if k > 0:
+                    selection = select_extremes(losses_from_stored(data), k, source)
+                    tags += publish_extremes(writer, selection, source,
+                                             self.publishers.for_columns(source.types), self.flow.task_paths, step)
+                    tags += self._log_worst_trees(writer, data, selection.get(OVERALL, {}).get("worst", []), step)
+            finally:
+                writer.close()
+            written[split] = tags
+        return written
+
+    def _log_worst_trees(self, writer, data, worst, step) -> List[str]:
+        positions = next(iter(data.values()))["index"].numpy()
+        where = {int(p): i for i, p in enumerate(positions)}
+        trees = self._trees(data, [where[i] for i, _, _ in worst], [row for _, row, _ in worst], render=True)
+        tags = []
+        for position, (_, row, loss) in enumerate(worst, start=1):
+            tag = f"explanation/worst/{position}"
+            writer.add_text(tag, f"row {row}, overall loss {loss:.4g}\n\n{_preformatted(trees[row])}",
+                            global_step=step)
+            tags.append(tag)
+        return tags
+
+    def _tuned_points_table(self) -> Optional[str]:
+        """The tuned thresholds' precision/recall (from ``tuned.json``) as a markdown table, or None."""
+        try:
+            with open(os.path.join(self.run_dir, "tuned.json"), encoding="utf-8") as f:
+                report = json.load(f).get("report") or {}
+        except (OSError, ValueError, AttributeError):
+            return None
+        lines = []
+        for path, entries in report.items():
+            for quantity, entry in entries.items():
+                if isinstance(entry, dict) and "precision" in entry:
+                    name = path if quantity == "threshold" else f"{path}/{quantity}"
+                    lines.append(f"| {name} | {entry['threshold']:.4g} | {entry['precision']:.3f} | "
+                                 f"{entry['recall']:.3f} |")
+        if not lines:
+            return None
+        return "\n".join(["| curve | tuned threshold | precision | recall |", "|---|---|---|---|"] + lines)

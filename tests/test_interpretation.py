@@ -1,0 +1,262 @@
+"""Best/worst samples per task: the callback during validation, the runner after inference, publishers."""
+import json
+import os
+from collections import OrderedDict
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from dnn_cool_catalyst import Converters, Project
+from dnn_cool_catalyst.callbacks import InterpretationCallback
+from dnn_cool_catalyst.data import InputConverter
+from dnn_cool_catalyst.interpretation import (ArrayPublisher, LossCollector, Publishers, TabularPublisher,
+                                              TextPublisher, as_hwc_uint8, looks_like_image, losses_from_stored)
+from dnn_cool_catalyst.runners import RunnerError
+from helpers import read_summaries
+
+N = 40
+PERFECT, WRONG = range(10, 20), range(20, 30)
+
+
+class TitleInput(InputConverter):
+    """A text input column: the raw strings (the model ignores them)."""
+
+    type_name = "text"
+
+    def build_column(self, series, column):
+        return [str(v) for v in series]
+
+
+class LookupModel(nn.Module):
+    """Logits looked up by the row's number (= its position): the same for every epoch and checkpoint."""
+
+    def __init__(self, tables):
+        super().__init__()
+        self.tables = tables
+        self.dummy = nn.Parameter(torch.zeros(1))  # something for the optimizer; the gradient is 0
+
+    def forward(self, inputs):
+        at = inputs["number"].long()
+        return {"logits": {task: table[at] + 0.0 * self.dummy for task, table in self.tables.items()}}
+
+
+def frame():
+    i = np.arange(N)
+    return pd.DataFrame({
+        "number": i.astype(float),
+        "img": [np.full((4, 5, 3), 5 * k, dtype=np.uint8) for k in i],
+        "title": [f"title of {k}" for k in i],
+        "is_even": (i % 2 == 0).astype(float),
+        "predict_positive": (i >= N // 2).astype(float),
+        # Labelled only on odd rows, where the is_even gate above predict_positive is closed: empty everywhere.
+        "multiple_three": np.where(i % 2 == 1, (i % 3 == 0).astype(float), np.nan),
+    }, index=[f"id{k}" for k in i])
+
+
+def tables(df):
+    even = torch.tensor(df["is_even"].to_numpy(), dtype=torch.float32)
+    sign = 2 * even - 1
+    is_even = torch.zeros(N)
+    is_even[list(PERFECT)] = 20 * sign[list(PERFECT)]
+    is_even[list(WRONG)] = -20 * sign[list(WRONG)]
+    return {"is_even": is_even, "predict_positive": torch.linspace(-3, 3, N), "multiple_three": torch.zeros(N)}
+
+
+def make_project(project_dir):
+    df = frame()
+    converters = Converters()
+    converters.type.type_mapping.update({"img": "array", "title": "text"})
+    converters.values.type_mapping["text"] = TitleInput
+    project = Project(df, ["number", "img", "title"], ["is_even", "predict_positive", "multiple_three"],
+                      converters=converters, project_dir=project_dir)
+
+    @project.add_flow
+    def numbers(flow, x, out):
+        out += flow.is_even(x.features)
+        out += flow.predict_positive(x.features) | out.is_even
+        out += flow.multiple_three(x.features) | out.predict_positive
+        return out
+
+    return project, LookupModel(tables(df))
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    project, model = make_project(tmp_path_factory.mktemp("interp"))
+    runner = project.runner(model, "exp", batch_size=8, split_fractions=(0.0, 1.0, 0.0))
+    runner.interpretation_k = 10
+    data = runner.dataset
+    loaders = OrderedDict(train=DataLoader(Subset(data, range(N)), batch_size=8),
+                          valid=DataLoader(Subset(data, range(N)), batch_size=7, shuffle=True))
+    runner.train(num_epochs=1, loaders=loaders, lr=0.0)
+    runner.infer(splits=["valid"])
+    return runner
+
+
+def ids(rows):
+    return sorted(rows, key=lambda r: int(r[2:]))
+
+
+def test_callback_picks_the_planted_rows_by_global_id_on_a_shuffled_loader(run):
+    selection = run.callbacks["_interpretation"].selection
+    assert ids(r for _, r, _ in selection["is_even"]["best"]) == [f"id{k}" for k in PERFECT]
+    assert ids(r for _, r, _ in selection["is_even"]["worst"]) == [f"id{k}" for k in WRONG]
+    assert all(loss == pytest.approx(20.0, abs=1e-3) for _, _, loss in selection["is_even"]["worst"])
+    assert "multiple_three" not in selection  # gated off in every sample: skipped, no error
+    assert set(selection) == {"is_even", "predict_positive", "overall"}
+
+
+def test_callback_writes_images_text_and_tables_to_the_valid_directory(run):
+    found = read_summaries(os.path.join(run.run_dir, "tensorboard", "valid"))
+    table = found["texts"]["interpretation/is_even/worst"][-1][1]
+    header, _, first = table.split("\n")[:3]
+    assert header == "| rank | row | loss | number | img | title |"
+    assert first.startswith("| 1 | id20 | 20 | 20 | (image) | title of 20 |")
+    step, image = found["images"]["interpretation/is_even/worst/1/img"][-1]
+    assert step == 1 and image.shape == (4, 5, 3) and (image == 100).all()  # row 20's pixels are 5 * 20
+    assert "interpretation/overall/best" in found["texts"]
+    assert not any("multiple_three" in tag for tag in found["texts"])
+
+
+def test_worst_and_best_examples_from_stored_outputs(run):
+    worst = run.worst_examples("valid", "is_even", 10)
+    assert list(worst.columns) == ["row_id", "loss", "index"]
+    assert ids(worst.row_id) == [f"id{k}" for k in WRONG]
+    assert worst.loss.to_numpy() == pytest.approx(np.full(10, 20.0), abs=1e-3)
+    best = run.best_examples("infer_valid", "is_even", 10)  # the loader name works as well as the split
+    assert ids(best.row_id) == [f"id{k}" for k in PERFECT] and (best.loss < 1e-6).all()
+    assert len(run.worst_examples("valid", "multiple_three", 5)) == 0
+    overall = run.worst_examples("valid", n=3)
+    assert overall.loss.is_monotonic_decreasing and len(overall) == 3
+    with pytest.raises(RunnerError, match="unknown task 'nope'.*is_even"):
+        run.worst_examples("valid", "nope")
+
+
+def test_infer_logs_pr_curves_examples_and_explanation_trees(run):
+    found = read_summaries(os.path.join(run.run_dir, "tensorboard", "infer_valid"))
+    assert set(found["pr_curves"]) == {"pr_curve/is_even", "pr_curve/predict_positive"}
+    curve = found["pr_curves"]["pr_curve/is_even"][-1][1]
+    stored = run._stored("valid")[3]["is_even"]
+    labels = stored["targets"][stored["mask_gt"]]
+    assert curve.shape == (6, 127)
+    assert (curve[0, 0], curve[1, 0]) == (float(labels.sum()), float((1 - labels).sum()))  # tp, fp at 0
+    best = int(run.best_examples("valid", "is_even", 1).row_id[0][2:])
+    assert (found["images"]["interpretation/is_even/best/1/img"][-1][1] == 5 * best).all()
+    tree = found["texts"]["explanation/worst/1"][-1][1]
+    assert tree.startswith("row id") and "    numbers [row id" in tree and "is_even = " in tree
+
+
+def test_explain_renders_trees_by_row_id(run):
+    trees = run.explain("valid", ["id20", "id21"])
+    assert list(trees) == ["id20", "id21"]
+    # Row 20 is even but predicted odd (logit -20): predict_positive is not reached.
+    assert trees["id20"] == "numbers [row id20]\n└── is_even = 0 (activation 0.000, logit -20.000)\n"
+    assert trees["id21"].split("\n")[2].startswith("    └── predict_positive = ")
+    with pytest.raises(RunnerError, match=r"row id\(s\) \['nope'\] are not in the stored 'valid' outputs"):
+        run.explain("valid", ["nope"])
+
+
+def test_tune_marks_the_tuned_point_on_the_pr_curve(run):
+    run.tune()
+    report = json.load(open(os.path.join(run.run_dir, "tuned.json")))["report"]
+    entry = report["is_even"]["threshold"]
+    stored = run._stored("valid")[3]["is_even"]
+    mask = stored["mask_gt"]
+    predicted = stored["activations"][mask] >= entry["threshold"]
+    actual = stored["targets"][mask] > 0.5
+    tp = int((predicted & actual).sum())
+    assert entry["precision"] == pytest.approx(tp / int(predicted.sum()))
+    assert entry["recall"] == pytest.approx(tp / int(actual.sum()))
+    run.infer(splits=["valid"])
+    found = read_summaries(os.path.join(run.run_dir, "tensorboard", "infer_valid"))
+    assert "| is_even |" in found["texts"]["pr_curve/tuned"][-1][1]
+
+
+def test_collector_is_exact_across_batches_with_empty_batches_and_matches_stored(run):
+    collector = LossCollector(run.flow.graph)
+    loader = DataLoader(Subset(run.dataset, range(N)), batch_size=6, shuffle=True,
+                        generator=torch.Generator().manual_seed(3))
+    empty = None
+    for batch in loader:
+        collector.update(run.model(batch["inputs"]), batch)
+        empty = {k: (v[:0] if torch.is_tensor(v) else {c: t[:0] for c, t in v.items()}) for k, v in batch.items()
+                 if k != "inputs"}
+        collector.update({"logits": {k: v[:0] for k, v in run.model(batch["inputs"])["logits"].items()}}, empty)
+    collected = collector.finish()
+    stored = losses_from_stored(run._stored("valid")[3])
+    for key in ("is_even", "predict_positive", "overall"):
+        by_index = dict(zip(collected[key][1].tolist(), collected[key][0].tolist()))
+        expected = dict(zip(stored[key][1].tolist(), stored[key][0].tolist()))
+        assert by_index == pytest.approx(expected), key
+    assert len(collected["multiple_three"][0]) == 0
+
+
+def test_callback_is_inactive_on_train_and_skips_a_loader_without_samples(run, tmp_path):
+    callback = InterpretationCallback(run.flow, k=2, loaders=("valid",), logdir=str(tmp_path))
+    loader = DataLoader(Subset(run.dataset, range(6)), batch_size=4)
+    fake = SimpleNamespace(loader_key="train", loader=loader, epoch_step=1)
+    callback.on_loader_start(fake)
+    for batch in loader:
+        fake.batch = {**batch, "outputs": run.model(batch["inputs"])}
+        callback.on_batch_end(fake)
+    callback.on_loader_end(fake)
+    assert callback.selection == {} and not os.path.exists(tmp_path / "train")
+    fake.loader_key = "valid"
+    callback.on_loader_start(fake)
+    callback.on_loader_end(fake)  # no batch at all
+    assert callback.selection == {}
+    with pytest.raises(ValueError, match="k must be a positive"):
+        InterpretationCallback(run.flow, k=0)
+    with pytest.raises(ValueError, match="pass logdir="):
+        InterpretationCallback(run.flow).on_loader_start(SimpleNamespace(loader_key="valid"))
+
+
+def test_images_from_uint8_and_float_in_both_layouts():
+    hwc = np.arange(24, dtype=np.uint8).reshape(2, 4, 3)
+    assert (as_hwc_uint8(hwc) == hwc).all()
+    assert (as_hwc_uint8(torch.from_numpy(hwc).permute(2, 0, 1).float() / 255, layout="CHW") == hwc).all()
+    assert as_hwc_uint8(np.ones((5, 6))).shape == (5, 6, 3)  # grayscale, replicated to RGB
+    assert as_hwc_uint8(np.array([[[-1.0, 1.0]]]).reshape(1, 1, 2).repeat(3, 0)).max() == 255  # min-max scaled
+    with pytest.raises(ValueError, match=r"pic: no channel axis.*\(2, 5, 6\)"):
+        as_hwc_uint8(np.zeros((2, 5, 6)), name="pic")
+    assert looks_like_image(np.full((3, 4, 4), 0.5)) and not looks_like_image(np.full((4, 4, 3), 300.0))
+    assert not looks_like_image(np.full((4, 4, 3), 2.5))
+
+
+def test_publishers_are_chosen_by_column_then_type(tmp_path):
+    publishers = Publishers()
+    assert isinstance(publishers.get("x", "array"), ArrayPublisher)
+    assert isinstance(publishers.get("x", "something_new"), TabularPublisher)
+    publishers.col_mapping["x"] = lambda: TextPublisher(vocab=["<pad>", "a", "b"])
+    assert publishers.get("x", "array").cell(torch.tensor([2, 1, 0, 7])) == "b a #7"
+    assert ArrayPublisher().cell(torch.tensor([1.0, 2.5])) == "v0=1, v1=2.500"
+    assert ArrayPublisher().cell(torch.zeros(3, 4, 4)) == "(image)"
+    assert TextPublisher().cell("a | b\nc") == "a \\| b c"
+    publishers.col_mapping["y"] = lambda: "not a publisher"
+    with pytest.raises(TypeError, match="input column 'y'"):
+        publishers.get("y", None)
+
+
+def test_shards_of_distributed_processes_are_merged_on_rank_zero_only(monkeypatch):
+    from dnn_cool_catalyst.callbacks import interpretation as module
+
+    other = {"is_even": (np.array([0.5]), np.array([7])), "overall": (np.array([0.5]), np.array([7]))}
+    mine = {"is_even": (np.array([0.1, 0.2]), np.array([1, 2])), "overall": (np.zeros(0), np.zeros(0, dtype=int))}
+
+    def all_gather_object(shards, obj):
+        shards[:] = [obj, other]
+
+    monkeypatch.setattr(module.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(module.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(module.dist, "all_gather_object", all_gather_object)
+    monkeypatch.setattr(module.dist, "get_rank", lambda: 0)
+    merged = module._gather(mine)
+    assert merged["is_even"][0].tolist() == [0.1, 0.2, 0.5] and merged["is_even"][1].tolist() == [1, 2, 7]
+    assert merged["overall"][1].tolist() == [7]
+    monkeypatch.setattr(module.dist, "get_rank", lambda: 1)
+    assert module._gather(mine) is None
