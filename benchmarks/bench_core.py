@@ -8,10 +8,15 @@ alternate between the two so machine noise hits both alike; the figure to read i
 """
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
 
 from dnn_cool_catalyst import (BinaryTask, BoundedRegressionTask, ClassificationTask, MultilabelTask,
                                RegressionTask, TaskFlow)

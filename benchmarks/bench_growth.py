@@ -12,10 +12,15 @@ share is ``1 - 1/ratio``), and the memory autograd keeps for backward (bytes of 
 """
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
 import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable from a checkout
 
 from dnn_cool_catalyst import BinaryTask, TaskFlow
 

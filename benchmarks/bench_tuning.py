@@ -53,13 +53,14 @@ def make_data(n: int, seed: int = 0):
 
 def run_exact(binary, multilabel, repeat: int):
     """Best of ``repeat`` runs: the exact tuner is cheap enough to repeat, which damps noise on a shared machine."""
-    best = np.inf
+    best, best_binary = np.inf, np.inf
     for _ in range(repeat):
         start = time.perf_counter()
         results = [best_threshold(s, y, metric="f1") for s, y in binary]
+        middle = time.perf_counter()
         results += best_thresholds(*multilabel, metric="f1")
-        best = min(best, time.perf_counter() - start)
-    return best, np.array([r.value for r in results])
+        best, best_binary = min(best, time.perf_counter() - start), min(best_binary, middle - start)
+    return best, best_binary, np.array([r.value for r in results])
 
 
 def masked_columns(multilabel):
@@ -120,14 +121,14 @@ def main(argv=None):
                         help="grid points timed on one column when the naive run is extrapolated")
     args = parser.parse_args(argv)
 
-    header = f"{'n':>9} | {'exact s':>8} | {'naive s':>10} | {'naive/exact':>11} | {'F1 exact':>8} | {'F1 naive':>8}"
+    header = f"{'n':>9} | {'exact s':>8} | {'10 bin s':>8} | {'naive s':>10} | {'naive/exact':>11} | {'F1 exact':>8} | {'F1 naive':>8}"
     print(f"{N_BINARY} binary tasks + 1 multilabel task ({N_LABELS} labels, ~{AVAILABILITY:.0%} available), metric F1")
     print(header)
     print("-" * len(header))
     notes = []
     for n in args.sizes:
         binary, multilabel = make_data(n)
-        exact_s, exact_values = run_exact(binary, multilabel, args.repeat)
+        exact_s, binary_s, exact_values = run_exact(binary, multilabel, args.repeat)
         if n <= args.naive_full_max_n:
             naive_s, naive_values = run_naive_full(binary, multilabel)
             mark = " "
@@ -137,13 +138,13 @@ def main(argv=None):
             notes.append(n)
         # Exact search can never lose to any grid point, column by column.
         assert np.all(exact_values >= naive_values - 1e-12), f"exact tuner worse than the grid at n={n}"
-        print(f"{n:>9} | {exact_s:>8.3f} | {mark}{naive_s:>9.2f} | {mark}{naive_s / exact_s:>10.0f} | "
+        print(f"{n:>9} | {exact_s:>8.3f} | {binary_s:>8.3f} | {mark}{naive_s:>9.2f} | {mark}{naive_s / exact_s:>10.0f} | "
               f"{exact_values.mean():>8.5f} | {naive_values.mean():>8.5f}")
     for n in notes:
         print(f"~ n={n}: naive not run in full (~{len(GRID) * (N_BINARY + N_LABELS)} f1_score calls would take too "
               f"long); time extrapolated from {args.naive_sample_points} f1_score calls on one binary and one "
               f"multilabel column; F1 from the same 100-point grid counted with numpy")
-    print("exact >= naive on every column: OK")
+    print("exact >= naive on every column: OK ('exact s': all 30 columns; '10 bin s': the 10 binary tasks alone)")
 
 
 if __name__ == "__main__":

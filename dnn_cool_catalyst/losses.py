@@ -33,16 +33,17 @@ class FlowLoss(nn.Module):
             raise TaskError(f"loss weights name unknown tasks {sorted(unknown)}; tasks are {sorted(graph.tasks)}")
         self.weights = {name: float(weights.get(name, 1.0)) for name in graph.tasks}
 
-    def terms(self, outputs, batch):
+    def terms(self, outputs, batch, with_counts: bool = True):
         """``(per_task, counts)``: each task's masked mean loss (in the graph, float32 or wider even under
-        autocast) and its number of valid label elements."""
+        autocast) and its number of valid label elements (``None`` unless ``with_counts``: a plain training step
+        does not need them)."""
         labels = batch_labels(self.graph, batch)
         targets = labels[0]
         masks = ground_truth_masks(self.graph, batch, labels)
         logits = output_logits(self.graph, outputs, next(iter(targets.values())).shape[0])
         per_task = {name: task.loss(at_least_float32(logits[name]), targets[name], masks[name])
                     for name, task in self.graph.tasks.items()}
-        return per_task, {name: mask.sum() for name, mask in masks.items()}
+        return per_task, ({name: mask.sum() for name, mask in masks.items()} if with_counts else None)
 
     def combine(self, per_task, counts=None, global_counts=None) -> torch.Tensor:
         """The weighted sum of per-task losses.
@@ -62,7 +63,7 @@ class FlowLoss(nn.Module):
     def compute(self, outputs, batch, with_counts: bool = False):
         """``(total, per_task)``, or ``(total, per_task, counts)`` with each task's number of valid label
         elements (what a loader-level average of per-task losses must be weighted by)."""
-        per_task, counts = self.terms(outputs, batch)
+        per_task, counts = self.terms(outputs, batch, with_counts)
         total = self.combine(per_task)
         per_task = {name: loss.detach() for name, loss in per_task.items()}
         if with_counts:
