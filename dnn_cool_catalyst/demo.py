@@ -1,6 +1,6 @@
 """The main job: the home-security story, from synthetic camera frames to a tuned, evaluated, explained model.
 
-    python -m dnn_cool_catalyst.demo [--samples 10000] [--epochs 14] [--project-dir ./security_project] [--quiet]
+    python -m dnn_cool_catalyst.demo [--samples 10000] [--epochs 6] [--project-dir ./security_project] [--quiet]
 
 Draws the synthetic scenes (:mod:`dnn_cool_catalyst.synthetic.security`), trains the reference CNN
 (:mod:`dnn_cool_catalyst.synthetic.security_model`) with the Catalyst runner, infers every split, tunes the
@@ -27,7 +27,7 @@ BOX_LOSS_WEIGHT = 10.0
 SHOWN_METRICS = ("accuracy", "f1", "mae", "mae_units")
 
 
-def run(n_samples: int = 10000, epochs: int = 14, project_dir: str = "./security_project", seed: int = 0,
+def run(n_samples: int = 10000, epochs: int = 6, project_dir: str = "./security_project", seed: int = 0,
         verbose: bool = False, batch_size: int = 64, lr: float = 3e-3):
     """Train, infer, tune and evaluate; returns ``(runner, test evaluation with gt gating, with decoded
     gating)``. The run directory is ``<project_dir>/security_<n_samples>_seed<seed>``."""
@@ -52,7 +52,7 @@ def _cpu_seconds() -> float:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=10000, help="number of synthetic scenes (default 10000)")
-    parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--project-dir", default="./security_project")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch logs")

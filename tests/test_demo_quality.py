@@ -1,4 +1,4 @@
-"""The security demo at full size reaches the quality the README promises (slow: ~2-3 minutes on 2 cores)."""
+"""The security demo at full size reaches the quality the README promises (slow: about a minute on 2 cores)."""
 import pytest
 
 BINARY_AND_SHIRT = ["camera_blocked", "door_open", "door_locked", "person_present",

@@ -5,14 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import read_summaries
 
 from dnn_cool_catalyst.data import ConverterError
-from dnn_cool_catalyst.project import Project
 from dnn_cool_catalyst.synthetic import security
 from dnn_cool_catalyst.synthetic.security import (BODY_BOX, FACE_BOX, FACIAL_CHARACTERISTICS, IMAGE_SIZE, LABEL_COLUMNS,
                                                   LOCK_COLOUR, SHIRT_COLOURS, SHIRT_TYPES, ImageArrayInput,
-                                                  define_security_flows, security_converters, security_frame,
-                                                  security_project)
+                                                  security_converters, security_frame, security_project)
 from dnn_cool_catalyst.synthetic.security_model import SecurityNet, security_model
 
 
@@ -173,7 +172,7 @@ def test_saved_frame_loads_through_the_default_image_converter(tmp_path):
     saved = security.save_security_frame(df, str(tmp_path / "scenes"))
     assert sorted(os.listdir(tmp_path / "scenes")) == [f"{i:06d}.png" for i in range(6)] + ["labels.csv"]
     converters = security_converters()
-    converters.type.type_mapping["img"] = "img"
+    del converters.values.col_mapping["img"]  # back to the default "img" converter: file paths
     data = converters.build(pd.read_csv(tmp_path / "scenes" / "labels.csv"), input_cols="img",
                             output_cols=list(LABEL_COLUMNS))
     assert torch.allclose(data.inputs["img"][3] * 255, torch.from_numpy(df.img[3]).permute(2, 0, 1).float())
@@ -183,7 +182,10 @@ def test_saved_frame_loads_through_the_default_image_converter(tmp_path):
 # -- converters --------------------------------------------------------------------------------------------
 
 def test_converters_map_images_to_float_chw_and_boxes_to_image_fractions(frame):
+    from dnn_cool_catalyst.interpretation.publishers import ImagePublisher, Publishers
+
     data = security_converters().build(frame, input_cols="img", output_cols=list(LABEL_COLUMNS))
+    assert isinstance(Publishers().get("img", data.types["img"]), ImagePublisher)  # best/worst shown as images
     image = data.inputs["img"][0]
     assert image.shape == (3, IMAGE_SIZE, IMAGE_SIZE) and image.dtype == torch.float32
     assert torch.equal(image, torch.from_numpy(frame.img[0]).permute(2, 0, 1).float() / 255)
@@ -265,6 +267,20 @@ def test_model_outputs_every_task_and_box_gradients_reach_the_localisation_maps(
     assert sum(p.numel() for p in model.parameters()) < 200_000
 
 
+def test_box_heads_start_by_returning_their_own_coordinate(tmp_path):
+    """Random box heads mix the four coordinates and take many epochs to untangle them (see the model)."""
+    torch.manual_seed(0)
+    model = security_model(security_project(str(tmp_path), n_samples=40).get_full_flow()).eval()
+    images = torch.rand(3, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with torch.no_grad():
+        loc = model.localization(model.trunk(images))
+        out = model({"img": images})
+        for branch, names in ((model.face, FACE_BOX), (model.body, BODY_BOX)):
+            box = torch.sigmoid(branch(loc))
+            for i, name in enumerate(names):
+                assert torch.allclose(torch.sigmoid(out["logits"][name]), box[:, i], atol=1e-6), name
+
+
 # -- the demo -----------------------------------------------------------------------------------------------
 
 def test_tiny_demo_run_trains_tunes_evaluates_and_writes_the_csv(tmp_path, capsys):
@@ -278,4 +294,7 @@ def test_tiny_demo_run_trains_tunes_evaluates_and_writes_the_csv(tmp_path, capsy
         table = pd.read_csv(run_dir / f"evaluation_test_{gating}.csv")
         assert list(table.columns) == ["task_path", "metric_name", "metric_res", "num_samples"]
         assert len(set(table.task_path)) == len(LABEL_COLUMNS)
-    assert os.listdir(run_dir / "tensorboard")
+    # The interpretation callback shows the best/worst samples per task as the 64x64 frames themselves.
+    images = read_summaries(str(run_dir / "tensorboard" / "valid"))["images"]
+    shown = [tag for tag in images if tag.startswith("interpretation/door_locked/worst/")]
+    assert shown and all(pixels.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) for tag in shown for _, pixels in images[tag])

@@ -256,9 +256,11 @@ def security_converters() -> Converters:
     """Converters for :func:`security_frame`: explicit types, fixed class lists and box bounds ``[0, 64]`` pixels,
     so a box MAE of ``mae`` is a fraction of the image size and ``mae_units`` is in pixels."""
     converters = Converters()
-    converters.values.type_mapping["image_array"] = ImageArrayInput
+    # The column keeps the "img" type (so TensorBoard's interpretation shows it as an image, as for image files)
+    # but is read from memory: a column's converter wins over its type's.
+    converters.values.col_mapping["img"] = ImageArrayInput
     types = converters.type.type_mapping
-    types["img"] = "image_array"
+    types["img"] = "img"
     types.update({c: "binary" for c in BINARY_COLUMNS})
     types.update({c: "continuous" for c in FACE_BOX + BODY_BOX})
     types.update(facial_characteristics="multilabel", shirt_type="category")

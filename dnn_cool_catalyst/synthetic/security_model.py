@@ -2,12 +2,14 @@
 
 - ``features``: global average + max pooling of a stride-8 map, then a small MLP. Scene type, the lock square,
   the person, face and shirt colours are all "is there something like this anywhere" questions;
-- ``face_localization`` / ``body_localization``: two heatmaps per box (top-left and bottom-right corner) on the
-  stride-4 map, read out with a soft-argmax, so positions stay exact instead of being pooled away. The branch
-  returns the box ``(x1, y1, w, h)`` as logits of fractions of the image size, which the bounded-regression heads
-  (a sigmoid over a linear map) turn back into boxes after learning to pick their coordinate.
+- ``face_localization`` / ``body_localization``: a shared dilated localisation stack on the stride-4 map, then
+  per box a centre heatmap read out with a soft-argmax (positions stay exact instead of being pooled away) and
+  width/height maps read out under the same softmax (:class:`CentreBox`). The branch returns the box
+  ``(x1, y1, w, h)`` as logits of fractions of the image size; the bounded-regression heads (a sigmoid over a
+  linear map) start as "pick your own coordinate", so they return the box itself from the first step.
 
-About 4 M multiply-adds per 64x64 image: a few seconds per epoch of 7,000 images on 2 CPU cores.
+About 10 M multiply-adds and 66 k parameters per 64x64 image: about 7 s per epoch of 7,000 images on 2 CPU
+cores.
 
 Example:
     >>> import tempfile, torch
@@ -20,8 +22,12 @@ Example:
 """
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
+
+from .security import BODY_BOX, FACE_BOX
 
 
 def conv_bn(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Sequential:
@@ -60,9 +66,10 @@ class CentreBox(nn.Module):
 class SecurityNet(nn.Module):
     """``forward(inputs)`` reads ``inputs["img"]`` (N, 3, 64, 64) in [0, 1] and returns the flow module's output."""
 
-    def __init__(self, flow_module: nn.Module, width: int = 32, features: int = 96, input_key: str = "img"):
+    def __init__(self, flow_module: nn.Module, width: int = 32, features: int = 96, input_key: str = "img",
+                 input_size: int = 64, box_heads: Sequence[Sequence[str]] = (FACE_BOX, BODY_BOX)):
         super().__init__()
-        self.input_key = input_key
+        self.input_key, self.input_size = input_key, input_size
         self.trunk = nn.Sequential(conv_bn(3, width // 2, stride=2),     # 32x32
                                    conv_bn(width // 2, width, stride=2),  # 16x16
                                    conv_bn(width, width))
@@ -73,6 +80,31 @@ class SecurityNet(nn.Module):
         self.face = CentreBox(width)
         self.body = CentreBox(width)
         self.flow = flow_module
+        self._init_box_heads(box_heads)
+
+    def _init_box_heads(self, box_heads) -> None:
+        """Start each box head as "read my coordinate": ``sigmoid(logit(x1)) == x1``.
+
+        A linear head over the four coordinates would otherwise start as a random mix of them, and the branch and
+        the heads take many epochs to agree on which coordinate is which (measured: MAE 0.04-0.12 after 8 epochs
+        of 2,400 boxes, against 0.01 with this start). Heads of other names keep their default initialisation.
+        """
+        heads = getattr(self.flow, "heads", None)
+        if heads is None or not any(name in heads for names in box_heads for name in names):
+            return
+        was_training = self.training
+        with torch.no_grad():
+            self.eval()
+            size = self.input_size
+            self({self.input_key: torch.zeros(1, 3, size, size)})  # materialises lazy heads, eval: no BN update
+            for names in box_heads:
+                for i, name in enumerate(names):
+                    head = heads[name] if name in heads else None
+                    if isinstance(head, nn.Linear) and head.weight.shape == (1, len(names)):
+                        head.weight.zero_()
+                        head.weight[0, i] = 1.0
+                        head.bias.zero_()
+        self.train(was_training)
 
     def forward(self, inputs) -> dict:
         images = inputs[self.input_key] if isinstance(inputs, dict) else inputs
