@@ -48,30 +48,18 @@ def numbers_batch(values=range(8), interesting=(1, 1, 0, 0, 0, 1, 1, 1), missing
 
 
 def read_scalar_tags(path: str) -> dict:
-    """``{tag: [values]}`` from a TensorBoard event file, read with tensorboardX's protobufs (TFRecord framing:
-    length, length CRC, payload, payload CRC)."""
-    import struct
-
-    from tensorboardX.proto import event_pb2
-
+    """``{tag: [values]}`` from a TensorBoard event file."""
     scalars = {}
-    with open(path, "rb") as f:
-        while True:
-            header = f.read(8)
-            if len(header) < 8:
-                break
-            (length,) = struct.unpack("<Q", header)
-            f.read(4)
-            event = event_pb2.Event.FromString(f.read(length))
-            f.read(4)
-            for value in event.summary.value:
-                if value.HasField("simple_value"):
-                    scalars.setdefault(value.tag, []).append(value.simple_value)
+    for event in _events(path):
+        for value in event.summary.value:
+            if value.HasField("simple_value"):
+                scalars.setdefault(value.tag, []).append(value.simple_value)
     return scalars
 
 
 def _events(path: str):
-    """Every Event of one TensorBoard event file (TFRecord framing, as in :func:`read_scalar_tags`)."""
+    """Every Event of one TensorBoard event file, read with tensorboardX's protobufs (TFRecord framing: length,
+    length CRC, payload, payload CRC)."""
     import struct
 
     from tensorboardX.proto import event_pb2

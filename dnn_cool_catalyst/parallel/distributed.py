@@ -40,24 +40,22 @@ def is_rank_zero() -> bool:
     return world()[0] == 0
 
 
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Element-wise sum over all processes, returned on ``tensor``'s device (``tensor`` itself is not changed)."""
+def _all_reduce(tensor: torch.Tensor, op) -> torch.Tensor:
     if world_size() == 1:
         return tensor
-    device = compat._collective_device(tensor)
-    buffer = tensor.detach().to(device, copy=True)
-    dist.all_reduce(buffer, op=dist.ReduceOp.SUM)
+    buffer = tensor.detach().to(compat._collective_device(tensor), copy=True)
+    dist.all_reduce(buffer, op=op)
     return buffer.to(tensor.device)
+
+
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Element-wise sum over all processes, returned on ``tensor``'s device (``tensor`` itself is not changed)."""
+    return _all_reduce(tensor, dist.ReduceOp.SUM)
 
 
 def all_reduce_max(tensor: torch.Tensor) -> torch.Tensor:
     """Element-wise maximum over all processes, on ``tensor``'s device."""
-    if world_size() == 1:
-        return tensor
-    device = compat._collective_device(tensor)
-    buffer = tensor.detach().to(device, copy=True)
-    dist.all_reduce(buffer, op=dist.ReduceOp.MAX)
-    return buffer.to(tensor.device)
+    return _all_reduce(tensor, dist.ReduceOp.MAX)
 
 
 def gather_samples(fields: Dict[str, torch.Tensor], key: torch.Tensor,

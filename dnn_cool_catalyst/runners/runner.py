@@ -21,18 +21,14 @@ from ..callbacks.nan_guard import NanGuardCallback
 from ..evaluation import GATINGS, split_masks, tune_flow
 from ..flow.batch import output_logits
 from ..flow.module import decode_condition_sources
-from ..tasks.base import TaskError
 from ..interpretation.pr_curves import mark_tuned_points
 from ..parallel import (REDUCTION_KEY, PaddingMarkedSubset, ShardedBatchSampler, autocast, autocast_dtype,
                         balanced_forward, gather_samples, reshard_loader)
 from ..parallel import world as parallel_world
+from ..tasks.base import TaskError
 from . import artifacts
 from .interpretation import InterpretationMixin
 from .splits import SPLITS, load_or_make_splits
-
-# Catalyst requires loader names to start with train/valid/infer.
-LOADER_NAMES = {"train": "train", "valid": "valid", "test": "infer_test"}
-
 
 class RunnerError(ValueError):
     """The runner was misused (wrong order of steps, a run directory of another flow, an empty split...)."""
