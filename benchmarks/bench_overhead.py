@@ -100,20 +100,21 @@ def hand_written(runner, epochs: int) -> float:
     return (time.perf_counter() - start) / epochs
 
 
-def with_runner(runner, epochs: int) -> float:
+def with_runner(runner, epochs: int, interpretation_k: int = 5) -> float:
+    runner.interpretation_k = interpretation_k  # 0: no best/worst samples published per validation pass
     start = time.perf_counter()
     runner.train(num_epochs=epochs, early_stopping_patience=epochs + 1)
     return (time.perf_counter() - start) / epochs
 
 
-def child(workload: str, side: str, epochs: int) -> None:
+def child(workload: str, side: str, epochs: int, interpretation_k: int) -> None:
     torch.manual_seed(0)
     spec = WORKLOADS[workload]
     build = tabular_runner if workload == "tabular" else cnn_runner
     runner = build(tempfile.mkdtemp(), spec["samples"], spec["batch"])
     # The first optimizer built in a process imports torch._dynamo (seconds): pay it before either clock starts.
     torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
-    seconds = (with_runner if side == "runner" else hand_written)(runner, epochs)
+    seconds = with_runner(runner, epochs, interpretation_k) if side == "runner" else hand_written(runner, epochs)
     seen = len(runner.splits["train"]) + len(runner.splits["valid"])
     print(json.dumps({"seconds": seconds, "samples_per_s": seen / seconds,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -124,18 +125,22 @@ def main():
     parser.add_argument("--workload", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--interpretation-k", type=int, default=5,
+                        help="the runner's best/worst samples per task and validation pass (0: off)")
     parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "SIDE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(*args.child, args.epochs)
-    print(f"{torch.get_num_threads()} torch threads, {args.epochs} epochs, best of {args.rounds} alternating rounds")
+        return child(*args.child, args.epochs, args.interpretation_k)
+    print(f"{torch.get_num_threads()} torch threads, {args.epochs} epochs, best of {args.rounds} alternating rounds, "
+          f"interpretation_k={args.interpretation_k}")
     print(f"{'workload':>8s} | {'side':>6s} | {'ms/epoch':>9s} | {'samples/s':>9s} | {'peak RSS MB':>11s}")
     for workload in args.workload:
         best = {}
         for _ in range(args.rounds):
             for side in ("hand", "runner"):
                 done = subprocess.run([sys.executable, __file__, "--child", workload, side, "--epochs",
-                                       str(args.epochs)], capture_output=True, text=True, check=True)
+                                       str(args.epochs), "--interpretation-k", str(args.interpretation_k)],
+                                      capture_output=True, text=True, check=True)
                 result = json.loads(done.stdout.strip().splitlines()[-1])
                 if side not in best or result["seconds"] < best[side]["seconds"]:
                     best[side] = result
