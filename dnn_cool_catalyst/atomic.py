@@ -60,18 +60,6 @@ def atomic_write_json(path: PathLike, obj: Any, indent: int = 2) -> None:
     atomic_write_text(path, json.dumps(obj, indent=indent, allow_nan=False))
 
 
-def atomic_write_torch(path: PathLike, obj: Any) -> None:
-    """``torch.save`` ``obj`` atomically. Serialising to memory first means a pickling error never touches the
-    disk, and a crash mid-write leaves the previous checkpoint readable."""
-    import io
-
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
 def atomic_copy(source: PathLike, target: PathLike) -> None:
     """Copy ``source`` to ``target`` atomically (``shutil.copyfile`` truncates the target first)."""
     with open(source, "rb") as f:

@@ -15,9 +15,9 @@ import os
 import resource
 import time
 
-import pandas as pd
 import torch
 
+from .jobs import print_test_tables, train_tune_evaluate
 from .synthetic.security import BODY_BOX, FACE_BOX, security_project
 from .synthetic.security_model import security_model
 
@@ -37,11 +37,7 @@ def run(n_samples: int = 10000, epochs: int = 6, project_dir: str = "./security_
     weights = {name: BOX_LOSS_WEIGHT for name in FACE_BOX + BODY_BOX}
     runner = project.runner(model=security_model(flow), runner_name=f"security_{n_samples}_seed{seed}",
                             batch_size=batch_size, seed=seed, loss_weights=weights)
-    runner.train(num_epochs=epochs, lr=lr, verbose=verbose)
-    runner.infer()
-    runner.tune()
-    runner.infer(splits=["test"])  # store decoded masks with the tuned thresholds
-    return runner, runner.evaluate(gating="gt"), runner.evaluate(gating="decoded")
+    return (runner, *train_tune_evaluate(runner, num_epochs=epochs, lr=lr, verbose=verbose))
 
 
 def _cpu_seconds() -> float:
@@ -60,10 +56,7 @@ def main(argv=None):
     torch.set_num_threads(2)  # the target machine has 2 cores; more threads only contend
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     runner, gt, decoded = run(args.samples, args.epochs, args.project_dir, seed=args.seed, verbose=not args.quiet)
-    with pd.option_context("display.width", 140, "display.max_rows", 200):
-        for title, table in (("ground-truth gating", gt), ("decoded gating (end to end)", decoded)):
-            print(f"\nTest split, {title}:")
-            print(table[table.metric_name.isin(SHOWN_METRICS)].to_string(index=False))
+    print_test_tables(gt, decoded, SHOWN_METRICS)
     run_dir = os.path.abspath(runner.run_dir)
     print(f"\nDone in {time.perf_counter() - start:.0f} s wall, {_cpu_seconds() - cpu_start:.0f} s CPU. "
           f"Run directory: {run_dir}")

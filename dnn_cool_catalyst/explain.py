@@ -37,16 +37,12 @@ from treelib import Tree
 from .flow.batch import output_logits
 from .flow.conditions import Condition, EvalContext, conjunction, ref_names
 from .flow.graph import CompiledGraph, FlowNode
+from .interpretation.publishers import format_number
 
 
 def render_tree(tree: Tree) -> str:
     """The tree as text, children in flow order (treelib sorts them by tag unless told not to)."""
     return tree.show(stdout=False, sorting=False)
-
-
-def _num(value: float) -> str:
-    value = float(value)
-    return str(int(value)) if value.is_integer() and abs(value) < 1e15 else f"{value:.3f}"
 
 
 def _names(task, n: int) -> List[str]:
@@ -60,7 +56,7 @@ def describe_value(task, logits: torch.Tensor, activation: torch.Tensor, decoded
     if custom is not None:
         return custom(logits, activation, decoded)
     if logits.dim() == 0:
-        return f"{_num(decoded)} (activation {float(activation):.3f}, logit {float(logits):.3f})"
+        return f"{format_number(decoded)} (activation {float(activation):.3f}, logit {float(logits):.3f})"
     if logits.dim() == 1 and decoded.dim() == 0:
         names = _names(task, logits.shape[0])
         k = max(1, min(int(getattr(task, "top_k", 1) or 1), logits.shape[0]))
@@ -72,11 +68,11 @@ def describe_value(task, logits: torch.Tensor, activation: torch.Tensor, decoded
     if logits.dim() == 1 and decoded.shape == logits.shape:
         names = _names(task, logits.shape[0])
         chosen = [names[j] for j in range(len(names)) if float(decoded[j]) > 0.5]
-        detail = "; ".join(f"{names[j]}: {_num(decoded[j])}, activation {float(activation[j]):.3f}, "
+        detail = "; ".join(f"{names[j]}: {format_number(decoded[j])}, activation {float(activation[j]):.3f}, "
                            f"logit {float(logits[j]):.3f}" for j in range(len(names)))
         return f"{{{', '.join(chosen)}}} ({detail})"
     values = decoded.flatten().tolist()
-    shown = ", ".join(_num(v) for v in values[:16]) + (", ..." if len(values) > 16 else "")
+    shown = ", ".join(format_number(v) for v in values[:16]) + (", ..." if len(values) > 16 else "")
     return f"[{shown}]"
 
 

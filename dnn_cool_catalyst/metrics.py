@@ -17,6 +17,9 @@ from typing import Dict
 
 import torch
 
+from .parallel.precision import at_least_float32
+from .tasks.base import sample_mask
+
 STATS_DTYPE = torch.float64
 
 
@@ -113,12 +116,9 @@ class TaskMetric:
 
     def update(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
         """Add one batch. Stays on the batch's device: no host-device sync until :meth:`compute`."""
-        from .parallel.precision import at_least_float32
-
         with torch.no_grad():
             stats = self.task.metric_stats(at_least_float32(logits.detach()), target, mask)
-            samples = mask if mask.dim() == 1 else mask.flatten(1).any(1)
-            self.merge(stats, samples.sum())
+            self.merge(stats, sample_mask(mask).sum())
 
     def merge(self, stats: torch.Tensor, num_samples) -> None:
         """Add statistics computed elsewhere (another replica, process or batch)."""

@@ -1,4 +1,4 @@
-"""Quickstart, the main job: the numbers story from a DataFrame with NaN to a tuned, evaluated model.
+"""Quickstart, a first look in seconds: the numbers story from a DataFrame with NaN to a tuned, evaluated model.
 
     python -m dnn_cool_catalyst.quickstart [--samples 2000] [--epochs 15] [--project-dir ./quickstart_project]
 
@@ -11,9 +11,9 @@ import argparse
 import os
 import time
 
-import pandas as pd
 import torch
 
+from .jobs import print_test_tables, train_tune_evaluate
 from .project import Project
 from .synthetic.numbers import define_flows, numbers_frame, numbers_model
 
@@ -27,11 +27,7 @@ def run(samples: int = 2000, epochs: int = 15, project_dir: str = "./quickstart_
     flow = define_flows(project)
     runner = project.runner(model=numbers_model(flow), runner_name=f"numbers_{samples}_seed{seed}",
                             batch_size=64, seed=seed)
-    runner.train(num_epochs=epochs, lr=3e-3, verbose=verbose)
-    runner.infer()
-    runner.tune()
-    runner.infer(splits=["test"])  # store decoded masks with the tuned thresholds
-    return runner, runner.evaluate(gating="gt"), runner.evaluate(gating="decoded")
+    return (runner, *train_tune_evaluate(runner, num_epochs=epochs, lr=3e-3, verbose=verbose))
 
 
 def main(argv=None):
@@ -43,12 +39,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     start = time.perf_counter()
     runner, gt, decoded = run(args.samples, args.epochs, args.project_dir, verbose=not args.quiet)
-    shown = ["accuracy", "f1"]
-    with pd.option_context("display.width", 120):
-        print("\nTest split, ground-truth gating:")
-        print(gt[gt.metric_name.isin(shown)].to_string(index=False))
-        print("\nTest split, decoded gating (end to end):")
-        print(decoded[decoded.metric_name.isin(shown)].to_string(index=False))
+    print_test_tables(gt, decoded, ["accuracy", "f1"])
     print(f"\nDone in {time.perf_counter() - start:.0f} s. Run directory: {os.path.abspath(runner.run_dir)}")
     print(f"TensorBoard: tensorboard --logdir {os.path.join(os.path.abspath(runner.run_dir), 'tensorboard')}")
 

@@ -1,6 +1,7 @@
 """Best + last checkpoints that are written atomically, load without executing code, and survive a resume."""
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -12,7 +13,7 @@ from catalyst.callbacks.checkpoint import Checkpoint, CheckpointCallback
 from catalyst.callbacks.misc import EarlyStoppingCallback
 from catalyst.utils import pack_checkpoint
 
-from ..atomic import atomic_copy, atomic_write_text, atomic_write_torch
+from ..atomic import atomic_copy, atomic_write_bytes, atomic_write_text
 
 
 class CheckpointError(ValueError):
@@ -66,18 +67,28 @@ class ResumableCheckpointCallback(CheckpointCallback):
                                   f"the best-epoch record") from None
 
     # -- writing ---------------------------------------------------------------------------------------------
-    def _save(self, runner, obj: Any, logprefix: str) -> str:
-        logpath = f"{logprefix}.pth"
+    def _encode(self, runner, obj: Any) -> bytes:
+        """The checkpoint as ``torch.save`` bytes, serialised once per epoch for every file that holds it (and in
+        memory first, so a pickling error never touches the disk)."""
         if self.mode == "model" and isinstance(obj, torch.nn.Module):
             state = runner.engine.unwrap_model(obj).state_dict()
         elif self.mode == "model":
             state = pack_checkpoint(model=obj)
         else:
             state = pack_checkpoint(**obj)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        return buffer.getvalue()
+
+    def _write(self, runner, data: bytes, logprefix: str) -> str:
+        logpath = f"{logprefix}.pth"
         runner.engine.wait_for_everyone()
         if runner.engine.is_main_process:  # every DDP rank holds the same state; one writer avoids a race
-            atomic_write_torch(logpath, state)
+            atomic_write_bytes(logpath, data)
         return logpath
+
+    def _save(self, runner, obj: Any, logprefix: str) -> str:
+        return self._write(runner, self._encode(runner, obj), logprefix)
 
     def _handle_epoch(self, runner, score: float) -> None:
         self._history.append(float(score))
@@ -87,9 +98,10 @@ class ResumableCheckpointCallback(CheckpointCallback):
             obj = dict(model=runner.model, criterion=runner.criterion, optimizer=runner.optimizer,
                        scheduler=runner.scheduler, epoch_step=runner.epoch_step, batch_step=runner.batch_step,
                        sample_step=runner.sample_step, valid_history=list(self._history))
+        data = self._encode(runner, obj)
         if self.save_last:
-            self._save(runner, obj, f"{self.logdir}/{self.mode}.last")
-        logpath = self._save(runner, obj, f"{self.logdir}/{self.mode}.{runner.epoch_step:04d}")
+            self._write(runner, data, f"{self.logdir}/{self.mode}.last")
+        logpath = self._write(runner, data, f"{self.logdir}/{self.mode}.{runner.epoch_step:04d}")
         self._storage.append(Checkpoint(obj=obj, logpath=logpath, metric=score))
         self._storage = sorted(self._storage, key=lambda x: x.metric, reverse=not self._minimize)
         if len(self._storage) > self.topk:

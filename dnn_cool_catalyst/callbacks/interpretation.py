@@ -12,17 +12,19 @@ from ..interpretation.publishers import Publishers
 from ..interpretation.samples import SampleSource
 from ..interpretation.selection import LossCollector, Losses
 from ..interpretation.tensorboard import open_writer, publish_extremes, select_extremes
+from ..parallel.distributed import world
 from ..parallel.replicas import REDUCTION_KEY
 
 
 def _gather(losses: Losses) -> Optional[Losses]:
     """Under torch.distributed every process saw a shard: merge them on rank 0 (once per loader), None
     elsewhere."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    rank, world_size = world()
+    if world_size == 1:
         return losses
-    shards = [None] * dist.get_world_size()
+    shards = [None] * world_size
     dist.all_gather_object(shards, losses)
-    if dist.get_rank() != 0:
+    if rank != 0:
         return None
     keys = {key for shard in shards for key in shard}
     return {key: tuple(np.concatenate([s[key][i] for s in shards if key in s]) for i in (0, 1)) for key in keys}

@@ -12,7 +12,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, Mapping, Optional, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -40,19 +40,32 @@ def _columns(task, activations: torch.Tensor) -> Optional[Dict[Optional[int], st
     return None
 
 
-def curve_data(flow, activations: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
-               masks: Mapping[str, torch.Tensor]) -> Iterator[Tuple[str, np.ndarray, np.ndarray]]:
-    """``(name, labels, scores)`` per curve; name is the task path, with ``/<class>`` per class."""
+Curve = Tuple[str, np.ndarray, np.ndarray]  # (name suffix, labels, scores)
+
+
+def _task_curves(flow, activations, targets, masks) -> Iterator[Tuple[object, List[Curve]]]:
+    """Per thresholded leaf, in flow order: ``(leaf, [(suffix, labels, scores)])``, one entry per score column
+    (in the order of the task's thresholds), on the masked elements."""
     for leaf in flow.graph.leaves:
         name = leaf.name
         columns = _columns(leaf.task, activations[name])
         if columns is None:
             continue
+        curves = []
         for column, suffix in columns.items():
             pick = (lambda t: t) if column is None else (lambda t, j=column: t[:, j])
             mask = pick(masks[name]).numpy().astype(bool)
-            yield (f"{leaf.path}{suffix}", pick(targets[name]).numpy()[mask] > 0.5,
-                   pick(activations[name]).double().numpy()[mask])
+            curves.append((suffix, pick(targets[name]).numpy()[mask] > 0.5,
+                           pick(activations[name]).double().numpy()[mask]))
+        yield leaf, curves
+
+
+def curve_data(flow, activations: Mapping[str, torch.Tensor], targets: Mapping[str, torch.Tensor],
+               masks: Mapping[str, torch.Tensor]) -> Iterator[Tuple[str, np.ndarray, np.ndarray]]:
+    """``(name, labels, scores)`` per curve; name is the task path, with ``/<class>`` per class."""
+    for leaf, curves in _task_curves(flow, activations, targets, masks):
+        for suffix, labels, scores in curves:
+            yield f"{leaf.path}{suffix}", labels, scores
 
 
 def log_pr_curves(writer, flow, stored: Mapping[str, Mapping[str, torch.Tensor]], step: int = 0,
@@ -78,18 +91,11 @@ def mark_tuned_points(flow, logits, targets, available, report: dict) -> dict:
     report (the entries of a per-class task are in class order), computed on the same gated samples."""
     masks = split_masks(flow, logits, targets, available, "gt")
     activations = {name: task.activation(logits[name]) for name, task in flow.tasks.items()}
-    by_path = {leaf.path: leaf.name for leaf in flow.graph.leaves}
+    curves = {leaf.path: task_curves for leaf, task_curves in _task_curves(flow, activations, targets, masks)}
     for path, entries in report.items():
-        name = by_path.get(path)
-        if name is None:
+        task_curves = curves.get(path)
+        if task_curves is None or len(task_curves) != len(entries):
             continue
-        columns = _columns(flow.tasks[name], activations[name])
-        if columns is None or len(columns) != len(entries):
-            continue
-        for column, entry in zip(columns, entries.values()):
-            pick = (lambda t: t) if column is None else (lambda t, j=column: t[:, j])
-            mask = pick(masks[name]).numpy().astype(bool)
-            point = precision_recall_at(pick(activations[name]).double().numpy()[mask],
-                                        pick(targets[name]).numpy()[mask], float(entry["threshold"]))
-            entry.update(point)
+        for (_, labels, scores), entry in zip(task_curves, entries.values()):
+            entry.update(precision_recall_at(scores, labels, float(entry["threshold"])))
     return report

@@ -26,7 +26,8 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def _fmt(x: float) -> str:
+def format_number(x: float) -> str:
+    """Integers without decimals, anything else to three decimals."""
     x = float(x)
     return str(int(x)) if x.is_integer() and abs(x) < 1e15 else f"{x:.3f}"
 
@@ -53,9 +54,9 @@ class TabularPublisher(Publisher):
         if arr.dtype.kind in "OUS":
             return _escape(str(value))
         if arr.ndim == 0:
-            return _fmt(arr)
+            return format_number(arr)
         flat = arr.reshape(-1)
-        shown = ", ".join(f"v{i}={_fmt(v)}" for i, v in enumerate(flat[:self.max_values]))
+        shown = ", ".join(f"v{i}={format_number(v)}" for i, v in enumerate(flat[:self.max_values]))
         more = f", ... ({flat.size} values, shape {tuple(arr.shape)})" if flat.size > self.max_values else ""
         return shown + more
 
