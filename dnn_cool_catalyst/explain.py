@@ -35,6 +35,7 @@ import torch
 from treelib import Tree
 
 from .flow.batch import output_logits
+from .tasks.base import display_label
 from .flow.conditions import Condition, EvalContext, conjunction, ref_names
 from .flow.graph import CompiledGraph, FlowNode
 from .interpretation.publishers import format_number
@@ -47,7 +48,8 @@ def render_tree(tree: Tree) -> str:
 
 def _names(task, n: int) -> List[str]:
     names = getattr(task, "class_names", None)
-    return list(names) if names is not None and len(names) == n else [str(i) for i in range(n)]
+    # Labels as written in the DataFrame: the integer label 2 prints as 2, not '2'.
+    return [display_label(c) for c in names] if names is not None and len(names) == n else [str(i) for i in range(n)]
 
 
 def describe_value(task, logits: torch.Tensor, activation: torch.Tensor, decoded: torch.Tensor) -> str:
