@@ -118,7 +118,11 @@ class Project:
                              "labels": len(self.df) - missing, "missing": missing, "classes": classes,
                              "positive": getattr(converter, "positive", None) if role == "output" else None,
                              "missing_inputs": getattr(converter, "mode", None) if role == "input" else None})
-        return pd.DataFrame(rows)
+        table = pd.DataFrame(rows).astype({"classes": "Int64"})
+        # Empty cells read None (not NaN) so that a printed table says "does not apply", not "missing number".
+        text_columns = ["type_source", "task", "positive", "missing_inputs"]
+        table[text_columns] = table[text_columns].astype(object).where(table[text_columns].notna(), None)
+        return table
 
     def get_dataset(self, flow: Optional[TaskFlow] = None):
         """A torch Dataset over the whole DataFrame with targets for ``flow``'s tasks (default: the full flow)."""

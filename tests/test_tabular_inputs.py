@@ -1,7 +1,11 @@
 """Tabular inputs as people have them: strings / pandas category / bools, NaN in numbers, dates; binary labels
 from any two values with a positive class; ``Project.describe()``."""
+import contextlib
+import io
 import json
+import re
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -60,9 +64,10 @@ def test_columns_as_people_have_them_convert_to_batched_tensors(tmp_path):
     assert mass.dtype == torch.float32 and mass.shape == (60, 2)
     median = float(np.nanmedian(df["mass"]))
     missing = df["mass"].isna().to_numpy()
-    assert mass[missing, 0].tolist() == [median] * int(missing.sum())
+    missing_rows = torch.tensor(missing)
+    assert mass[missing_rows, 0].tolist() == [median] * int(missing.sum())
     assert mass[:, 1].tolist() == missing.astype(float).tolist()
-    assert mass[~missing, 0].tolist() == df["mass"][~missing].tolist()
+    assert mass[~missing_rows, 0].tolist() == df["mass"][~missing].tolist()
     # bools are 0/1 numbers; under missing_inputs="indicator" every numeric input has its was-missing column
     assert data.inputs["tagged"].tolist() == [[float(v), 0.0] for v in df["tagged"]]
     assert data.targets["sex"].tolist() == (df["sex"] == "female").astype(float).tolist()
@@ -84,6 +89,7 @@ def test_string_inputs_end_to_end_then_unseen_category_maps_to_unknown_once(tmp_
     runner.train(num_epochs=2, lr=1e-2)
     counts = runner.infer()["splits"]
     assert sum(counts.values()) == len(df)
+    runner.tune()
     table = runner.evaluate()
     accuracy = table[table.metric_name == "accuracy"].metric_res.iloc[0]
     assert 0.0 <= accuracy <= 1.0 and table.num_samples.iloc[0] > 0
@@ -227,3 +233,14 @@ def test_describe_shows_every_column_and_whether_its_type_was_guessed(tmp_path):
     again = Project(df, input_col=["island", "colony", "mass"], output_col=["sex", "tagged"],
                     converters=Converters(missing_inputs="indicator"), project_dir=str(tmp_path))
     assert again.describe().set_index("column").loc["island", "type_source"] == "saved"
+
+
+def test_readme_tabular_example_prints_the_table_it_shows(tmp_path, monkeypatch):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = next(c for c in re.findall(r"```python\n(.*?)```", readme, re.S) if "project.describe()" in c)
+    monkeypatch.chdir(tmp_path)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        exec(compile(code, "README.md", "exec"), {})
+    shown = [line[2:] for line in code.splitlines() if line.startswith("# ")]
+    assert printed.getvalue().splitlines() == shown
