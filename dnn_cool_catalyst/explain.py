@@ -58,7 +58,10 @@ def describe_value(task, logits: torch.Tensor, activation: torch.Tensor, decoded
     if custom is not None:
         return custom(logits, activation, decoded)
     if logits.dim() == 0:
-        return f"{format_number(decoded)} (activation {float(activation):.3f}, logit {float(logits):.3f})"
+        labels = getattr(task, "labels", None)  # a binary task with labels other than 0/1 shows the label
+        shown = repr(labels[int(float(decoded) > 0.5)]) if labels and list(labels) != [0, 1] else \
+            format_number(decoded)
+        return f"{shown} (activation {float(activation):.3f}, logit {float(logits):.3f})"
     if logits.dim() == 1 and decoded.dim() == 0:
         names = _names(task, logits.shape[0])
         k = max(1, min(int(getattr(task, "top_k", 1) or 1), logits.shape[0]))

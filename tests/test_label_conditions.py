@@ -122,3 +122,24 @@ def test_binary_task_with_text_labels_accepts_label_conditions(tmp_path):
 
     with pytest.raises(TaskError, match="binary task 'sex' has no label 'other'; its labels are \\['male', 'female'\\]"):
         project.add_flow(wrong)
+
+
+def test_explanations_show_label_values():
+    from dnn_cool_catalyst import BinaryTask, TaskFlow
+    from dnn_cool_catalyst.explain import render_tree
+
+    tasks = [BinaryTask("sex", labels=["male", "female"]), ClassificationTask("level", 3, class_names=["1", "2", "3"]),
+             BinaryTask("child")]
+
+    def f(flow, x, out):
+        out += flow.sex(x.features)
+        out += flow.level(x.features)
+        out += flow.child(x.features) | (out.level == 2) | (out.sex == "female")
+        return out
+
+    flow = TaskFlow.from_function(f, tasks)
+    logits = {"sex": torch.tensor([3.0]), "level": torch.tensor([[0.0, 5.0, 0.0]]), "child": torch.tensor([1.0])}
+    text = render_tree(flow.get_treelib_explainer()(logits)[0])
+    assert "sex = 'female' (activation" in text
+    assert "level = 2 (top-2: 2 " in text
+    assert "given level == 2 & sex == 'female'" in text

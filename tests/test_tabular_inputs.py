@@ -151,6 +151,8 @@ def test_datetime_input_is_a_clear_error_saying_what_to_do(column):
     df = pd.DataFrame({"when": column, "y": [0, 1, 0]})
     with pytest.raises(ConverterError, match="input column 'when' holds dates.*dt.year.*elapsed days"):
         Converters().build(df, "when", "y")
+    with pytest.raises(ConverterError, match="output column 'when' holds dates"):
+        Converters().build(df, "y", "when")
 
 
 @pytest.mark.parametrize("labels, positive, expected_positive", [
