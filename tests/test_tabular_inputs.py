@@ -1,6 +1,7 @@
 """Tabular inputs as people have them: strings / pandas category / bools, NaN in numbers, dates; binary labels
 from any two values with a positive class; ``Project.describe()``."""
 import contextlib
+import functools
 import io
 import json
 import re
@@ -117,7 +118,7 @@ def test_nan_in_numeric_input_is_refused_by_default_with_the_option_named(tmp_pa
     with pytest.raises(ConverterError, match="numeric input column 'age' has 1 missing value.*missing='indicator'"):
         Converters().build(df, "age", "y")
     converters = Converters()
-    converters.values.col_mapping["age"] = lambda: NumericInput(missing="indicator")
+    converters.values.col_mapping["age"] = functools.partial(NumericInput, missing="indicator")
     assert converters.build(df, "age", "y").inputs["age"].tolist() == [[1.0, 0.0], [2.0, 1.0], [3.0, 0.0]]
 
 
@@ -246,3 +247,18 @@ def test_readme_tabular_example_prints_the_table_it_shows(tmp_path, monkeypatch)
         exec(compile(code, "README.md", "exec"), {})
     shown = [line[2:] for line in code.splitlines() if line.startswith("# ")]
     assert printed.getvalue().splitlines() == shown
+
+
+def test_tabular_model_with_only_categorical_inputs(tmp_path):
+    df = pd.DataFrame({"colour.name": ["red", "blue", "red", "green"] * 3, "big": [1, 0, 1, 0] * 3})
+    project = Project(df, input_col="colour.name", output_col="big", project_dir=str(tmp_path))
+
+    @project.add_flow
+    def colours(flow, x, out):
+        out += flow.big(x.features)
+        return out
+
+    model = tabular_model(project, hidden=4)
+    batch = next(iter(torch.utils.data.DataLoader(project.get_dataset(), batch_size=12)))
+    assert model.mean.numel() == 0 and model.categorical == {"colour.name": 5}
+    assert model(batch["inputs"])["logits"]["big"].shape == (12,)
