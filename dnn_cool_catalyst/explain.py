@@ -35,6 +35,7 @@ import torch
 from treelib import Tree
 
 from .flow.batch import output_logits
+from .tasks.base import display_label
 from .flow.conditions import Condition, EvalContext, conjunction, ref_names
 from .flow.graph import CompiledGraph, FlowNode
 from .interpretation.publishers import format_number
@@ -47,7 +48,8 @@ def render_tree(tree: Tree) -> str:
 
 def _names(task, n: int) -> List[str]:
     names = getattr(task, "class_names", None)
-    return list(names) if names is not None and len(names) == n else [str(i) for i in range(n)]
+    # Labels as written in the DataFrame: the integer label 2 prints as 2, not '2'.
+    return [display_label(c) for c in names] if names is not None and len(names) == n else [str(i) for i in range(n)]
 
 
 def describe_value(task, logits: torch.Tensor, activation: torch.Tensor, decoded: torch.Tensor) -> str:
@@ -56,7 +58,10 @@ def describe_value(task, logits: torch.Tensor, activation: torch.Tensor, decoded
     if custom is not None:
         return custom(logits, activation, decoded)
     if logits.dim() == 0:
-        return f"{format_number(decoded)} (activation {float(activation):.3f}, logit {float(logits):.3f})"
+        labels = getattr(task, "labels", None)  # a binary task with labels other than 0/1 shows the label
+        shown = repr(labels[int(float(decoded) > 0.5)]) if labels and list(labels) != [0, 1] else \
+            format_number(decoded)
+        return f"{shown} (activation {float(activation):.3f}, logit {float(logits):.3f})"
     if logits.dim() == 1 and decoded.dim() == 0:
         names = _names(task, logits.shape[0])
         k = max(1, min(int(getattr(task, "top_k", 1) or 1), logits.shape[0]))

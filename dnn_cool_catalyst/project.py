@@ -81,6 +81,49 @@ class Project:
         return DnnCoolSupervisedRunner(model=model, flow=flow, run_dir=os.path.join(self.project_dir, runner_name),
                                        dataset=self.get_dataset(flow), **kwargs)
 
+    def describe(self) -> pd.DataFrame:
+        """One row per input and output column, so that no guessed type goes unnoticed.
+
+        Columns: ``column``, ``role`` (input/output), ``type`` (converter type), ``type_source`` (``given`` in
+        ``type_mapping``, ``saved`` in converters.json, or ``guessed``), ``task`` (task type of an output),
+        ``labels`` (non-missing cells), ``missing`` (NaN cells), ``classes`` (number of classes, or vocabulary
+        size of a categorical input), ``positive`` (positive class of a binary output) and ``missing_inputs``
+        (how a numeric input treats NaN).
+
+        Example:
+            >>> import pandas as pd, tempfile
+            >>> df = pd.DataFrame({"island": ["Dream", "Biscoe", "Dream"], "sex": ["male", None, "female"]})
+            >>> table = Project(df, input_col="island", output_col="sex", project_dir=tempfile.mkdtemp()).describe()
+            >>> print(table.drop(columns="missing_inputs").to_string(index=False))
+            column   role        type type_source   task  labels  missing  classes positive
+            island  input categorical     guessed   None       3        0        2     None
+               sex output      binary     guessed binary       2        1        2     male
+        """
+        rows = []
+        for role, columns in (("input", self.input_cols), ("output", self.output_cols)):
+            for column in columns:
+                converter = self.data.converters.get(column)
+                task = self.tasks.get(column) if role == "output" else None
+                missing = int(self.df[column].isna().sum())
+                classes = None
+                if getattr(converter, "vocab", None) is not None:
+                    classes = len(converter.vocab)
+                elif getattr(task, "n_classes", None) is not None:
+                    classes = int(task.n_classes)
+                elif getattr(converter, "labels", None) is not None:
+                    classes = 2
+                rows.append({"column": column, "role": role, "type": self.data.types[column],
+                             "type_source": self.data.type_sources.get(column),
+                             "task": task.type_name if task is not None else None,
+                             "labels": len(self.df) - missing, "missing": missing, "classes": classes,
+                             "positive": getattr(converter, "positive", None) if role == "output" else None,
+                             "missing_inputs": getattr(converter, "mode", None) if role == "input" else None})
+        table = pd.DataFrame(rows).astype({"classes": "Int64"})
+        # Empty cells read None (not NaN) so that a printed table says "does not apply", not "missing number".
+        text_columns = ["type_source", "task", "positive", "missing_inputs"]
+        table[text_columns] = table[text_columns].astype(object).where(table[text_columns].notna(), None)
+        return table
+
     def get_dataset(self, flow: Optional[TaskFlow] = None):
         """A torch Dataset over the whole DataFrame with targets for ``flow``'s tasks (default: the full flow)."""
         from .data import FlowDataset

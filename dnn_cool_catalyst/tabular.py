@@ -3,8 +3,10 @@
 The pieces a config (``configs/tabular.yml``) names:
 
 - :func:`tabular_project` reads the CSV, applies the column types, and registers the flow functions of a module;
-- :func:`tabular_model` is an MLP over every numeric/array input column (standardised with the data's own mean
-  and spread) whose last hidden layer is ``x.features`` for the flows.
+- :func:`tabular_model` is an MLP over every input column whose last hidden layer is ``x.features`` for the flows:
+  numeric/array columns are standardised with the data's own mean and spread, categorical columns (strings,
+  pandas ``category``) are one-hot encoded when their vocabulary is small (at most ``ONE_HOT_MAX_CODES`` codes,
+  unknown and missing included) and embedded otherwise.
 
 Example:
     >>> import os, tempfile
@@ -77,10 +79,13 @@ def _import_module(source: str):
 def tabular_project(csv: str, input_cols: Union[str, Sequence[str]], output_cols: Union[str, Sequence[str]],
                     flows: str, project_dir: str = "./tabular_project",
                     column_types: Optional[Mapping[str, str]] = None, flow_names: Optional[Sequence[str]] = None,
-                    read_csv_kwargs: Optional[Mapping] = None) -> Project:
+                    read_csv_kwargs: Optional[Mapping] = None, missing: str = "error",
+                    positive_class: Optional[Mapping[str, object]] = None) -> Project:
     """A :class:`Project` over a CSV file with the flows of the module ``flows`` registered (the last one is the
     full flow). ``column_types`` maps column → converter type name (``binary``, ``category``, ``multilabel``,
-    ``continuous``, ``regression``, ``numeric``...); unmapped columns are guessed."""
+    ``continuous``, ``regression``, ``numeric``, ``categorical``...); unmapped columns are guessed.
+    ``missing="indicator"`` imputes NaN in numeric inputs with the median and adds a was-missing column
+    (default ``"error"``); ``positive_class`` maps binary output columns to their positive label."""
     from .data import Converters
 
     if not os.path.isfile(csv):
@@ -96,8 +101,9 @@ def tabular_project(csv: str, input_cols: Union[str, Sequence[str]], output_cols
     if stray:
         raise ValueError(f"column_types names column(s) {stray} that are neither input_cols nor output_cols of "
                          f"{csv!r}")
-    converters = Converters()
+    converters = Converters(missing_inputs=missing)
     converters.type.type_mapping.update(column_types)
+    converters.positive_class.update(dict(positive_class or {}))
     project = Project(df, input_col=input_cols, output_col=output_cols, converters=converters,
                       project_dir=project_dir)
     for fn in load_flow_functions(flows, flow_names):
@@ -105,17 +111,37 @@ def tabular_project(csv: str, input_cols: Union[str, Sequence[str]], output_cols
     return project
 
 
+#: A categorical input with at most this many codes (vocabulary + unknown + missing) is one-hot encoded.
+ONE_HOT_MAX_CODES = 8
+
+
+def embedding_width(num_codes: int) -> int:
+    return min(16, (num_codes + 1) // 2)
+
+
 class TabularMLP(nn.Module):
-    """Standardise and concatenate the input columns, then ``depth`` Linear-ReLU layers of ``hidden`` units
-    whose output is the flow's ``features``."""
+    """Standardise and concatenate the numeric input columns, one-hot or embed the categorical ones, then
+    ``depth`` Linear-ReLU layers of ``hidden`` units whose output is the flow's ``features``.
+
+    ``columns``: numeric column -> width; ``categorical``: categorical column -> number of codes."""
 
     def __init__(self, flow_module: nn.Module, columns: Dict[str, int], mean: torch.Tensor, std: torch.Tensor,
-                 hidden: int = 64, depth: int = 2, dropout: float = 0.0):
+                 hidden: int = 64, depth: int = 2, dropout: float = 0.0,
+                 categorical: Optional[Dict[str, int]] = None):
         super().__init__()
         self.columns = dict(columns)
+        self.categorical = dict(categorical or {})
         self.register_buffer("mean", mean.float())
         self.register_buffer("std", std.float())
-        layers, width = [], sum(self.columns.values())
+        # ModuleDict keys cannot hold dots, which column names may: key by position.
+        self.embeddings = nn.ModuleDict({
+            f"c{i}": nn.Embedding(n, embedding_width(n))
+            for i, n in enumerate(self.categorical.values()) if n > ONE_HOT_MAX_CODES})
+        width = sum(self.columns.values()) + sum(
+            n if n <= ONE_HOT_MAX_CODES else embedding_width(n) for n in self.categorical.values())
+        if width == 0:
+            raise ValueError("TabularMLP: no input columns")
+        layers = []
         for _ in range(depth):
             layers += [nn.Linear(width, hidden), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
             width = hidden
@@ -123,22 +149,35 @@ class TabularMLP(nn.Module):
         self.flow = flow_module
 
     def forward(self, inputs):
-        x = torch.cat([inputs[c].float().reshape(-1, width) for c, width in self.columns.items()], dim=1)
-        return self.flow({"features": self.trunk((x - self.mean) / self.std)})
+        parts = []
+        if self.columns:
+            x = torch.cat([inputs[c].float().reshape(-1, width) for c, width in self.columns.items()], dim=1)
+            parts.append((x - self.mean) / self.std)
+        for i, (column, n) in enumerate(self.categorical.items()):
+            codes = inputs[column].long().reshape(-1)
+            key = f"c{i}"
+            parts.append(self.embeddings[key](codes) if key in self.embeddings
+                         else nn.functional.one_hot(codes, n).to(self.mean.dtype))
+        return self.flow({"features": self.trunk(torch.cat(parts, dim=1))})
 
 
 def tabular_model(project: Project, hidden: int = 64, depth: int = 2, dropout: float = 0.0) -> TabularMLP:
     """A :class:`TabularMLP` for ``project``'s full flow and input columns."""
-    columns, values = {}, []
+    columns, categorical, values = {}, {}, []
     for column in project.input_cols:
         data = project.data.inputs[column]
+        num_codes = getattr(project.data.converters.get(column), "num_codes", None)
         if not isinstance(data, torch.Tensor):
             raise ValueError(f"tabular_model: input column '{column}' has type {project.data.types[column]!r}; "
-                             f"the MLP takes numeric or array columns only")
+                             f"the MLP takes numeric, array or categorical columns only")
+        if num_codes is not None:
+            categorical[column] = int(num_codes)
+            continue
         flat = data.float().reshape(len(data), -1)
         columns[column] = flat.shape[1]
         values.append(flat)
-    joined = torch.cat(values, dim=1)
+    joined = torch.cat(values, dim=1) if values else torch.zeros(len(project.df), 0)
     std = joined.std(dim=0, unbiased=False)
     std = torch.where(std > 0, std, torch.ones_like(std))  # a constant column must not divide by zero
-    return TabularMLP(project.get_full_flow().torch(), columns, joined.mean(dim=0), std, hidden, depth, dropout)
+    return TabularMLP(project.get_full_flow().torch(), columns, joined.mean(dim=0), std, hidden, depth, dropout,
+                      categorical=categorical)

@@ -38,7 +38,7 @@ def test_binary_accepts_bool_and_01_with_nan(values):
     assert a.tolist() == [True, False, True, True]
 
 
-@pytest.mark.parametrize("values, shown", [(["yes", "no", nan], "'yes'"), ([0, 1, 2, nan], "2")])
+@pytest.mark.parametrize("values, shown", [(["yes", "no", "maybe", nan], "'maybe'"), ([0, 1, 2, nan], "2")])
 def test_binary_rejects_other_values_naming_column_and_values(values, shown):
     with pytest.raises(ConverterError, match="door_open") as e:
         BinaryConverter().fit(pd.Series(values), "door_open")
@@ -48,7 +48,7 @@ def test_binary_rejects_other_values_naming_column_and_values(values, shown):
 def test_binary_error_shows_at_most_five_offending_values():
     with pytest.raises(ConverterError) as e:
         BinaryConverter().fit(pd.Series([2, 3, 4, 5, 6, 7, 8, 0]), "b")
-    assert "[2, 3, 4, 5, 6] (and 2 more)" in str(e.value)
+    assert "8 distinct labels [2, 3, 4, 5, 6] (and 3 more)" in str(e.value)
 
 
 # -- category --------------------------------------------------------------------------------------------
@@ -170,7 +170,8 @@ def test_all_nan_output_column_is_an_error(converter):
     ([0, 1, nan], "binary"),
     (["a.PNG", "b.jpg", "c.jpeg", None], "img"),
     (["a,b", "c", None], "multilabel"),
-    (["red", "blue"], "category"),
+    (["red", "blue"], "binary"),  # two distinct strings are a binary label
+    (["red", "blue", "green"], "category"),
     ([[1, 2], [3], None], "array"),
     ([3, 1, 2, nan], "category"),
     ([0.1, 0.5, 1.0], "continuous"),
@@ -386,8 +387,9 @@ def test_build_rejects_unknown_and_wrong_role_types():
     conv.type.type_mapping["x"] = "binary"
     with pytest.raises(ConverterError, match="input column 'x'.*output-only"):
         conv.build(df, input_cols=["x"], output_cols=["door_open"])
-    with pytest.raises(ConverterError, match="input column 'shirt_type'.*not image paths"):
-        Converters().build(df, input_cols=["shirt_type"], output_cols=["door_open"])
+    # Strings in an input column are a categorical input now (they used to be refused).
+    assert Converters().build(df, input_cols=["shirt_type"], output_cols=["door_open"]).types["shirt_type"] == \
+        "categorical"
 
 
 def test_type_mapping_conflicting_with_saved_state_is_an_error(tmp_path):

@@ -105,7 +105,7 @@ def column_both_input_and_output(tmp_path):
 
 
 def strings_in_binary_column(tmp_path):
-    build(people().assign(is_adult=["yes", "no"] * 6), tmp_path=tmp_path, is_adult="binary")
+    build(people().assign(is_adult=["yes", "no", "maybe"] * 4), tmp_path=tmp_path, is_adult="binary")
 
 
 def strings_in_continuous_column(tmp_path):
@@ -113,7 +113,7 @@ def strings_in_continuous_column(tmp_path):
 
 
 def strings_in_numeric_input(tmp_path):
-    build(people().assign(age=["young", "old"] * 6), tmp_path=tmp_path)
+    build(people().assign(age=["young", "old"] * 6), tmp_path=tmp_path, age="numeric")
 
 
 def non_numeric_regression_cells(tmp_path):
@@ -149,9 +149,9 @@ def ragged_array_input(tmp_path):
 
 
 def unseen_class_at_inference(tmp_path):
-    build(people(), outputs=["is_adult", "shirt"], tmp_path=tmp_path)  # fits and saves the classes
+    build(people(), outputs=["is_adult", "shirt"], tmp_path=tmp_path, shirt="category")  # fits and saves the classes
     later = people().assign(shirt=["red", "green"] * 6)
-    build(later, outputs=["is_adult", "shirt"], tmp_path=tmp_path)
+    build(later, outputs=["is_adult", "shirt"], tmp_path=tmp_path, shirt="category")
 
 
 def multilabel_unknown_label(tmp_path):
@@ -405,11 +405,12 @@ DATAFRAME = [
     (unknown_output_column, raises(ConverterError, "output column 'is_child' is not in the DataFrame")),
     (duplicate_columns, raises(ConverterError, "duplicate column names: \\['is_adult'\\]")),
     (column_both_input_and_output, raises(ConverterError, "\\['age'\\] are both input and output columns")),
-    (strings_in_binary_column, raises(ConverterError, "binary column 'is_adult': expected", "'yes', 'no'")),
+    (strings_in_binary_column, raises(ConverterError, "binary column 'is_adult': expected",
+                                                     "3 distinct labels \\['yes', 'no', 'maybe'\\]")),
     (strings_in_continuous_column, raises(ConverterError, "continuous column 'size': expected numbers",
                                           "'small'")),
-    (strings_in_numeric_input, raises(ConverterError, "input column 'age' holds strings",
-                                      "encode it as numbers")),
+    (strings_in_numeric_input, raises(ConverterError, "numeric input column 'age': expected numbers",
+                                      "'young'")),
     (non_numeric_regression_cells, raises(ConverterError, "regression column 'temperature': expected numbers",
                                           "'3 celsius'")),
     (all_nan_output_column, raises(ConverterError, "column 'is_adult'", "all values are NaN")),

@@ -95,7 +95,7 @@ def test_condition_on_class_value_by_id_and_name():
 
     def f(flow, x, out):
         out += flow.shirt_type(x.f)
-        out += flow.is_blue_bright(x.f) | (out.shirt_type == 2)
+        out += flow.is_blue_bright(x.f) | (out.shirt_type == "blue")
         out += flow.is_red_faded(x.f) | (out.shirt_type == "red")
         return out
 

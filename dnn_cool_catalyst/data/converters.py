@@ -13,31 +13,34 @@ later run maps labels identically: pass ``state_path``; an existing file is load
 
 Example:
     >>> import pandas as pd
-    >>> df = pd.DataFrame({"x": [0.5, 1.5, 2.0], "door_open": [1, None, 0], "shirt": ["red", "blue", None]})
+    >>> df = pd.DataFrame({"x": [0.5, 1.5, 2.0], "door_open": [1, None, 0], "shirt": ["red", "blue", "green"]})
     >>> data = Converters().build(df, input_cols=["x"], output_cols=["door_open", "shirt"])
     >>> data.types
     {'x': 'numeric', 'door_open': 'binary', 'shirt': 'category'}
     >>> data.targets["shirt"].tolist(), data.available["shirt"].tolist()
-    ([1, 0, 0], [True, True, False])
+    ([2, 0, 1], [True, True, True])
     >>> data.tasks["shirt"].class_names
-    ['blue', 'red']
+    ['blue', 'green', 'red']
 """
 from __future__ import annotations
 
+import datetime
 import json
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Union
 
+import numpy as np
 import pandas as pd
 import torch
+from pandas.api import types as ptypes
 
 from ..atomic import atomic_write_json
 from ..tasks import (BinaryTask, BoundedRegressionTask, ClassificationTask, MultilabelTask, RegressionTask, Task,
                      TaskError, TokenClassificationTask)
-from .inputs import INPUT_CONVERTERS
+from .inputs import INPUT_CONVERTERS, check_missing_mode
 from .type_guess import TypeGuesser
-from .values import OUTPUT_CONVERTERS, ConverterError
+from .values import OUTPUT_CONVERTERS, ConverterError, _plain
 
 STATE_VERSION = 1
 #: Output types a guess for an input column maps to the "numeric" input (inputs are never tasks).
@@ -47,7 +50,7 @@ _NUMERIC_GUESSES = ("binary", "category", "continuous", "regression")
 # -- default task factories (module level so that a Converters object pickles, e.g. for DDP spawn) ------
 
 def binary_task(name: str, converter) -> Task:
-    return BinaryTask(name)
+    return BinaryTask(name, labels=getattr(converter, "labels", None))
 
 
 def category_task(name: str, converter) -> Task:
@@ -125,18 +128,28 @@ class ConvertedData:
     tasks: Dict[str, Task]
     row_ids: List
     converters: Dict[str, object] = field(default_factory=dict)
+    #: column -> "given" (type_mapping), "saved" (converters.json) or "guessed"
+    type_sources: Dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.row_ids)
 
 
 class Converters:
-    """See the module docstring. ``build`` is the one entry point."""
+    """See the module docstring. ``build`` is the one entry point.
 
-    def __init__(self):
+    ``missing_inputs``: what a numeric input column does with NaN unless its converter says otherwise:
+    ``"error"`` (default) or ``"indicator"`` (median fill + a was-missing column, see :class:`NumericInput`).
+    ``positive_class``: binary output column -> its positive label (e.g. ``{"sex": "female"}``); see
+    :class:`BinaryConverter` for the default.
+    """
+
+    def __init__(self, missing_inputs: str = "error"):
         self.type = TypeGuesser()
         self.values = ValueConverters()
         self.task = TaskConverters()
+        self.missing_inputs = check_missing_mode(missing_inputs, "Converters(missing_inputs=...)")
+        self.positive_class: Dict[str, object] = {}
 
     # -- public ----------------------------------------------------------------------------------------
     def build(self, df: pd.DataFrame, input_cols: Union[str, Sequence[str]] = (),
@@ -147,22 +160,35 @@ class Converters:
         columns_state = state["columns"]
         dirty = state_path is not None and not os.path.exists(state_path)
 
+        self._check_positive_class(output_cols)
         types: Dict[str, str] = {}
+        sources: Dict[str, str] = {}
         converters: Dict[str, object] = {}
         inputs: Dict[str, object] = {}
         for column in input_cols:
             series = df[column]
+            refuse_dates(series, column, "input")
             stored = _stored(columns_state, column, "input")
-            type_name = self._resolve_type(series, column, "input", stored)
+            type_name, sources[column] = self._resolve_type(series, column, "input", stored)
             converter = self._create(column, type_name, "input")
+            if stored is not None and stored.get("type") == type_name and stored.get("state"):
+                try:
+                    converter.load_state_dict(stored["state"])
+                except (ConverterError, KeyError, TypeError, ValueError, AttributeError) as e:
+                    raise ConverterError(f"input column '{column}': bad state in {state_path!r}: {e}; delete that "
+                                         f"file to refit") from e
+            else:
+                # Input state (vocabulary, median) comes from this frame's inputs only, never from labels.
+                converter.fit(series, column)
+                fitted = converter.state_dict()
+                if stored is None or stored.get("type") != type_name or fitted != stored.get("state", {}):
+                    columns_state[column] = {"role": "input", "type": type_name, "state": fitted}
+                    dirty = True
             inputs[column] = converter.build_column(series, column)
             if len(inputs[column]) != len(df):
                 raise ConverterError(f"input column '{column}': converter returned {len(inputs[column])} rows for "
                                      f"{len(df)}")
             types[column], converters[column] = type_name, converter
-            if stored is None or stored.get("type") != type_name:
-                columns_state[column] = {"role": "input", "type": type_name, "state": {}}
-                dirty = True
 
         targets: Dict[str, torch.Tensor] = {}
         available: Dict[str, torch.Tensor] = {}
@@ -171,8 +197,9 @@ class Converters:
             series = df[column]
             if not series.notna().any():
                 raise ConverterError(f"output column '{column}' has no labels (all values are NaN)")
+            refuse_dates(series, column, "output")
             stored = _stored(columns_state, column, "output")
-            type_name = self._resolve_type(series, column, "output", stored)
+            type_name, sources[column] = self._resolve_type(series, column, "output", stored)
             converter = self._create(column, type_name, "output")
             if stored is not None:
                 try:
@@ -199,7 +226,7 @@ class Converters:
         if state_path is not None and dirty:
             atomic_write_json(state_path, state)
         return ConvertedData(inputs=inputs, targets=targets, available=available, types=types, tasks=tasks,
-                             row_ids=list(df.index), converters=converters)
+                             row_ids=list(df.index), converters=converters, type_sources=sources)
 
     # -- validation and type resolution -----------------------------------------------------------------
     def _validate_frame(self, df, input_cols: List[str], output_cols: List[str]) -> None:
@@ -229,7 +256,8 @@ class Converters:
         if both:
             raise ConverterError(f"column(s) {both} are both input and output columns")
 
-    def _resolve_type(self, series: pd.Series, column: str, role: str, stored: Optional[dict]) -> str:
+    def _resolve_type(self, series: pd.Series, column: str, role: str, stored: Optional[dict]):
+        """``(type name, source)``; source is "given", "saved" or "guessed"."""
         explicit = self.type.type_mapping.get(column)
         stored_type = stored.get("type") if stored else None
         if explicit is not None and stored_type is not None and explicit != stored_type:
@@ -238,17 +266,16 @@ class Converters:
         if explicit is not None or stored_type is not None:
             type_name = explicit or stored_type
             self._check_known(column, type_name)
-            return type_name
+            return type_name, ("given" if explicit is not None else "saved")
         guessed = self.type.guess(series, column)
-        return self._adapt_guess(series, column, role, guessed)
+        return self._adapt_guess(series, column, role, guessed), "guessed"
 
     def _adapt_guess(self, series: pd.Series, column: str, role: str, guessed: str) -> str:
         if role == "input":
             if guessed in _NUMERIC_GUESSES and pd.api.types.is_numeric_dtype(series.dropna().infer_objects().dtype):
                 return "numeric"
-            if guessed in ("category", "multilabel"):
-                raise ConverterError(f"input column '{column}' holds strings that are not image paths; map it to "
-                                     f"'img' in converters.type.type_mapping or encode it as numbers")
+            if guessed in _NUMERIC_GUESSES + ("multilabel",):
+                return "categorical"  # strings (not image paths), pandas category cells, mixed labels
             return guessed
         if guessed == "array":
             # List cells of an output column: strings are label sets, numbers are token ids.
@@ -256,6 +283,12 @@ class Converters:
             has_strings = any(isinstance(v, str) for v in first)
             return "multilabel" if has_strings else "tokens"
         return guessed
+
+    def _check_positive_class(self, output_cols: List[str]) -> None:
+        stray = sorted(str(c) for c in self.positive_class if c not in output_cols)
+        if stray:
+            raise ConverterError(f"converters.positive_class names column(s) {stray} that are not output columns; "
+                                 f"output columns: {output_cols}")
 
     def _check_known(self, column: str, type_name: str) -> None:
         if type_name not in self.values.type_mapping and column not in self.values.col_mapping:
@@ -265,9 +298,17 @@ class Converters:
     def _create(self, column: str, type_name: str, role: str):
         self._check_known(column, type_name)
         converter = self.values.create(column, type_name)
+        if role == "input" and getattr(converter, "missing", "unset") is None:
+            converter.missing = self.missing_inputs  # the project-wide default for NumericInput(missing=None)
+        if role == "output" and column in self.positive_class:
+            if not hasattr(converter, "positive_arg"):
+                raise ConverterError(f"converters.positive_class names column '{column}', whose type {type_name!r} "
+                                     f"has no positive class (only 'binary' columns do)")
+            converter.positive_arg = _plain(self.positive_class[column])
         converter_role = getattr(converter, "role", "output")
         if converter_role != role:
-            hint = " (use 'numeric' for a numeric input)" if role == "input" else ""
+            hint = (" (use 'numeric' for a numeric input, 'categorical' for labels such as strings)"
+                    if role == "input" else "")
             raise ConverterError(f"{role} column '{column}' has type {type_name!r}, which is an {converter_role}-only "
                                  f"type{hint}")
         return converter
@@ -305,6 +346,18 @@ def _load_state(state_path: Optional[str]) -> dict:
         raise ConverterError(f"converter state file {state_path!r} is not a converter state (expected an object "
                              f"with a 'columns' object); fix or delete it to refit")
     return state
+
+
+def refuse_dates(series: pd.Series, column: str, role: str) -> None:
+    """Dates have no meaning to a network as such; say what to derive instead of failing obscurely later."""
+    is_date = ptypes.is_datetime64_any_dtype(series.dtype) or ptypes.is_timedelta64_dtype(series.dtype)
+    if not is_date and series.dtype == object:
+        is_date = bool(series.map(lambda v: isinstance(v, (datetime.date, datetime.timedelta, np.datetime64,
+                                                           np.timedelta64))).any())
+    if is_date:
+        raise ConverterError(f"{role} column '{column}' holds dates/times, which cannot be used directly; derive "
+                             f"numeric columns from it (e.g. df[{column!r}].dt.year, .dt.dayofweek, .dt.month, or "
+                             f"elapsed days: (df[{column!r}] - df[{column!r}].min()).dt.days) and use those instead")
 
 
 def _check_target(column: str, values, mask, n: int) -> None:

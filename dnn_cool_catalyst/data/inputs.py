@@ -1,11 +1,17 @@
 """Input converters: a DataFrame column -> a sequence-like of tensors (``len`` and ``[i]``), one per row.
 
-Inputs are not tasks, so they have no availability: a missing or non-finite input is an error.
+Inputs are not tasks, so they have no availability: a missing or non-finite input is an error, except where a
+converter says how to fill it (``NumericInput(missing="indicator")``, the missing code of ``CategoricalInput``).
+Fitted input state (a vocabulary, a median) is computed from the rows the Project is built from (inputs only,
+never labels), stored in ``converters.json`` and reloaded like an output converter's.
 
 - ``"img"``: file paths; the files are checked to exist at build time and loaded lazily on ``[i]`` as RGB,
   float32, CHW in [0, 1];
 - ``"array"``: cells holding arrays or lists of numbers of one common shape -> a float32 tensor ``(N, ...)``;
-- ``"numeric"``: a scalar numeric column -> a float32 tensor ``(N,)``.
+- ``"numeric"``: a scalar numeric column (bools become 0/1) -> a float32 tensor ``(N,)``, or ``(N, 2)`` holding
+  (value, was-missing) with ``missing="indicator"``;
+- ``"categorical"``: strings, pandas ``category`` cells or other labels -> int64 codes ``(N,)`` (see
+  :class:`CategoricalInput`).
 
 Example:
     >>> import pandas as pd
@@ -15,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -25,7 +32,8 @@ from .values import ConverterError, as_float, preview
 
 
 class InputConverter:
-    """Base class of input converters. Inputs carry no fitted state; the methods exist for uniformity."""
+    """Base class of input converters. ``fit`` learns state from the project's rows (default: none);
+    ``state_dict`` / ``load_state_dict`` store and reload it, as for output converters."""
 
     type_name = "input"
     role = "input"
@@ -37,7 +45,8 @@ class InputConverter:
         return {}
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        if state:
+            raise ConverterError(f"{self.type_name} input converter has no state, got keys {sorted(state)}")
 
     def build_column(self, series: pd.Series, column: str):
         """Return a sequence-like of length ``len(series)`` whose ``[i]`` is a tensor."""
@@ -171,20 +180,165 @@ class ArrayInput(InputConverter):
         return arr
 
 
+MISSING_INPUT_MODES = ("error", "indicator")
+
+
+def check_missing_mode(missing, where: str) -> str:
+    if missing not in MISSING_INPUT_MODES:
+        raise ConverterError(f"{where}: missing must be one of {list(MISSING_INPUT_MODES)}, got {missing!r}")
+    return missing
+
+
 class NumericInput(InputConverter):
-    """A scalar numeric column -> float32 tensor ``(N,)`` (each row a 0-d tensor)."""
+    """A scalar numeric column -> float32 tensor ``(N,)`` (bools become 0.0/1.0).
+
+    ``missing``: ``"error"`` refuses NaN (the default); ``"indicator"`` fills NaN with the median of the
+    column's non-missing values (fitted on the rows the Project is built from, stored, reused at inference) and
+    returns ``(N, 2)``: the filled value and a was-missing 0/1 column. ``None`` takes the project-wide
+    ``Converters(missing_inputs=...)``.
+
+    Example:
+        >>> import pandas as pd
+        >>> NumericInput(missing="indicator").fit(pd.Series([1.0, None, 5.0, 4.0]), "age").build_column(
+        ...     pd.Series([1.0, None]), "age").tolist()
+        [[1.0, 0.0], [4.0, 1.0]]
+    """
 
     type_name = "numeric"
 
-    def build_column(self, series, column):
-        self.require_no_missing(series, column, self.type_name)
+    def __init__(self, missing: Optional[str] = None):
+        self.missing = None if missing is None else check_missing_mode(missing, "NumericInput")
+        self.median: Optional[float] = None
+
+    @property
+    def mode(self) -> str:
+        return self.missing or "error"
+
+    def fit(self, series, column):
+        if self.mode == "indicator":
+            present = series.dropna()
+            if len(present) == 0:
+                raise ConverterError(f"numeric input column '{column}' has no values (all NaN); nothing to impute "
+                                     f"from")
+            floats = self._finite(present, column)
+            self.median = float(np.median(floats))
+        return self
+
+    def state_dict(self):
+        return {"missing": "indicator", "median": self.median} if self.mode == "indicator" else {}
+
+    def load_state_dict(self, state):
+        stored = state.get("missing", "error") if isinstance(state, dict) else None
+        if stored not in MISSING_INPUT_MODES:
+            raise ConverterError(f"numeric input state must have 'missing' in {list(MISSING_INPUT_MODES)}, got "
+                                 f"{state!r}")
+        if stored != self.mode:
+            raise ConverterError(f"numeric input converter has missing={self.mode!r} but its saved state was fitted "
+                                 f"with missing={stored!r}")
+        if stored == "indicator":
+            median = state.get("median")
+            if isinstance(median, bool) or not isinstance(median, (int, float)) or not np.isfinite(median):
+                raise ConverterError(f"numeric input state needs a finite 'median', got {state!r}")
+            self.median = float(median)
+
+    def _finite(self, series, column):
         floats = as_float(series, column, "numeric input", "numbers")
         bad = ~np.isfinite(floats)
         if bad.any():
             raise ConverterError(f"numeric input column '{column}': infinite value at row "
                                  f"{series.index[int(np.flatnonzero(bad)[0])]!r} ({int(bad.sum())} row(s)); inputs "
                                  f"must be finite numbers")
-        return torch.from_numpy(floats.astype(np.float32))
+        return floats
+
+    def build_column(self, series, column):
+        if self.mode != "indicator":
+            if series.isna().any():
+                missing = series.isna().to_numpy(dtype=bool)
+                raise ConverterError(f"numeric input column '{column}' has {int(missing.sum())} missing value(s) at "
+                                     f"rows {preview(series.index[missing])}; input columns cannot have NaN (or "
+                                     f"use NumericInput(missing='indicator') / Converters(missing_inputs="
+                                     f"'indicator') to impute the median and add a was-missing column)")
+            return torch.from_numpy(self._finite(series, column).astype(np.float32))
+        if self.median is None:
+            raise ConverterError(f"numeric input converter for column '{column}' is not fitted: call fit() first")
+        missing = series.isna().to_numpy(dtype=bool)
+        floats = np.full(len(series), self.median, dtype=np.float64)
+        floats[~missing] = self._finite(series[~missing], column)
+        return torch.from_numpy(np.stack([floats, missing.astype(np.float64)], axis=1).astype(np.float32))
+
+
+class CategoricalInput(InputConverter):
+    """Strings, pandas ``category`` cells, bools or integer labels -> int64 codes ``(N,)``.
+
+    Codes: ``0`` = unknown (a value not in the fitted vocabulary), ``1`` = missing (NaN), ``2 + i`` = the i-th
+    vocabulary value (sorted). The vocabulary is fitted state; a value unseen when the state is reloaded maps to
+    the unknown code with one warning per column naming the values. ``num_codes`` is the embedding size.
+
+    Example:
+        >>> import pandas as pd
+        >>> conv = CategoricalInput().fit(pd.Series(["Biscoe", "Dream", None]), "island")
+        >>> conv.vocab, conv.build_column(pd.Series(["Dream", None, "Biscoe"]), "island").tolist()
+        (['Biscoe', 'Dream'], [3, 1, 2])
+    """
+
+    type_name = "categorical"
+    UNKNOWN, MISSING, FIRST = 0, 1, 2
+
+    def __init__(self):
+        self.vocab: Optional[List[str]] = None
+
+    @property
+    def num_codes(self) -> int:
+        return self.FIRST + len(self.vocab or [])
+
+    @staticmethod
+    def _keys(series: pd.Series) -> pd.Series:
+        def key(v):
+            v = v.item() if isinstance(v, np.generic) else v
+            if isinstance(v, float) and v.is_integer():
+                v = int(v)  # NaN turns an int column into floats; 3.0 is the label 3
+            return str(v)
+        return series.astype(object).map(key)
+
+    def fit(self, series, column):
+        present = series.dropna()
+        if len(present) == 0:
+            raise ConverterError(f"categorical input column '{column}' has no values (all NaN)")
+        keys = pd.unique(self._keys(present).to_numpy())
+        ints = all(_is_int_text(k) for k in keys)
+        self.vocab = sorted(keys, key=int) if ints else sorted(keys)
+        return self
+
+    def state_dict(self):
+        return {"vocab": list(self.vocab or [])}
+
+    def load_state_dict(self, state):
+        vocab = state.get("vocab") if isinstance(state, dict) else None
+        if not isinstance(vocab, list) or not all(isinstance(v, str) for v in vocab) or len(set(vocab)) != len(vocab):
+            raise ConverterError(f"categorical input state needs 'vocab', a list of distinct strings, got {state!r}")
+        self.vocab = list(vocab)
+
+    def build_column(self, series, column):
+        if self.vocab is None:
+            raise ConverterError(f"categorical input converter for column '{column}' is not fitted: call fit() "
+                                 f"first")
+        missing = series.isna().to_numpy(dtype=bool)
+        codes = np.full(len(series), self.MISSING, dtype=np.int64)
+        keys = self._keys(series[~missing])
+        ids = pd.Index(self.vocab).get_indexer(keys.to_numpy())
+        codes[~missing] = np.where(ids >= 0, ids + self.FIRST, self.UNKNOWN)
+        if (ids < 0).any():
+            unseen = pd.unique(keys[ids < 0].to_numpy())
+            warnings.warn(f"categorical input column '{column}': {len(unseen)} value(s) not seen when its vocabulary "
+                          f"was fitted map to the 'unknown' code: {preview(unseen)}", UserWarning, stacklevel=2)
+        return torch.from_numpy(codes)
+
+
+def _is_int_text(text: str) -> bool:
+    try:
+        return str(int(text)) == text
+    except ValueError:
+        return False
 
 
 #: Default input converters by type name (zero-arg factories).
@@ -192,4 +346,5 @@ INPUT_CONVERTERS = {
     "img": ImageInput,
     "array": ArrayInput,
     "numeric": NumericInput,
+    "categorical": CategoricalInput,
 }

@@ -6,7 +6,8 @@ Rules, applied to the non-null values, first match wins:
 2. bool dtype, or every value in {0, 1} (True/False included) -> ``"binary"``;
 3. strings ending in ``.png``/``.jpg``/``.jpeg`` (any case; also ``pathlib.Path`` cells) -> ``"img"``;
 4. strings, at least one containing ``","`` -> ``"multilabel"``;
-5. other strings (or strings mixed with numbers) -> ``"category"``;
+5. strings with exactly two distinct values -> ``"binary"``; other strings (or strings mixed with numbers)
+   -> ``"category"``;
 6. list / tuple / ndarray cells -> ``"array"`` (the caller turns this into ``"tokens"`` or ``"multilabel"``
    for an output column); set cells -> ``"multilabel"``;
 7. integers (integral floats too, since NaN makes pandas store ints as floats) with <= 20 distinct values
@@ -14,7 +15,8 @@ Rules, applied to the non-null values, first match wins:
 8. floats all within [0, 1] -> ``"continuous"``;
 9. other numbers -> ``"regression"``.
 
-An all-NaN column cannot be guessed and raises :class:`ConverterError`.
+An all-NaN column cannot be guessed and raises :class:`ConverterError`. For an INPUT column the caller maps
+numeric guesses (and bools) to ``"numeric"`` and string / ``category`` guesses to ``"categorical"``.
 
 Example:
     >>> import pandas as pd
@@ -76,6 +78,8 @@ def guess_type(series: pd.Series, column: str = "?") -> str:
                 return "img"
             if text.str.contains(",", regex=False).any():
                 return "multilabel"
+            if text.nunique() == 2:
+                return "binary"  # yes/no, male/female: two labels are a binary task, not a 2-way category
         return "category"
     if "set" in counts:
         return "multilabel"

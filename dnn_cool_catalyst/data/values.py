@@ -130,33 +130,147 @@ def _state_get(state: dict, key: str, type_name: str):
 # -- binary ----------------------------------------------------------------------------------------------
 
 class BinaryConverter(ValueConverter):
-    """0/1, 0.0/1.0 and True/False (also numpy bools and object columns mixing them) -> float32 ``(N,)``.
+    """Any two distinct labels -> float32 ``(N,)``: 1.0 where the label is the positive class, else 0.0.
+
+    Labels may be 0/1, True/False (also numpy bools and object columns mixing them), two numbers (``36``/``60``)
+    or two strings (``"yes"``/``"no"``, ``"male"``/``"female"``). The positive class is ``positive`` when given
+    (it must be one of the labels); otherwise, by default: 1 (True) when the labels are 0/1 or bools; else the
+    label that is a conventional positive word (``yes``, ``true``, ``positive``, ``y``, any case) if exactly one
+    is; else the second label in sorted order. The labels and the positive class are fitted state (stored in
+    ``converters.json``). A third distinct label is an error.
 
     Example:
         >>> import numpy as np, pandas as pd
         >>> v, a = BinaryConverter().transform(pd.Series([True, np.nan, 0]), "door_open")
         >>> v.tolist(), a.tolist()
         ([1.0, 0.0, 0.0], [True, False, True])
+        >>> conv = BinaryConverter().fit(pd.Series(["no", "yes", None]), "smoker")
+        >>> conv.labels, conv.positive, conv.transform(pd.Series(["no", "yes"]), "smoker")[0].tolist()
+        (['no', 'yes'], 'yes', [0.0, 1.0])
+        >>> BinaryConverter(positive="female").fit(pd.Series(["male", "female"]), "sex").state_dict()
+        {'labels': ['male', 'female'], 'positive': 'female'}
     """
 
     type_name = "binary"
-    _expected = "0/1 or True/False (NaN for a missing label)"
+    _expected = "0/1, True/False or two distinct labels (NaN for a missing label)"
+    POSITIVE_WORDS = ("yes", "true", "positive", "y")
+
+    def __init__(self, positive=None):
+        self.positive_arg = _plain(positive)
+        self.labels: Optional[list] = None  # [negative, positive], JSON values (numbers or strings)
+
+    @property
+    def positive(self):
+        return None if self.labels is None else self.labels[1]
+
+    @staticmethod
+    def _keys(labelled: pd.Series, column: str) -> Tuple[str, np.ndarray]:
+        """("number", float64 keys) for numbers and bools, ("str", object keys) for strings."""
+        if isinstance(labelled.dtype, pd.CategoricalDtype):
+            labelled = labelled.astype(object)
+        if ptypes.is_numeric_dtype(labelled.dtype):  # includes bool and nullable Int64/boolean dtypes
+            return "number", labelled.to_numpy(dtype=np.float64)
+        is_str = labelled.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+        if is_str.all():
+            return "str", labelled.astype(str).to_numpy(dtype=object)
+        if is_str.any():
+            raise ConverterError(f"binary column '{column}': labels mix strings and other values "
+                                 f"{preview(labelled)}; expected {BinaryConverter._expected}")
+        return "number", as_float(labelled, column, "binary", BinaryConverter._expected)
+
+    @staticmethod
+    def _key_of(value):
+        value = _plain(value)
+        if isinstance(value, str):
+            return "str", value
+        if isinstance(value, (bool, int, float)):
+            return "number", float(value)
+        return None, None
+
+    def _label_index(self, value) -> Optional[int]:
+        """0 (negative) / 1 (positive) when ``value`` is one of the labels, else None."""
+        kind, key = self._key_of(value)
+        for i, label in enumerate(self.labels or []):
+            if self._key_of(label) == (kind, key):
+                return i
+        return None
 
     def fit(self, series, column):
         require_labels(series, column)
+        _, labelled = _split_missing(series)
+        kind, keys = self._keys(labelled, column)
+        distinct = pd.unique(keys)
+        if kind == "number" and set(distinct.tolist()) <= {0.0, 1.0}:
+            labels = [0, 1]
+        elif len(distinct) == 2:
+            labels = sorted(_json_number(k) if kind == "number" else k for k in distinct)
+        elif len(distinct) > 2:
+            shown = [_json_number(k) for k in distinct] if kind == "number" else list(distinct)
+            raise ConverterError(f"binary column '{column}': expected {self._expected}, got {len(distinct)} distinct "
+                                 f"labels {preview(shown)}; use 'category' for more than two classes")
+        else:
+            raise ConverterError(f"binary column '{column}' has a single label {preview(labelled[:1])}; a binary "
+                                 f"column needs two distinct labels (or 0/1, True/False)")
+        self.labels = labels
+        if self.positive_arg is not None:
+            index = self._label_index(self.positive_arg)
+            if index is None:
+                raise ConverterError(f"binary column '{column}': positive class {self.positive_arg!r} is not one of "
+                                     f"its labels {labels}")
+        elif labels == [0, 1]:
+            index = 1
+        else:
+            words = [i for i, label in enumerate(labels)
+                     if isinstance(label, str) and label.strip().lower() in self.POSITIVE_WORDS]
+            index = words[0] if len(words) == 1 else 1
+        self.labels = [labels[1 - index], labels[index]]
         self.transform(series, column)  # validates every value now rather than at the first batch
         return self
 
     def transform(self, series, column):
+        if self.labels is None:  # the historical default: 0/1 labels need no fitting
+            self.labels = [0, 1]
         missing, labelled = _split_missing(series)
-        floats = as_float(labelled, column, self.type_name, self._expected)
-        bad = ~np.isin(floats, (0.0, 1.0))
+        kind, keys = self._keys(labelled, column)
+        label_keys = [self._key_of(label) for label in self.labels]
+        matching = [k == kind for k, _ in label_keys]
+        is_positive = keys == label_keys[1][1] if matching[1] else np.zeros(len(keys), dtype=bool)
+        is_negative = keys == label_keys[0][1] if matching[0] else np.zeros(len(keys), dtype=bool)
+        bad = ~(is_positive | is_negative)
         if bad.any():
-            raise ConverterError(f"binary column '{column}': expected {self._expected}, got {int(bad.sum())} invalid "
-                                 f"value(s): {preview(labelled[bad])}")
+            raise ConverterError(f"binary column '{column}': expected the labels {self.labels} (NaN for a missing "
+                                 f"label), got {int(bad.sum())} invalid value(s): {preview(labelled[bad])}")
         values = np.zeros(len(series), dtype=np.float32)
-        values[~missing] = floats
+        values[~missing] = is_positive
         return torch.from_numpy(values), torch.from_numpy(~missing)
+
+    def state_dict(self):
+        labels = self.labels or [0, 1]
+        return {"labels": list(labels), "positive": labels[1]}
+
+    def load_state_dict(self, state):
+        if not state:  # saved before binary labels had state: 0/1 labels
+            state = {"labels": [0, 1], "positive": 1}
+        labels = _state_get(state, "labels", self.type_name)
+        positive = _state_get(state, "positive", self.type_name)
+        if (not isinstance(labels, list) or len(labels) != 2
+                or any(self._key_of(label)[0] is None for label in labels)
+                or self._key_of(labels[0]) == self._key_of(labels[1])):
+            raise ConverterError(f"binary converter state needs 'labels': two distinct numbers or strings, got "
+                                 f"{labels!r}")
+        self.labels = list(labels)
+        index = self._label_index(positive)
+        if index is None:
+            raise ConverterError(f"binary converter state: positive class {positive!r} is not one of {labels}")
+        if self.positive_arg is not None and self._label_index(self.positive_arg) != index:
+            raise ConverterError(f"positive class {self.positive_arg!r} differs from the saved positive class "
+                                 f"{positive!r}")
+        self.labels = [labels[1 - index], labels[index]]
+
+
+def _json_number(value: float):
+    """A float key back as the number the user wrote: ``36.0`` -> ``36``."""
+    return int(value) if float(value).is_integer() else float(value)
 
 
 # -- category --------------------------------------------------------------------------------------------

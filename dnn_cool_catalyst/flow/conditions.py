@@ -109,9 +109,8 @@ class TaskRef(Condition):
 
     def render(self):
         if self.kind == "eq":
-            names = getattr(self.task, "class_names", None)
-            shown = names[self.arg] if names else self.arg
-            return f"{self.name} == {shown!r}"
+            # The label value the user compared with (level == 1), never the class id it resolved to.
+            return f"{self.name} == {self.task.condition_label(self.kind, self.arg)!r}"
         return self.name
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Dict, FrozenSet, List, Optional
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -90,6 +91,13 @@ class Task:
             raise TaskError(f"{self.type_name} task '{self.name}' does not support the condition {form}: {hint}")
         return arg
 
+    def condition_label(self, kind: str, arg):
+        """How the resolved ``arg`` of an ``eq`` condition is shown (flow.json, explanations): the label value."""
+        names = getattr(self, "class_names", None)
+        if kind == "eq" and names is not None and isinstance(arg, int):
+            return display_label(names[arg])
+        return arg
+
     def condition(self, value: torch.Tensor, kind: str, arg) -> torch.Tensor:
         """Per-sample boolean ``(N,)``: whether ``value`` (a target or a decoded prediction) satisfies it."""
         raise NotImplementedError
@@ -129,18 +137,47 @@ class Task:
         return f"{type(self).__name__}({self.name!r})"
 
 
+def label_key(value) -> Optional[str]:
+    """The string a label value is stored under in ``class_names`` (``1``, ``1.0`` and ``"1"`` -> ``"1"``);
+    ``None`` for a value no label can be (a fraction, a list...)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return None
+
+
+def display_label(name: str):
+    """A stored class name as the user wrote the label: ``"2"`` -> ``2`` (integer labels), else the string."""
+    try:
+        return int(name) if str(int(name)) == name else name
+    except ValueError:
+        return name
+
+
 def resolve_class(task: Task, arg) -> int:
-    """A class id from an id or a class name, for ``out.task == arg`` on tasks with ``n_classes``/``class_names``."""
+    """The class id of ``out.task == arg``: ``arg`` is a LABEL VALUE as written in the DataFrame (``1`` means the
+    label 1, not class id 1). Only a task built without ``class_names`` takes class ids."""
     names = getattr(task, "class_names", None)
-    if isinstance(arg, str):
-        if names is None or arg not in names:
-            raise TaskError(f"{task.type_name} task '{task.name}' has no class named {arg!r}; "
-                            f"classes are {names or list(range(task.n_classes))}")
-        return names.index(arg)
-    if isinstance(arg, bool) or not isinstance(arg, int) or not 0 <= arg < task.n_classes:
-        raise TaskError(f"{task.type_name} task '{task.name}': condition value must be a class id in "
-                        f"[0, {task.n_classes}) or a class name, got {arg!r}")
-    return arg
+    if names is None:
+        if isinstance(arg, np.integer):
+            arg = int(arg)
+        if isinstance(arg, bool) or not isinstance(arg, int) or not 0 <= arg < task.n_classes:
+            raise TaskError(f"{task.type_name} task '{task.name}' has no class names, so a condition value must be a "
+                            f"class id in [0, {task.n_classes}), got {arg!r}")
+        return arg
+    key = label_key(arg)
+    if key is None or key not in names:
+        shown = arg.item() if isinstance(arg, np.generic) else arg
+        raise TaskError(f"{task.type_name} task '{task.name}' has no class named {shown!r}: a condition value is a "
+                        f"label value, and its labels are {[display_label(n) for n in names]}")
+    return names.index(key)
 
 
 def sample_mask(mask: torch.Tensor) -> torch.Tensor:

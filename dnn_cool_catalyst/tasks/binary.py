@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics as M
-from .base import Task, TaskError
+from .base import Task, TaskError, label_key
 
 
 def squeeze_single(task: Task, logits: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -23,7 +23,10 @@ def squeeze_single(task: Task, logits: torch.Tensor, batch_size: int) -> torch.T
 
 
 class BinaryTask(Task):
-    """``out.task`` holds where the label (or the decoded prediction) is 1.
+    """``out.task`` holds where the label (or the decoded prediction) is the positive class (1).
+
+    ``labels`` (optional, ``[negative, positive]`` as written in the DataFrame, e.g. ``["male", "female"]``) also
+    allows ``out.task == "female"`` / ``out.task == "male"``.
 
     Example:
         >>> import torch
@@ -32,13 +35,17 @@ class BinaryTask(Task):
         tensor([1., 0.])
     """
 
-    condition_kinds = frozenset({"bool"})
+    condition_kinds = frozenset({"bool", "eq"})
     type_name = "binary"
     metric_names = ["accuracy", "f1", "precision", "recall"]
 
-    def __init__(self, name: str, in_features=None, threshold: float = 0.5):
+    def __init__(self, name: str, in_features=None, threshold: float = 0.5, labels=None):
         super().__init__(name, in_features)
         self.threshold = float(threshold)
+        if labels is not None and (len(labels) != 2 or label_key(labels[0]) == label_key(labels[1])):
+            raise TaskError(f"binary task '{name}': labels must be [negative, positive], two distinct values, got "
+                            f"{labels!r}")
+        self.labels = None if labels is None else list(labels)
 
     def out_features(self) -> int:
         return 1
@@ -55,8 +62,27 @@ class BinaryTask(Task):
     def element_loss(self, logits, target):
         return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype), reduction="none")
 
+    def resolve_condition_arg(self, kind, arg):
+        super().resolve_condition_arg(kind, arg)
+        if kind != "eq":
+            return arg
+        labels = self.labels if self.labels is not None else [0, 1]
+        keys = [label_key(label) for label in labels]
+        key = label_key(arg)
+        if key is None or key not in keys:
+            shown = arg.item() if hasattr(arg, "item") else arg
+            raise TaskError(f"binary task '{self.name}' has no label {shown!r}; its labels are {labels} (positive "
+                            f"class {labels[1]!r}: out.{self.name} holds where the label is {labels[1]!r})")
+        return keys.index(key) == 1  # True: the positive label
+
+    def condition_label(self, kind, arg):
+        if kind != "eq":
+            return arg
+        return (self.labels or [0, 1])[1 if arg else 0]
+
     def condition(self, value, kind, arg):
-        return value > 0.5
+        positive = value > 0.5
+        return positive if kind == "bool" or arg else ~positive
 
     def metric_stats(self, logits, target, mask):
         return M.binary_stats(self.decode(logits), target, mask)
