@@ -45,7 +45,12 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
     ``mixed_precision=...``); ``balance_dataparallel_memory=True`` reduces loss and metric statistics on each
     DataParallel replica instead of gathering every logit on the main device.
 
-    Layout of ``run_dir``: ``flow.json`` (what the run was trained for), ``splits.json``, ``checkpoints/``,
+    Splits (runners/splits.py): ``splits.json`` stores DataFrame index labels; ``self.splits`` maps each split
+    to dataset positions. ``stratify`` names a binary/category task to stratify by; ``resplit=True`` replaces
+    the saved splits (other rows or settings are otherwise an error).
+
+    Layout of ``run_dir``: ``.lock`` (while training or inferring), ``flow.json`` (what the run was trained
+    for), ``splits.json``, ``checkpoints/``,
     ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/index.json``, ``tuned.json``,
     ``evaluation_<split>_<gating>.csv``.
     """
@@ -67,9 +72,11 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
         # Under nn.DataParallel, reduce loss and metric statistics on each replica (see parallel/replicas.py).
         self.balance_dataparallel_memory = balance_dataparallel_memory
         self._claim_run_dir()
-        # Positions into self.dataset; splits.json stores row labels (runners/splits.py).
-        self.splits = load_or_make_splits(os.path.join(self.run_dir, "splits.json"), self._row_ids(),
-                                          split_fractions, seed, stratify, self._strata(stratify), resplit)
+        # Positions into self.dataset; splits.json stores row labels (runners/splits.py). Replacing the splits
+        # of a run another process is training on would pull its rows away: resplit takes the run's lock.
+        with run_lock(self.run_dir, "resplit", enabled=resplit):
+            self.splits = load_or_make_splits(os.path.join(self.run_dir, "splits.json"), self._row_ids(),
+                                              split_fractions, seed, stratify, self._strata(stratify), resplit)
 
     # -- run directory ---------------------------------------------------------------------------------------
     def _claim_run_dir(self) -> None:
@@ -102,7 +109,7 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
         """Each row's label of the task ``stratify`` (``None`` where unlabelled), to split each class alike."""
         if stratify is None:
             return None
-        if stratify not in self.flow.tasks:
+        if not isinstance(stratify, str) or stratify not in self.flow.tasks:
             raise RunnerError(f"stratify={stratify!r} is not a task of flow '{self.flow.name}'; tasks are "
                               f"{list(self.flow.tasks)}")
         task = self.flow.tasks[stratify]

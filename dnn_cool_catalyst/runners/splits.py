@@ -116,6 +116,11 @@ def load_or_make_splits(path: str, row_ids: Sequence, fractions=(0.7, 0.15, 0.15
     """The splits saved at ``path``, checked against the frame's rows and the split settings, as dataset
     *positions* (each split in its saved order); made and saved when there are none (or ``resplit``)."""
     fractions = check_fractions(fractions)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise RunnerError(f"seed must be an int, got {seed!r}")
+    seed = int(seed)
+    if stratify is not None and not isinstance(stratify, str):
+        raise RunnerError(f"stratify must be a task name or None, got {stratify!r}")
     labels = encode_labels(row_ids)
     if resplit or not os.path.exists(path):
         splits = split_labels(labels, fractions, seed, strata)
