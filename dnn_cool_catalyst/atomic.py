@@ -1,7 +1,8 @@
 """Atomic file writes: readers see either the old file or the complete new one, never a half-written file.
 
 The data goes to a temporary file in the target's directory (``os.replace`` is only atomic within one file
-system), is flushed and fsynced, and then replaces the target. On any error the temporary file is removed and
+system), gets the mode a plain ``open()`` would give it under the process umask, is flushed and fsynced, and
+then replaces the target. On any error the temporary file is removed and
 an existing target is left untouched.
 
 Example:
@@ -28,6 +29,9 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     os.makedirs(directory, exist_ok=True)
     fd, tmp_path = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
+        # mkstemp creates the file 0600 whatever the umask; give it the mode open() would (0644 under umask 022)
+        # so a shared run directory stays readable by the team.
+        _chmod_for_umask(fd, tmp_path)
         with os.fdopen(fd, "wb") as f:
             _write_all(f, data)
             f.flush()
@@ -41,6 +45,29 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
             pass
         raise
     _fsync_directory(directory)
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS tells it (Linux ``/proc``); elsewhere set and
+    restored at once (``os.umask`` has no getter)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def _chmod_for_umask(fd: int, tmp_path: str) -> None:
+    mode = 0o666 & ~current_umask()
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, mode)
+    else:  # Windows: only the read-only bit exists
+        os.chmod(tmp_path, mode)
 
 
 def _write_all(f, data: bytes) -> None:

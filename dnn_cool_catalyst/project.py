@@ -77,6 +77,7 @@ class Project:
         run directory at ``<project_dir>/<runner_name>``."""
         from .runners import DnnCoolSupervisedRunner
 
+        check_runner_name(runner_name)
         flow = flow or self.get_full_flow()
         return DnnCoolSupervisedRunner(model=model, flow=flow, run_dir=os.path.join(self.project_dir, runner_name),
                                        dataset=self.get_dataset(flow), **kwargs)
@@ -130,3 +131,24 @@ class Project:
 
         flow = flow or self.get_full_flow()
         return FlowDataset(self.data, task_names=list(flow.tasks))
+
+
+def check_runner_name(runner_name) -> str:
+    """``runner_name`` names a directory inside ``project_dir``: it must be one safe path component, so that
+    nothing is ever written outside the project directory.
+
+    >>> check_runner_name("exp1")
+    'exp1'
+    >>> check_runner_name("../evil")
+    Traceback (most recent call last):
+    ...
+    dnn_cool_catalyst.runners.errors.RunnerError: runner_name must be a single directory name inside project_dir (not empty, no '/' or '\\', not '.' or '..'), got '../evil'
+    """
+    from .runners import RunnerError
+
+    if (not isinstance(runner_name, str) or runner_name.strip() in ("", ".", "..") or "/" in runner_name
+            or "\\" in runner_name or "\0" in runner_name or os.path.isabs(runner_name)
+            or os.path.basename(runner_name) != runner_name):
+        raise RunnerError(f"runner_name must be a single directory name inside project_dir (not empty, no '/' or "
+                          f"'\\', not '.' or '..'), got {runner_name!r}")
+    return runner_name

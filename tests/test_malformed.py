@@ -479,8 +479,9 @@ FILES = [
                                                                  "a weights-only checkpoint")),
     (truncated_inference_output, raises(RunnerError, "inference output .*valid.is_even.npz cannot be read",
                                         "run runner.infer\\(\\) again")),
-    (splits_of_another_dataset, raises(ValueError, "splits saved in .*splits.json are for 999 samples",
-                                       f"the dataset has {SAMPLES}")),
+    (splits_of_another_dataset, raises(RunnerError, "saved splits .*splits.json: field 'num_samples' must be "
+                                                    f"the number of rows listed in 'splits' \\({SAMPLES}\\)",
+                                       "got 999")),
 ]
 MISUSE = [
     (tune_before_infer, raises(RunnerError, "no inference outputs in .*infer", "run runner.infer\\(\\) first")),

@@ -6,7 +6,7 @@ import json
 import os
 import pickle
 import zipfile
-from typing import Any
+from typing import Any, List, Tuple
 
 import torch
 from catalyst.callbacks.checkpoint import Checkpoint, CheckpointCallback
@@ -37,6 +37,48 @@ def read_checkpoint(path: str) -> dict:
     return state
 
 
+def is_inside(path: str, directory: str) -> bool:
+    """Whether ``path``, symlinks resolved, is a file directly inside ``directory`` (symlinks resolved too)."""
+    return os.path.dirname(os.path.realpath(path)) == os.path.realpath(directory)
+
+
+def read_storage_index(path: str, logdir: str) -> List[Tuple[str, float]]:
+    """The ``(checkpoint path, score)`` entries of a ``<mode>.storage.json`` whose files still exist.
+
+    Each ``logpath`` must name a checkpoint file directly inside ``logdir``: relative (as written now), or, from
+    an older version, absolute but pointing into ``logdir`` itself. An entry leading anywhere else (another run
+    directory, ``..``, a symlink out) is refused: resume deletes and copies the files this index names."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+        items = saved["storage"]
+        if not isinstance(items, list):
+            raise TypeError(f"'storage' is a {type(items).__name__}, expected a list")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint index {path} is corrupted ({e}); delete it to resume without "
+                              f"the best-epoch record") from None
+    entries = []
+    for i, item in enumerate(items):
+        logpath = item.get("logpath") if isinstance(item, dict) else None
+        metric = item.get("metric") if isinstance(item, dict) else None
+        if not isinstance(logpath, str) or not logpath or isinstance(metric, bool) \
+                or not isinstance(metric, (int, float)):
+            raise CheckpointError(f"checkpoint index {path}: entry storage[{i}] must be {{'logpath': <file name>, "
+                                  f"'metric': <number>}}, got {item!r}; delete the index to resume without the "
+                                  f"best-epoch record")
+        # A bare file name (written now) lives in logdir; a path with directories is an older version's entry
+        # (absolute, or relative to the working directory then), accepted only where it resolves into logdir.
+        full = os.path.join(logdir, logpath) if os.path.basename(logpath) == logpath else logpath
+        if not is_inside(full, logdir) or not logpath.endswith(".pth"):
+            raise CheckpointError(f"checkpoint index {path}: entry storage[{i}] logpath {logpath!r} is not a "
+                                  f"checkpoint file of {logdir} (copied from another run, or crafted); nothing "
+                                  f"outside the run directory is read or deleted. Delete the index to resume "
+                                  f"without the best-epoch record")
+        if os.path.isfile(full):
+            entries.append((os.path.join(logdir, os.path.basename(full)), float(metric)))
+    return entries
+
+
 class ResumableCheckpointCallback(CheckpointCallback):
     """Catalyst's ``CheckpointCallback`` made safe for crashes and resumes:
 
@@ -50,21 +92,17 @@ class ResumableCheckpointCallback(CheckpointCallback):
     """
 
     def on_experiment_start(self, runner) -> None:
+        if self._resume_runner is not None and not is_inside(self._resume_runner, self.logdir):
+            raise CheckpointError(f"checkpoint {self._resume_runner} leads outside {self.logdir} (a symlink?); "
+                                  f"a resume reads only the run directory's own files")
         self._history = []
         self._replay_pending = False
         super().on_experiment_start(runner)  # calls self._load, which fills the history on resume
         storage_path = os.path.join(self.logdir, f"{self.mode}.storage.json")
         if self._resume_runner is None or not os.path.exists(storage_path):
             return
-        try:
-            with open(storage_path, encoding="utf-8") as f:
-                saved = json.load(f)
-            items = saved.get("storage", [])
-            self._storage = [Checkpoint(obj=None, logpath=item["logpath"], metric=item["metric"])
-                             for item in items if os.path.exists(item["logpath"])]
-        except (ValueError, KeyError, TypeError, AttributeError) as e:
-            raise CheckpointError(f"checkpoint index {storage_path} is corrupted ({e}); delete it to resume without "
-                                  f"the best-epoch record") from None
+        self._storage = [Checkpoint(obj=None, logpath=path, metric=metric)
+                         for path, metric in read_storage_index(storage_path, self.logdir)]
 
     # -- writing ---------------------------------------------------------------------------------------------
     def _encode(self, runner, obj: Any) -> bytes:
@@ -113,10 +151,12 @@ class ResumableCheckpointCallback(CheckpointCallback):
                     pass
         if runner.engine.is_main_process:
             # Plain json.dumps, as Catalyst does: a NaN score (guard disabled) must not make the save fail.
+            # Paths relative to the checkpoint directory: a copied run directory refers to its own files.
             atomic_write_text(f"{self.logdir}/{self.mode}.storage.json", json.dumps({
-                "logdir": str(self.logdir), "topk": self.topk, "loader_key": self.loader_key,
-                "metric_key": self.metric_key, "minimize": self._minimize,
-                "storage": [{"logpath": str(x.logpath), "metric": x.metric} for x in self._storage]}, indent=2))
+                "topk": self.topk, "loader_key": self.loader_key, "metric_key": self.metric_key,
+                "minimize": self._minimize,
+                "storage": [{"logpath": os.path.relpath(x.logpath, self.logdir), "metric": x.metric}
+                            for x in self._storage]}, indent=2))
 
     def on_epoch_end_best(self, runner) -> None:
         score = runner.epoch_metrics[self.loader_key][self.metric_key] if self.loader_key is not None \

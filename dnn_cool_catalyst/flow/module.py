@@ -21,6 +21,37 @@ def decoded_gating_masks(graph: CompiledGraph, logits: Mapping[str, torch.Tensor
     return graph.masks(decode_condition_sources(graph, logits), None, first.shape[0], first.device)
 
 
+def head_key(task_name: str) -> str:
+    """The key of a task's head in :class:`TaskHeads`: the task name itself, unless that name is an attribute of
+    ``nn.ModuleDict`` (``type``, ``values``, ``training``, ``forward``, ``to``, ``cuda``...), which torch refuses
+    as a submodule name; those get the prefix ``task:`` (never part of an identifier, so no two tasks share a
+    key). Only such names are escaped, so the checkpoints of every other task keep their state-dict keys.
+
+    >>> head_key("door_open"), head_key("type")
+    ('door_open', 'task:type')
+    """
+    return f"task:{task_name}" if hasattr(_EMPTY_MODULE_DICT, task_name) else task_name
+
+
+class TaskHeads(nn.ModuleDict):
+    """The heads by task name: ``heads["type"]`` works for every task name (stored under :func:`head_key`)."""
+
+    def __getitem__(self, task_name: str) -> nn.Module:
+        return super().__getitem__(head_key(task_name))
+
+    def __setitem__(self, task_name: str, module: nn.Module) -> None:
+        super().__setitem__(head_key(task_name), module)
+
+    def __delitem__(self, task_name: str) -> None:
+        super().__delitem__(head_key(task_name))
+
+    def __contains__(self, task_name) -> bool:
+        return isinstance(task_name, str) and super().__contains__(head_key(task_name))
+
+
+_EMPTY_MODULE_DICT = nn.ModuleDict()
+
+
 class FlowModule(nn.Module):
     """Heads of every task in a flow. ``forward(features)`` returns ``{"logits": {task: tensor}}`` and, in eval
     mode (or with ``decoded_masks=True``), ``"masks"``: where each task is reached when gating on the model's
@@ -43,7 +74,7 @@ class FlowModule(nn.Module):
     def __init__(self, graph: CompiledGraph):
         super().__init__()
         self.graph = graph
-        self.heads = nn.ModuleDict({leaf.name: leaf.task.head() for leaf in graph.leaves})
+        self.heads = TaskHeads({leaf.name: leaf.task.head() for leaf in graph.leaves})
 
     def forward(self, features: Mapping[str, torch.Tensor], decoded_masks: Optional[bool] = None) -> dict:
         logits = {}

@@ -69,9 +69,12 @@ class FlowStandIn:
 
             def call_task(input_ref=None):
                 if not isinstance(input_ref, InputRef):
+                    also = (f"; '{name}' is also the name of a flow, but flow.{name} means the task: a flow named "
+                            f"like a task cannot be nested, rename it (add_flow(name=...))"
+                            if name in self._flows else "")
                     raise FlowDefinitionError(
                         f"in flow '{self._flow_name}': task '{name}' must be called with one input of x "
-                        f"(e.g. flow.{name}(x.features)), got {type(input_ref).__name__}")
+                        f"(e.g. flow.{name}(x.features)), got {type(input_ref).__name__}{also}")
                 return Call(name, task, input_ref)
 
             return call_task
@@ -101,6 +104,10 @@ class OutStandIn:
     def __getattr__(self, name: str) -> TaskRef:
         if name.startswith("_"):
             raise AttributeError(name)
+        if name in self._tasks:
+            # Before the flows: a flow may be named like one of its tasks (flow 'is_interesting' with task
+            # 'is_interesting'); out.<name> then means the task, as flow.<name>(x.<input>) does.
+            return TaskRef(self._tasks[name])
         if name in self._flows:
             raise FlowDefinitionError(f"in flow '{self._flow_name}': out.{name} is a nested flow and cannot be a "
                                       f"precondition; use one of its tasks' parent conditions instead")

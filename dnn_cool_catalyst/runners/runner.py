@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from .. import compat
 from ..atomic import atomic_write_json, atomic_write_text
 from ..callbacks import FlowCriterionCallback, FlowMetricsCallback, InterpretationCallback
-from ..callbacks.checkpoint import CheckpointError, ResumableCheckpointCallback, read_checkpoint
+from ..callbacks.checkpoint import CheckpointError, ResumableCheckpointCallback, is_inside, read_checkpoint
 from ..callbacks.nan_guard import NanGuardCallback
 from ..evaluation import GATINGS, split_masks, tune_flow
 from ..flow.batch import output_logits
@@ -28,10 +28,10 @@ from ..parallel import world as parallel_world
 from ..tasks.base import TaskError
 from . import artifacts
 from .interpretation import InterpretationMixin
+from .errors import RunnerError
+from .lock import run_lock
 from .splits import SPLITS, load_or_make_splits
 
-class RunnerError(ValueError):
-    """The runner was misused (wrong order of steps, a run directory of another flow, an empty split...)."""
 
 
 class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
@@ -45,7 +45,12 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
     ``mixed_precision=...``); ``balance_dataparallel_memory=True`` reduces loss and metric statistics on each
     DataParallel replica instead of gathering every logit on the main device.
 
-    Layout of ``run_dir``: ``flow.json`` (what the run was trained for), ``splits.json``, ``checkpoints/``,
+    Splits (runners/splits.py): ``splits.json`` stores DataFrame index labels; ``self.splits`` maps each split
+    to dataset positions. ``stratify`` names a binary/category task to stratify by; ``resplit=True`` replaces
+    the saved splits (other rows or settings are otherwise an error).
+
+    Layout of ``run_dir``: ``.lock`` (while training or inferring), ``flow.json`` (what the run was trained
+    for), ``splits.json``, ``checkpoints/``,
     ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/index.json``, ``tuned.json``,
     ``evaluation_<split>_<gating>.csv``.
     """
@@ -53,7 +58,8 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
     def __init__(self, model: torch.nn.Module, flow, run_dir: str, dataset=None, batch_size: int = 64,
                  num_workers: int = 0, seed: int = 42, split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
                  engine=None, loss_weights: Optional[Dict[str, float]] = None,
-                 balance_dataparallel_memory: bool = False):
+                 balance_dataparallel_memory: bool = False, stratify: Optional[str] = None,
+                 resplit: bool = False):
         compat.apply()
         super().__init__(model=model, input_key="inputs", output_key="outputs", target_key="targets",
                          loss_key="loss")
@@ -66,8 +72,11 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
         # Under nn.DataParallel, reduce loss and metric statistics on each replica (see parallel/replicas.py).
         self.balance_dataparallel_memory = balance_dataparallel_memory
         self._claim_run_dir()
-        self.splits = load_or_make_splits(os.path.join(self.run_dir, "splits.json"), len(self.dataset),
-                                          split_fractions, seed)
+        # Positions into self.dataset; splits.json stores row labels (runners/splits.py). Replacing the splits
+        # of a run another process is training on would pull its rows away: resplit takes the run's lock.
+        with run_lock(self.run_dir, "resplit", enabled=resplit):
+            self.splits = load_or_make_splits(os.path.join(self.run_dir, "splits.json"), self._row_ids(),
+                                              split_fractions, seed, stratify, self._strata(stratify), resplit)
 
     # -- run directory ---------------------------------------------------------------------------------------
     def _claim_run_dir(self) -> None:
@@ -88,6 +97,34 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
                                   f"runner_name. Nothing was overwritten.")
             return
         atomic_write_json(path, described)
+
+    def _row_ids(self) -> list:
+        data = getattr(self.dataset, "data", None)
+        row_ids = getattr(data, "row_ids", None)
+        # A user's own dataset without row labels: its positions are its labels.
+        return list(row_ids) if row_ids is not None and len(row_ids) == len(self.dataset) \
+            else list(range(len(self.dataset)))
+
+    def _strata(self, stratify: Optional[str]) -> Optional[list]:
+        """Each row's label of the task ``stratify`` (``None`` where unlabelled), to split each class alike."""
+        if stratify is None:
+            return None
+        if not isinstance(stratify, str) or stratify not in self.flow.tasks:
+            raise RunnerError(f"stratify={stratify!r} is not a task of flow '{self.flow.name}'; tasks are "
+                              f"{list(self.flow.tasks)}")
+        task = self.flow.tasks[stratify]
+        data = getattr(self.dataset, "data", None)
+        if getattr(task, "type_name", None) not in ("binary", "classification"):
+            raise RunnerError(f"stratify={stratify!r}: task '{stratify}' is a {getattr(task, 'type_name', '?')} "
+                              f"task; splits can be stratified by a binary or classification task only")
+        if data is None or stratify not in getattr(data, "targets", {}):
+            raise RunnerError(f"stratify={stratify!r} needs the project's dataset with the labels of "
+                              f"'{stratify}'")
+        targets = data.targets[stratify].reshape(len(self.dataset), -1)
+        available = data.available[stratify].reshape(len(self.dataset), -1)
+        if targets.shape[1] != 1:
+            raise RunnerError(f"stratify={stratify!r}: expected one label per row, got {targets.shape[1]}")
+        return [int(round(float(t))) if bool(a) else None for t, a in zip(targets[:, 0], available[:, 0])]
 
     @property
     def checkpoint_dir(self) -> str:
@@ -190,7 +227,16 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
         ``checkpoints/``, TensorBoard logs in ``tensorboard/``, an explicit engine (GPU when available).
         ``resume=True`` continues from ``checkpoints/runner.last.pth`` with the optimizer, scheduler and epoch
         counters restored (``num_epochs`` is the total).
+
+        The run directory is locked meanwhile (``.lock``): another process training or inferring into it fails
+        at once naming this one.
         """
+        with run_lock(self.run_dir, "train", enabled=self._writes_files()):
+            return self._train(num_epochs=num_epochs, resume=resume, lr=lr,
+                               early_stopping_patience=early_stopping_patience, verbose=verbose, **kwargs)
+
+    def _train(self, *, num_epochs: int, resume: bool, lr: float, early_stopping_patience: int, verbose: bool,
+               **kwargs) -> "DnnCoolSupervisedRunner":
         if not isinstance(num_epochs, int) or num_epochs < 1:
             raise RunnerError(f"num_epochs must be a positive int (the total, also when resuming), got {num_epochs!r}")
         self._materialize()
@@ -240,6 +286,9 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
         path = os.path.join(self.checkpoint_dir, f"runner.{which}.pth")
         if not os.path.exists(path):
             raise RunnerError(f"no checkpoint {path}; train first (runner.train())")
+        if not is_inside(path, self.checkpoint_dir):
+            raise RunnerError(f"checkpoint {path} leads outside {self.checkpoint_dir} (a symlink?); only the run "
+                              f"directory's own checkpoints are read")
         self._materialize()
         try:
             state = read_checkpoint(path)
@@ -258,8 +307,12 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
         Returns the index (split → number of samples).
 
         With a ``DistributedDataParallelEngine`` (given here or to the constructor) the engine's processes each
-        infer a slice of every batch; rank 0 gathers the samples (padding dropped, in split order) and writes."""
-        splits = list(splits)
+        infer a slice of every batch; rank 0 gathers the samples (padding dropped, in split order) and writes.
+        The run directory is locked meanwhile, as in :meth:`train`."""
+        with run_lock(self.run_dir, "infer", enabled=self._writes_files()):
+            return self._infer_job_or_local(list(splits), checkpoint, verbose, engine)
+
+    def _infer_job_or_local(self, splits, checkpoint: str, verbose: bool, engine) -> dict:
         engine = engine or self._engine_arg
         if _is_ddp(engine):
             self._infer_job = (engine, splits, checkpoint)

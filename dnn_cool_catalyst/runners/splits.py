@@ -1,40 +1,235 @@
-"""Seeded train/valid/test splits, saved with the run and reused."""
+"""Seeded train/valid/test splits by row identity, saved with the run (``splits.json``) and reused.
+
+A split is a list of DataFrame index labels, never of positions: the same frame shuffled, or with its rows in
+another order, gets the same rows in every split (and in the same order within a split, so the same seed gives
+the same batches). The assignment itself depends only on the *set* of labels: labels are put in a canonical
+order (ints by value, then strings) before the seeded shuffle, so for a frame with a sorted integer index (a
+``RangeIndex``) the splits are those of a plain ``permutation(n)``.
+
+``splits.json`` holds the labels of each split, a fingerprint of the frame's index (order-independent), and the
+``seed`` / ``fractions`` / ``stratify`` that made them. Reusing a run directory with other rows or other split
+settings is an error unless ``resplit=True`` asks for fresh splits.
+
+Example:
+    >>> make_splits(10, (0.6, 0.2, 0.2), seed=0)
+    {'train': [2, 3, 4, 5, 6, 7], 'valid': [0, 9], 'test': [1, 8]}
+    >>> split_labels(["b", "a", "c", "d"], (0.5, 0.25, 0.25), seed=0)
+    {'train': ['a', 'c'], 'valid': ['b'], 'test': ['d']}
+    >>> split_labels(["d", "c", "b", "a"], (0.5, 0.25, 0.25), seed=0)  # same rows, listed in the given order
+    {'train': ['c', 'a'], 'valid': ['b'], 'test': ['d']}
+"""
 from __future__ import annotations
 
+import hashlib
 import json
+import math
+import numbers
 import os
-from typing import Dict, List, Sequence
+import warnings
+from typing import Dict, Hashable, List, Optional, Sequence
 
 import numpy as np
 
 from ..atomic import atomic_write_json
+from .errors import RunnerError
 
 SPLITS = ("train", "valid", "test")
+FORMAT = 2
+_FEW = 5  # how many labels an error message quotes
+
+
+def check_fractions(fractions) -> List[float]:
+    try:
+        values = [float(f) for f in fractions]
+    except (TypeError, ValueError):
+        values = None
+    if (values is None or len(values) != 3 or not all(math.isfinite(f) and f >= 0 for f in values)
+            or not np.isclose(sum(values), 1.0)):
+        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
+    return values
+
+
+def encode_label(label):
+    """A DataFrame index label as a JSON value that reads back equal: a Python int or str. Other label types
+    (floats, timestamps, tuples of a MultiIndex, bools) are refused rather than stored lossily."""
+    if isinstance(label, (bool, np.bool_)):
+        raise TypeError(label)
+    if isinstance(label, numbers.Integral):
+        return int(label)
+    if isinstance(label, str):
+        return str(label)
+    raise TypeError(label)
+
+
+def encode_labels(row_ids: Sequence) -> list:
+    try:
+        return [encode_label(label) for label in row_ids]
+    except TypeError as e:
+        label = e.args[0]
+        raise RunnerError(f"the DataFrame index holds the label {label!r} of type {type(label).__name__}; splits are "
+                          f"stored by row label, which must be an int or a str to be saved and read back exactly "
+                          f"(e.g. df.reset_index(drop=True), or df.index = df.index.astype(str))") from None
+
+
+def _canonical(label):
+    return (0, label, "") if isinstance(label, int) else (1, 0, label)
+
+
+def index_fingerprint(labels) -> str:
+    """sha256 of the sorted labels: the same for any order of the same rows."""
+    text = json.dumps(sorted(labels, key=_canonical), separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def split_labels(labels: Sequence, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 42,
+                 strata: Optional[Sequence[Hashable]] = None) -> Dict[str, list]:
+    """Seeded split of ``labels`` (JSON-able, unique) by ``fractions`` (train, valid, test); each split lists its
+    labels in the order of ``labels``. ``strata`` (one key per label, ``None`` for "no label") splits each
+    stratum by the fractions separately."""
+    fractions = check_fractions(fractions)
+    canonical = sorted(range(len(labels)), key=lambda i: _canonical(labels[i]))
+    if strata is None:
+        groups = [canonical]
+    else:
+        by_key: Dict[Hashable, list] = {}
+        for i in canonical:
+            by_key.setdefault(strata[i], []).append(i)
+        groups = [by_key[key] for key in sorted(by_key, key=lambda k: (k is None, 0 if k is None else k))]
+    rng = np.random.default_rng(seed)
+    chosen = {name: [] for name in SPLITS}
+    for group in groups:
+        order = [group[i] for i in rng.permutation(len(group))]
+        cuts = np.round(np.cumsum(fractions)[:2] * len(group)).astype(int)
+        for name, part in zip(SPLITS, np.split(np.asarray(order, dtype=np.int64), cuts)):
+            chosen[name].extend(int(i) for i in part)
+    return {name: [labels[i] for i in sorted(positions)] for name, positions in chosen.items()}
 
 
 def make_splits(n: int, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 42) -> Dict[str, List[int]]:
-    """Shuffle ``range(n)`` with ``seed`` and cut it by ``fractions`` (train, valid, test)."""
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or not np.isclose(sum(fractions), 1.0):
-        raise ValueError(f"split fractions must be three non-negative numbers summing to 1, got {fractions}")
-    order = np.random.default_rng(seed).permutation(n)
-    cuts = np.round(np.cumsum(fractions)[:2] * n).astype(int)
-    parts = np.split(order, cuts)
-    return {name: sorted(int(i) for i in part) for name, part in zip(SPLITS, parts)}
+    """Splits of the positions ``range(n)`` (the labels of a ``RangeIndex``)."""
+    return split_labels(list(range(n)), fractions, seed)
 
 
-def load_or_make_splits(path: str, n: int, fractions, seed: int) -> Dict[str, List[int]]:
-    """Reuse the splits saved at ``path`` (checked against the dataset size), else make and save them."""
-    if os.path.exists(path):
-        try:
-            with open(path, encoding="utf-8") as f:
-                saved = json.load(f)
-            splits = {name: saved["splits"][name] for name in SPLITS}
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"cannot read the saved splits {path}: {e}") from None
-        if saved.get("num_samples") != n:
-            raise ValueError(f"the splits saved in {path} are for {saved.get('num_samples')} samples, but the dataset "
-                             f"has {n}; use a new runner_name (or delete the run directory) for a different dataset")
-        return splits
-    splits = make_splits(n, fractions, seed)
-    atomic_write_json(path, {"num_samples": n, "seed": seed, "fractions": list(fractions), "splits": splits})
-    return splits
+def load_or_make_splits(path: str, row_ids: Sequence, fractions=(0.7, 0.15, 0.15), seed: int = 42,
+                        stratify: Optional[str] = None, strata: Optional[Sequence[Hashable]] = None,
+                        resplit: bool = False) -> Dict[str, List[int]]:
+    """The splits saved at ``path``, checked against the frame's rows and the split settings, as dataset
+    *positions* (each split in its saved order); made and saved when there are none (or ``resplit``)."""
+    fractions = check_fractions(fractions)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise RunnerError(f"seed must be an int, got {seed!r}")
+    seed = int(seed)
+    if stratify is not None and not isinstance(stratify, str):
+        raise RunnerError(f"stratify must be a task name or None, got {stratify!r}")
+    labels = encode_labels(row_ids)
+    if resplit or not os.path.exists(path):
+        splits = split_labels(labels, fractions, seed, strata)
+        atomic_write_json(path, {"format": FORMAT, "seed": seed, "fractions": fractions, "stratify": stratify,
+                                 "num_samples": len(labels), "index_fingerprint": index_fingerprint(labels),
+                                 "splits": splits})
+        return _positions(splits, labels)
+    saved = _read(path)
+    if "format" not in saved:
+        return _legacy_positions(path, saved, len(labels))
+    splits = _validated(path, saved)
+    settings = {"seed": seed, "fractions": fractions, "stratify": stratify}
+    differ = {k: (saved[k], v) for k, v in settings.items()
+              if (not np.allclose(saved[k], v) if k == "fractions" else saved[k] != v)}
+    if differ:
+        text = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in differ.items())
+        raise RunnerError(f"{path} was made with {text}; the run's existing checkpoints were trained on those "
+                          f"splits. Use the same settings, another runner_name, or resplit=True for fresh splits")
+    saved_set, current = set(sum(splits.values(), [])), set(labels)
+    if saved_set != current:
+        added, removed = sorted(current - saved_set, key=_canonical), sorted(saved_set - current, key=_canonical)
+        raise RunnerError(
+            f"the DataFrame's rows differ from those split in {path}: {len(added)} row(s) added "
+            f"{added[:_FEW]}, {len(removed)} removed {removed[:_FEW]} (the frame has {len(current)} rows, the file "
+            f"{len(saved_set)}). Splits are kept by row label so that no training row lands in valid/test; use the "
+            f"same rows, another runner_name, or resplit=True (fresh splits: the run's existing checkpoints may "
+            f"then have trained on rows of the new valid/test splits)")
+    return _positions(splits, labels)
+
+
+def _positions(splits: Dict[str, list], labels: list) -> Dict[str, List[int]]:
+    position = {label: i for i, label in enumerate(labels)}
+    return {name: [position[label] for label in members] for name, members in splits.items()}
+
+
+def _read(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            saved = json.load(f)
+    except (OSError, ValueError) as e:
+        raise RunnerError(f"cannot read the saved splits {path} as JSON ({e}); delete it or pass resplit=True") \
+            from None
+    if not isinstance(saved, dict):
+        raise RunnerError(f"the saved splits {path} hold a {type(saved).__name__}, expected an object with "
+                          f"'splits'; delete it or pass resplit=True")
+    return saved
+
+
+def _bad(path: str, field: str, expected: str, got) -> RunnerError:
+    shown = repr(got)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return RunnerError(f"the saved splits {path}: field '{field}' must be {expected}, got {shown}; the file is "
+                       f"damaged (delete it, or pass resplit=True)")
+
+
+def _validated(path: str, saved: dict) -> Dict[str, list]:
+    if saved["format"] != FORMAT or isinstance(saved["format"], bool):
+        raise _bad(path, "format", str(FORMAT), saved["format"])
+    seed = saved.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise _bad(path, "seed", "an int", seed)
+    fractions = saved.get("fractions")
+    try:
+        check_fractions(fractions if isinstance(fractions, list) else None)
+    except ValueError:
+        raise _bad(path, "fractions", "three non-negative numbers summing to 1", fractions) from None
+    if not (saved.get("stratify") is None or isinstance(saved.get("stratify"), str)):
+        raise _bad(path, "stratify", "a task name or null", saved.get("stratify"))
+    if not isinstance(saved.get("index_fingerprint"), str):
+        raise _bad(path, "index_fingerprint", "a string", saved.get("index_fingerprint"))
+    splits = saved.get("splits")
+    if not isinstance(splits, dict) or sorted(splits) != sorted(SPLITS):
+        raise _bad(path, "splits", f"an object with the lists {list(SPLITS)}", splits)
+    owner = {}
+    for name in SPLITS:
+        members = splits[name]
+        if not isinstance(members, list):
+            raise _bad(path, f"splits.{name}", "a list of row labels", members)
+        for label in members:
+            if isinstance(label, bool) or not isinstance(label, (int, str)):
+                raise _bad(path, f"splits.{name}", "a list of row labels (ints or strings)", label)
+            if label in owner:
+                where = "twice" if owner[label] == name else f"also in '{owner[label]}'"
+                raise RunnerError(f"the saved splits {path}: field 'splits.{name}' lists the row {label!r} {where}; "
+                                  f"splits must not overlap (delete the file, or pass resplit=True)")
+            owner[label] = name
+    if saved.get("num_samples") != len(owner) or isinstance(saved.get("num_samples"), bool):
+        raise _bad(path, "num_samples", f"the number of rows listed in 'splits' ({len(owner)})",
+                   saved.get("num_samples"))
+    if index_fingerprint(list(owner)) != saved["index_fingerprint"]:
+        raise RunnerError(f"the saved splits {path}: field 'index_fingerprint' does not match the rows listed in "
+                          f"'splits' (the file was edited or damaged); delete it, or pass resplit=True")
+    return {name: list(splits[name]) for name in SPLITS}
+
+
+def _legacy_positions(path: str, saved: dict, n: int) -> Dict[str, List[int]]:
+    """A ``splits.json`` of an older version: positions, valid only for the frame in its original order."""
+    if saved.get("num_samples") != n:
+        raise RunnerError(f"the splits saved in {path} are for {saved.get('num_samples')} samples, but the dataset "
+                          f"has {n}; use a new runner_name (or resplit=True) for a different dataset")
+    splits = saved.get("splits")
+    if not isinstance(splits, dict) or not all(isinstance(splits.get(name), list) for name in SPLITS):
+        raise _bad(path, "splits", f"an object with the lists {list(SPLITS)}", splits)
+    seen = set()
+    for name in SPLITS:
+        for i in splits[name]:
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n or i in seen:
+                raise _bad(path, f"splits.{name}", f"distinct row positions in [0, {n})", i)
+            seen.add(i)
+    warnings.warn(f"{path} stores row positions (an older format): a reordered DataFrame would change the splits; "
+                  f"pass resplit=True to store them by row label (fresh splits)", stacklevel=3)
+    return {name: list(splits[name]) for name in SPLITS}

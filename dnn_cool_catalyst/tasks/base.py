@@ -24,6 +24,10 @@ class TaskError(ValueError):
     """A task was given something it cannot use (wrong logits shape, unknown class, bad condition)."""
 
 
+#: Names no task may have (see :meth:`Task.__init__`).
+RESERVED_TASK_NAMES = frozenset({"overall"})
+
+
 class Task:
     #: How the task may be used as a precondition: ``"bool"`` allows ``out.task`` / ``~out.task``,
     #: ``"eq"`` allows ``out.task == value``. An empty set means the task cannot gate other tasks.
@@ -36,6 +40,12 @@ class Task:
     def __init__(self, name: str, in_features: Optional[int] = None):
         if not isinstance(name, str) or not name.isidentifier():
             raise TaskError(f"task name must be a Python identifier, got {name!r}")
+        if name.startswith("_"):
+            raise TaskError(f"task name {name!r} starts with '_': such names are reserved (out._x and flow._x are "
+                            f"private attributes); rename the task or column")
+        if name in RESERVED_TASK_NAMES:
+            raise TaskError(f"task name {name!r} is reserved: worst_examples(split, 'overall') is the per-sample loss "
+                            f"summed over all tasks; rename the task or column")
         self.name = name
         self.in_features = in_features
 

@@ -1,0 +1,307 @@
+"""Malformed or crafted run directories and names (issue 13 point 5, issue 14 items 1, 5): each case damages one
+thing and checks the library's own error, naming the file and the field (or the name) and what was expected.
+Companion to tests/test_malformed.py."""
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dnn_cool_catalyst import Project
+from dnn_cool_catalyst.data import ConverterError
+from dnn_cool_catalyst.callbacks.checkpoint import CheckpointError
+from dnn_cool_catalyst.runners import RunnerError
+from dnn_cool_catalyst.runners.splits import index_fingerprint
+from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
+
+SAMPLES = 160
+VICTIM_BYTES = b"someone else's file"
+
+
+def numbers_runner(project_dir, name="run", **kwargs):
+    torch.manual_seed(0)
+    df = numbers_frame(SAMPLES, seed=0)
+    project = Project(df, "number", list(df.columns[1:]), project_dir=project_dir)
+    return project.runner(numbers_model(define_flows(project), hidden=8), name, batch_size=32, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trained")
+    numbers_runner(root).train(num_epochs=1)
+    return root
+
+
+@pytest.fixture
+def run(trained_dir, tmp_path):
+    """The path of a private copy of the trained project's run directory, so a case may damage its files."""
+    copy = tmp_path / "project"
+    shutil.copytree(trained_dir, copy)
+    return copy / "run"
+
+
+def edit_splits(run, change):
+    path = run / "splits.json"
+    saved = json.loads(path.read_text())
+    change(saved)
+    path.write_text(json.dumps(saved))
+    numbers_runner(run.parent)
+
+
+def fix_fingerprint(saved):
+    saved["index_fingerprint"] = index_fingerprint(sum(saved["splits"].values(), []))
+
+
+# -- splits.json ---------------------------------------------------------------------------------------------------
+
+def splits_not_json(run):
+    (run / "splits.json").write_text('{"splits": ')
+    numbers_runner(run.parent)
+
+
+def splits_a_list(run):
+    (run / "splits.json").write_text("[1, 2, 3]")
+    numbers_runner(run.parent)
+
+
+def splits_unknown_format(run):
+    edit_splits(run, lambda s: s.update(format=3))
+
+
+def splits_seed_a_string(run):
+    edit_splits(run, lambda s: s.update(seed="42"))
+
+
+def splits_two_fractions(run):
+    edit_splits(run, lambda s: s.update(fractions=[0.5, 0.5]))
+
+
+def splits_stratify_a_number(run):
+    edit_splits(run, lambda s: s.update(stratify=3))
+
+
+def splits_without_test(run):
+    edit_splits(run, lambda s: s["splits"].pop("test"))
+
+
+def splits_train_not_a_list(run):
+    edit_splits(run, lambda s: s["splits"].update(train="0-111"))
+
+
+def splits_float_label(run):
+    edit_splits(run, lambda s: s["splits"]["train"].append(1.5))
+
+
+def splits_bool_label(run):
+    edit_splits(run, lambda s: s["splits"]["valid"].insert(0, True))
+
+
+def splits_duplicate_row(run):
+    edit_splits(run, lambda s: s["splits"]["test"].append(s["splits"]["test"][0]))
+
+
+def splits_overlapping(run):
+    edit_splits(run, lambda s: s["splits"]["valid"].append(s["splits"]["train"][0]))
+
+
+def splits_label_not_in_the_frame(run):
+    def change(saved):
+        saved["splits"]["test"][0] = 99999  # consistent file (fingerprint fixed), other rows than the frame's
+        fix_fingerprint(saved)
+    edit_splits(run, change)
+
+
+def splits_edited_without_fingerprint(run):
+    def change(saved):
+        saved["splits"]["test"][0] = 99999
+    edit_splits(run, change)
+
+
+def splits_wrong_num_samples(run):
+    edit_splits(run, lambda s: s.update(num_samples=SAMPLES + 1))
+
+
+def legacy_splits_out_of_range(run):
+    (run / "splits.json").write_text(json.dumps({"num_samples": SAMPLES, "splits": {
+        "train": list(range(100)), "valid": list(range(100, 130)), "test": list(range(130, 159)) + [160]}}))
+    numbers_runner(run.parent)
+
+
+# -- checkpoints/runner.storage.json and checkpoint files ----------------------------------------------------------
+
+def edit_storage(run, entries):
+    path = run / "checkpoints" / "runner.storage.json"
+    saved = json.loads(path.read_text())
+    saved["storage"] = entries
+    path.write_text(json.dumps(saved))
+    numbers_runner(run.parent).train(num_epochs=2, resume=True)
+
+
+def victim(run) -> Path:
+    """A file outside the run directory that a crafted entry points at; it must survive untouched."""
+    path = run.parent.parent / "victim.pth"
+    path.write_bytes(VICTIM_BYTES)
+    return path
+
+
+def storage_absolute_path_outside(run):
+    edit_storage(run, [{"logpath": str(victim(run)), "metric": -1.0}])
+
+
+def storage_dotdot_path(run):
+    victim(run)
+    edit_storage(run, [{"logpath": "../../../victim.pth", "metric": -1.0}])
+
+
+def storage_symlink_out(run):
+    link = run / "checkpoints" / "runner.0009.pth"
+    os.symlink(victim(run), link)
+    edit_storage(run, [{"logpath": "runner.0009.pth", "metric": -1.0}])
+
+
+def storage_not_a_checkpoint_file(run):
+    edit_storage(run, [{"logpath": "runner.storage.json", "metric": -1.0}])
+
+
+def storage_metric_a_string(run):
+    edit_storage(run, [{"logpath": "runner.0001.pth", "metric": "0.5"}])
+
+
+def storage_entry_a_string(run):
+    edit_storage(run, ["runner.0001.pth"])
+
+
+def storage_not_a_list(run):
+    edit_storage(run, {"logpath": "runner.0001.pth", "metric": 0.5})
+
+
+def last_checkpoint_symlinked_out(run):
+    last = run / "checkpoints" / "runner.last.pth"
+    target = victim(run)
+    last.unlink()
+    os.symlink(target, last)
+    numbers_runner(run.parent).train(num_epochs=2, resume=True)
+
+
+def best_checkpoint_symlinked_out(run):
+    best = run / "checkpoints" / "runner.best.pth"
+    target = victim(run)
+    best.unlink()
+    os.symlink(target, best)
+    numbers_runner(run.parent).infer()
+
+
+# -- names ---------------------------------------------------------------------------------------------------------
+
+def project_with_outputs(tmp_path, columns):
+    data = {"x": np.arange(12.0)}
+    data.update({c: [0.0, 1.0] * 6 for c in columns})
+    return Project(pd.DataFrame(data), "x", list(columns), project_dir=tmp_path)
+
+
+def runner_named(tmp_path, name):
+    project = project_with_outputs(tmp_path, ["a"])
+
+    @project.add_flow
+    def flow_a(flow, x, out):
+        out += flow.a(x.x)
+        return out
+
+    project.runner(torch.nn.Identity(), runner_name=name)
+
+
+def task_starting_with_underscore(tmp_path):
+    project_with_outputs(tmp_path, ["_hidden"])
+
+
+def task_named_overall(tmp_path):
+    project_with_outputs(tmp_path, ["overall"])
+
+
+def nested_flow_named_like_a_task(tmp_path):
+    project = project_with_outputs(tmp_path, ["a", "b"])
+
+    @project.add_flow
+    def a(flow, x, out):
+        out += flow.b(x.x)
+        return out
+
+    @project.add_flow
+    def outer(flow, x, out):
+        out += flow.a(x)
+        return out
+
+
+CASES = [
+    (splits_not_json, RunnerError, ["cannot read the saved splits .*splits.json as JSON", "resplit=True"]),
+    (splits_a_list, RunnerError, ["saved splits .*splits.json hold a list, expected an object with 'splits'"]),
+    (splits_unknown_format, RunnerError, ["splits.json: field 'format' must be 2, got 3"]),
+    (splits_seed_a_string, RunnerError, ["splits.json: field 'seed' must be an int, got '42'"]),
+    (splits_two_fractions, RunnerError, ["field 'fractions' must be three non-negative numbers summing to 1"]),
+    (splits_stratify_a_number, RunnerError, ["field 'stratify' must be a task name or null, got 3"]),
+    (splits_without_test, RunnerError, [r"field 'splits' must be an object with the lists \['train', 'valid', "
+                                        r"'test'\]"]),
+    (splits_train_not_a_list, RunnerError, ["field 'splits.train' must be a list of row labels, got '0-111'"]),
+    (splits_float_label, RunnerError, [r"field 'splits.train' must be a list of row labels \(ints or strings\), "
+                                       r"got 1.5"]),
+    (splits_bool_label, RunnerError, ["field 'splits.valid' must be a list of row labels .*got True"]),
+    (splits_duplicate_row, RunnerError, [r"splits.json: field 'splits.test' lists the row \d+ twice"]),
+    (splits_overlapping, RunnerError, [r"splits.json: field 'splits.valid' lists the row \d+ also in 'train'",
+                                       "must not overlap"]),
+    (splits_label_not_in_the_frame, RunnerError, [r"rows differ from those split in .*splits.json: 1 row\(s\) "
+                                                  r"added \[\d+\], 1 removed \[99999\]"]),
+    (splits_edited_without_fingerprint, RunnerError, ["splits.json: field 'index_fingerprint' does not match"]),
+    (splits_wrong_num_samples, RunnerError, [rf"field 'num_samples' must be the number of rows listed in 'splits' "
+                                             rf"\({SAMPLES}\), got {SAMPLES + 1}"]),
+    (legacy_splits_out_of_range, RunnerError, [rf"field 'splits.test' must be distinct row positions in "
+                                               rf"\[0, {SAMPLES}\), got 160"]),
+    (storage_absolute_path_outside, CheckpointError, [r"runner.storage.json: entry storage\[0\] logpath "
+                                                      r"'.*victim.pth' is not a checkpoint file of"]),
+    (storage_dotdot_path, CheckpointError, [r"entry storage\[0\] logpath '../../../victim.pth' is not a "
+                                            r"checkpoint file"]),
+    (storage_symlink_out, CheckpointError, [r"entry storage\[0\] logpath 'runner.0009.pth' is not a checkpoint "
+                                            r"file"]),
+    (storage_not_a_checkpoint_file, CheckpointError, [r"entry storage\[0\] logpath 'runner.storage.json'"]),
+    (storage_metric_a_string, CheckpointError, [r"entry storage\[0\] must be \{'logpath': <file name>, 'metric': "
+                                                r"<number>\}, got .*'0.5'"]),
+    (storage_entry_a_string, CheckpointError, [r"entry storage\[0\] must be"]),
+    (storage_not_a_list, CheckpointError, ["checkpoint index .*runner.storage.json is corrupted",
+                                           "'storage' is a dict, expected a list"]),
+    (last_checkpoint_symlinked_out, CheckpointError, ["checkpoint .*runner.last.pth leads outside"]),
+    (best_checkpoint_symlinked_out, RunnerError, ["checkpoint .*runner.best.pth leads outside"]),
+    (lambda tmp_path: runner_named(tmp_path, "../evil"), RunnerError, ["runner_name must be a single directory "
+                                                                       "name inside project_dir", "'../evil'"]),
+    (task_starting_with_underscore, ConverterError, ["output column '_hidden'", "task name '_hidden' starts with "
+                                                                                "'_'", "rename"]),
+    (task_named_overall, ConverterError, ["output column 'overall'", "task name 'overall' is reserved",
+                                          "worst_examples"]),
+    (nested_flow_named_like_a_task, Exception, ["'a' is also the name of a flow, but flow.a means the task"]),
+]
+
+
+@pytest.mark.parametrize("case, error, patterns", [pytest.param(*c, id=getattr(c[0], "__name__", "lambda"))
+                                                   for c in CASES])
+def test_malformed_run_directory_is_refused_naming_file_and_field(case, error, patterns, request, tmp_path):
+    argument = request.getfixturevalue("run") if "run" in case.__code__.co_varnames[:1] else tmp_path
+    with pytest.raises(error) as caught:
+        case(argument)
+    message = str(caught.value)
+    missing = [p for p in patterns if not re.search(p, message)]
+    assert not missing, f"{missing} not found in: {message}"
+    victim_path = tmp_path / "victim.pth"
+    if victim_path.exists():  # the file a crafted entry pointed at was neither deleted nor overwritten
+        assert victim_path.read_bytes() == VICTIM_BYTES
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../evil", "a/b", "a\\b", "/tmp/abs", None, 3])
+def test_runner_name_must_be_one_safe_path_component(tmp_path, name):
+    project_dir = tmp_path / "project"
+    with pytest.raises(RunnerError, match="runner_name must be a single directory name inside project_dir"):
+        runner_named(project_dir, name)
+    assert sorted(os.listdir(tmp_path)) == ["project"]
+    assert sorted(p.name for p in project_dir.iterdir() if p.is_dir()) == []  # no run directory was made
