@@ -180,7 +180,8 @@ class Converters:
                 try:
                     converter.load_state_dict(stored.get("state", {}))
                 except (ConverterError, KeyError, TypeError, ValueError) as e:
-                    raise ConverterError(f"output column '{column}': bad state in {state_path!r}: {e}") from e
+                    raise ConverterError(f"output column '{column}': bad state in {state_path!r} (field "
+                                         f"'columns.{column}.state'): {e}") from e
                 _check_state_round_trip(converter, stored.get("state", {}), column, state_path)
             else:
                 converter.fit(series, column)
