@@ -271,8 +271,8 @@ def _check_fields(path: str, arrays: Dict[str, np.ndarray], positions: List[int]
         raise bad("index", f"has dtype {index.dtype.name} and {index.ndim} dimension(s), expected 1-d integers")
     if index.tolist() != positions:
         raise bad("index", f"holds rows other than the split's rows in {MANIFEST}")
-    pairs = (("activations", "logits"), ("available", "targets"), ("mask_decoded", "mask_gt"))
-    for field, like in pairs:
+    # (mask_decoded is per sample, mask_gt per element: a multilabel task's is (n, classes).)
+    for field, like in (("activations", "logits"), ("available", "targets")):
         if arrays[field].shape != arrays[like].shape:
             raise bad(field, f"has shape {tuple(arrays[field].shape)}, expected that of '{like}' "
                              f"{tuple(arrays[like].shape)}")
