@@ -28,26 +28,24 @@ from dnn_cool_catalyst.runners import RunnerError, artifacts
 from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
 
 SAMPLES = 160
+HERE = os.path.dirname(os.path.abspath(__file__))
+# Converting 1e39 to float32 makes numpy warn before our check raises; the error is what these tests look at.
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
+                                        "ignore:invalid value encountered:RuntimeWarning")
 AGAIN = "run runner.infer\\(\\) again"
-BUILD = """
-import torch
-from dnn_cool_catalyst import Project
-from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
+
 
 def numbers_runner(project_dir, name="run", hidden=8):
     torch.manual_seed(0)
-    df = numbers_frame({samples}, seed=0)
+    df = numbers_frame(SAMPLES, seed=0)
     project = Project(df, "number", list(df.columns[1:]), project_dir=project_dir)
-    flow = define_flows(project)
-    return project.runner(numbers_model(flow, hidden=hidden), name, batch_size=32)
-""".format(samples=SAMPLES)
-exec(BUILD)  # the same builder here and in the killed subprocess
+    return project.runner(numbers_model(define_flows(project), hidden=hidden), name, batch_size=32)
 
 
 @pytest.fixture(scope="module")
 def trained_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
-    runner = numbers_runner(root)  # noqa: F821 (defined by exec above)
+    runner = numbers_runner(root)
     runner.train(num_epochs=1)
     runner.infer()
     runner.tune()
@@ -59,7 +57,7 @@ def run(trained_dir, tmp_path):
     """A runner over a private copy of the trained project, so a case may damage its files."""
     copy = tmp_path / "project"
     shutil.copytree(trained_dir, copy)
-    return numbers_runner(copy)  # noqa: F821
+    return numbers_runner(copy)
 
 
 def raises(error, *patterns):
@@ -90,7 +88,7 @@ def _craft_npz(run, edit, split="test", task="is_even"):
     _edit_manifest(run, lambda m: m["tasks"][task].update(sha256=artifacts.sha256_bytes(buffer.getvalue())), split)
 
 
-# -- item 2: incomplete, mixed, swapped, stale outputs --------------------------------------------------------------
+# -- item 2: incomplete, mixed, swapped, stale outputs --
 
 def valid_npz_copied_over_test_npz(run):
     shutil.copy(Path(run.infer_dir, "valid", "is_even.npz"), Path(run.infer_dir, "test", "is_even.npz"))
@@ -152,7 +150,7 @@ def manifest_rows_of_other_labels(run):
     run.evaluate("test")
 
 
-# -- item 6: the manifest and the index, field by field -------------------------------------------------------------
+# -- item 6: the manifest and the index, field by field --
 
 def manifest_corrupted(run):
     _manifest_path(run).write_text('{"version": 1, "split": "te')
@@ -187,7 +185,7 @@ def index_with_a_bad_count(run):
     artifacts.read_index(run.infer_dir)  # what a DDP infer() returns
 
 
-# -- item 6: the .npz files, field by field (digest re-crafted to match) ---------------------------------------------
+# -- item 6: the .npz files, field by field (digest re-crafted to match) --
 
 def npz_five_rows_short(run):
     def short(arrays):
@@ -223,21 +221,21 @@ def npz_with_an_extra_field(run):
     run.evaluate("test")
 
 
-# -- item 6: flow.json, converters.json, tuned.json --------------------------------------------------------------------
+# -- item 6: flow.json, converters.json, tuned.json --
 
 def flow_json_tasks_not_objects(run):
     Path(run.run_dir, "flow.json").write_text(json.dumps({"name": "is_interesting", "tasks": [1, 2]}))
-    numbers_runner(Path(run.run_dir).parent)  # noqa: F821
+    numbers_runner(Path(run.run_dir).parent)
 
 
 def flow_json_not_an_object(run):
     Path(run.run_dir, "flow.json").write_text("[]")
-    numbers_runner(Path(run.run_dir).parent)  # noqa: F821
+    numbers_runner(Path(run.run_dir).parent)
 
 
 def flow_json_name_not_a_string(run):
     Path(run.run_dir, "flow.json").write_text(json.dumps({"name": ["x"], "tasks": []}))
-    numbers_runner(Path(run.run_dir).parent)  # noqa: F821
+    numbers_runner(Path(run.run_dir).parent)
 
 
 def _edit_converters(run, edit):
@@ -245,7 +243,7 @@ def _edit_converters(run, edit):
     state = json.loads(path.read_text())
     edit(state["columns"])
     path.write_text(json.dumps(state))
-    numbers_runner(Path(run.run_dir).parent)  # noqa: F821
+    numbers_runner(Path(run.run_dir).parent)
 
 
 def converters_json_type_a_list(run):
@@ -339,7 +337,7 @@ def tuned_report_threshold_text(run):
     run.infer(splits=["test"])
 
 
-# -- item 4: values that are not finite after conversion to float32 ----------------------------------------------
+# -- item 4: values that are not finite after conversion to float32 --
 
 def _frame():
     return pd.DataFrame({"x": np.arange(6.0), "y": np.linspace(0.0, 1.0, 6), "b": [0.0, 1.0] * 3},
@@ -399,7 +397,7 @@ def custom_converter_output_beyond_float32(tmp_path):
     converters.build(df, ["x"], ["y"])
 
 
-# -- the catalogue ------------------------------------------------------------------------------------------------------
+# -- the catalogue --
 
 STALE = ("infer.test are stale", "runner.best.pth changed since they were written", AGAIN)
 MANIFEST = [
@@ -498,7 +496,7 @@ def test_damaged_artifact_is_refused_naming_file_and_field(case, expected, reque
     assert not missing, f"{missing} not found in: {message}"
 
 
-# -- what is still accepted ------------------------------------------------------------------------------------------
+# -- what is still accepted --
 
 def test_untouched_outputs_and_the_tuners_own_thresholds_are_accepted(run):
     table = run.evaluate("test")
@@ -547,11 +545,13 @@ def test_a_failed_infer_keeps_the_previous_outputs_of_the_split(run, monkeypatch
     run.evaluate("test")  # still complete and consistent
 
 
-# -- SIGKILL during infer() --------------------------------------------------------------------------------------------
+# -- SIGKILL during infer() --
 
-KILLED_INFER = BUILD + textwrap.dedent("""
+KILLED_INFER = textwrap.dedent("""
     import os, signal, sys
+    sys.path.insert(0, sys.argv[3])
     from dnn_cool_catalyst.runners import artifacts
+    from test_malformed_artifacts import numbers_runner  # the same builder as the parent's
 
     runner = numbers_runner(sys.argv[1])
     original, calls = artifacts.atomic_write_bytes, []
@@ -562,32 +562,45 @@ KILLED_INFER = BUILD + textwrap.dedent("""
             os.kill(os.getpid(), signal.SIGKILL)
         return original(path, data)
 
-    artifacts.atomic_write_bytes = dying
+    def dying_between_the_renames(fresh, target):
+        # the first of the two renames (as _swap_in names it), then death
+        os.replace(target, os.path.join(os.path.dirname(target), "." + os.path.basename(target) + ".old-killed"))
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if sys.argv[2] == "swap":
+        artifacts._swap_in = dying_between_the_renames
+    else:
+        artifacts.atomic_write_bytes = dying
     runner.infer(splits=["test"])
     raise SystemExit("not killed")
 """)
+
+
+def _killed_infer(project_dir, where: str) -> subprocess.CompletedProcess:
+    """infer(splits=["test"]) in a fresh interpreter that SIGKILLs itself at ``where`` ("write": after two of the
+    split's files; "swap": between the two renames that swap the split in)."""
+    return subprocess.run([sys.executable, "-c", KILLED_INFER, str(project_dir), where, HERE], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
 
 
 def test_sigkill_during_infer_then_evaluate_refuses_and_a_fresh_infer_matches_an_uninterrupted_one(trained_dir,
                                                                                                   tmp_path):
     killed_dir, reference_dir = tmp_path / "killed", tmp_path / "reference"
     shutil.copytree(trained_dir, killed_dir)
-    numbers_runner(killed_dir).train(num_epochs=1, lr=3e-3)  # noqa: F821  (the best checkpoint changes)
+    numbers_runner(killed_dir).train(num_epochs=1, lr=3e-3)  # (the best checkpoint changes)
     shutil.copytree(killed_dir, reference_dir)
 
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", KILLED_INFER, str(killed_dir)], env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = _killed_infer(killed_dir, "write")
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
 
-    killed = numbers_runner(killed_dir)  # noqa: F821
+    killed = numbers_runner(killed_dir)
     with pytest.raises(RunnerError, match="infer.test are stale.*run runner.infer\\(\\) again"):
         killed.evaluate("test")
     killed.infer(splits=["test"])
     assert not [n for n in os.listdir(killed.infer_dir) if n.startswith(".")]  # the dead writer's leftovers
     table = killed.evaluate("test")
 
-    reference = numbers_runner(reference_dir)  # noqa: F821
+    reference = numbers_runner(reference_dir)
     reference.infer(splits=["test"])
     pd.testing.assert_frame_equal(table, reference.evaluate("test"))
     for name in ("is_even.npz", "multiple_three.npz"):
@@ -599,8 +612,23 @@ def test_sigkill_during_the_first_infer_leaves_no_split(trained_dir, tmp_path):
     project = tmp_path / "project"
     shutil.copytree(trained_dir, project)
     shutil.rmtree(project / "run" / "infer")
-    done = subprocess.run([sys.executable, "-c", KILLED_INFER, str(project)], capture_output=True, text=True,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    done = _killed_infer(project, "write")
     assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
-    with pytest.raises(RunnerError, match="split 'test' was not inferred; inferred splits: \\[\\]"):
-        numbers_runner(project).evaluate("test")  # noqa: F821
+    with pytest.raises(RunnerError, match="outputs of split 'test' .* are incomplete \\(infer\\(\\) was interrupted"):
+        numbers_runner(project).evaluate("test")
+
+
+def test_sigkill_between_the_two_renames_of_the_swap_leaves_no_split_then_infer_recovers(trained_dir, tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(trained_dir, project)
+    done = _killed_infer(project, "swap")
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    runner = numbers_runner(project)
+    assert [n for n in os.listdir(runner.infer_dir) if n.startswith(".test.new-")]  # the complete, unswapped one
+    with pytest.raises(RunnerError, match="outputs of split 'test' .* are incomplete \\(infer\\(\\) was interrupted"
+                                          ".*run runner.infer\\(\\) again"):
+        runner.evaluate("test")
+    runner.evaluate("valid")  # the other splits are untouched
+    runner.infer(splits=["test"])
+    assert not [n for n in os.listdir(runner.infer_dir) if n.startswith(".")]
+    runner.evaluate("test")

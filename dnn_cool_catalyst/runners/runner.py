@@ -48,8 +48,8 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
     DataParallel replica instead of gathering every logit on the main device.
 
     Layout of ``run_dir``: ``flow.json`` (what the run was trained for), ``splits.json``, ``checkpoints/``,
-    ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/<split>/manifest.json`` + ``infer/index.json``, ``tuned.json``,
-    ``evaluation_<split>_<gating>.csv``.
+    ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/<split>/manifest.json`` (checked on every
+    read, see runners/artifacts.py) + ``infer/index.json``, ``tuned.json``, ``evaluation_<split>_<gating>.csv``.
     """
 
     def __init__(self, model: torch.nn.Module, flow, run_dir: str, dataset=None, batch_size: int = 64,
@@ -356,9 +356,13 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
                                   f"{again}") from None
             if not os.path.isdir(self.infer_dir):
                 raise RunnerError(f"no inference outputs in {self.infer_dir}; run runner.infer() first") from None
+            names = os.listdir(self.infer_dir)
+            if any(n.startswith((f".{split}.new-", f".{split}.old-")) for n in names):
+                raise RunnerError(f"the inference outputs of split '{split}' in {self.infer_dir} are incomplete "
+                                  f"(infer() was interrupted while writing them); {again}") from None
             known = f" (splits are {list(self.splits)})" if split not in self.splits else ""
-            inferred = sorted(n for n in os.listdir(self.infer_dir)
-                              if os.path.isfile(os.path.join(self.infer_dir, n, artifacts.MANIFEST)))
+            inferred = sorted(n for n in names if not n.startswith(".")
+                              and os.path.isfile(os.path.join(self.infer_dir, n, artifacts.MANIFEST)))
             raise RunnerError(f"split '{split}' was not inferred; inferred splits: {inferred}{known}") from None
         manifest_path = os.path.join(split_dir, artifacts.MANIFEST)
         rows = manifest["rows"]
