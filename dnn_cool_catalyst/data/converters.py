@@ -38,6 +38,7 @@ from pandas.api import types as ptypes
 from ..atomic import atomic_write_json
 from ..tasks import (BinaryTask, BoundedRegressionTask, ClassificationTask, MultilabelTask, RegressionTask, Task,
                      TaskError, TokenClassificationTask)
+from .finite import require_finite_float32
 from .inputs import INPUT_CONVERTERS, check_missing_mode
 from .type_guess import TypeGuesser
 from .values import OUTPUT_CONVERTERS, ConverterError, _plain
@@ -177,6 +178,7 @@ class Converters:
                 except (ConverterError, KeyError, TypeError, ValueError, AttributeError) as e:
                     raise ConverterError(f"input column '{column}': bad state in {state_path!r}: {e}; delete that "
                                          f"file to refit") from e
+                _check_state_round_trip(converter, stored["state"], column, state_path)
             else:
                 # Input state (vocabulary, median) comes from this frame's inputs only, never from labels.
                 converter.fit(series, column)
@@ -188,6 +190,7 @@ class Converters:
             if len(inputs[column]) != len(df):
                 raise ConverterError(f"input column '{column}': converter returned {len(inputs[column])} rows for "
                                      f"{len(df)}")
+            require_finite_float32(inputs[column], series, column, "input")
             types[column], converters[column] = type_name, converter
 
         targets: Dict[str, torch.Tensor] = {}
@@ -205,7 +208,9 @@ class Converters:
                 try:
                     converter.load_state_dict(stored.get("state", {}))
                 except (ConverterError, KeyError, TypeError, ValueError) as e:
-                    raise ConverterError(f"output column '{column}': bad state in {state_path!r}: {e}") from e
+                    raise ConverterError(f"output column '{column}': bad state in {state_path!r} (field "
+                                         f"'columns.{column}.state'): {e}") from e
+                _check_state_round_trip(converter, stored.get("state", {}), column, state_path)
             else:
                 converter.fit(series, column)
                 columns_state[column] = {"role": "output", "type": type_name, "state": converter.state_dict()}
@@ -219,6 +224,7 @@ class Converters:
                 raise ConverterError(f"{e} (the converter state was fitted earlier and loaded from {state_path!r}; "
                                      f"fix the value or delete that file to refit)") from None
             _check_target(column, values, mask, len(df))
+            require_finite_float32(values, series, column, "output", available=mask)
             targets[column], available[column] = values, mask
             types[column], converters[column] = type_name, converter
             tasks[column] = self.task.create(column, type_name, converter)
@@ -345,6 +351,8 @@ def _load_state(state_path: Optional[str]) -> dict:
     if not isinstance(state, dict) or not isinstance(state.get("columns"), dict):
         raise ConverterError(f"converter state file {state_path!r} is not a converter state (expected an object "
                              f"with a 'columns' object); fix or delete it to refit")
+    for column, entry in state["columns"].items():
+        _check_state_entry(state_path, column, entry)
     return state
 
 
@@ -358,6 +366,56 @@ def refuse_dates(series: pd.Series, column: str, role: str) -> None:
         raise ConverterError(f"{role} column '{column}' holds dates/times, which cannot be used directly; derive "
                              f"numeric columns from it (e.g. df[{column!r}].dt.year, .dt.dayofweek, .dt.month, or "
                              f"elapsed days: (df[{column!r}] - df[{column!r}].min()).dt.days) and use those instead")
+
+
+def _bad_state_field(state_path: str, field: str, expected: str, got) -> ConverterError:
+    shown = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
+    return ConverterError(f"converter state file {state_path!r}: field '{field}' must be {expected}, got {shown}; "
+                          f"fix or delete it to refit")
+
+
+def _check_state_entry(state_path: str, column: str, entry) -> None:
+    # Field by field, so a crafted or damaged file gives our error, not a TypeError deep inside build().
+    where = f"columns.{column}"
+    if not isinstance(entry, dict):
+        raise _bad_state_field(state_path, where, "an object with 'role', 'type' and 'state'", entry)
+    unknown = sorted(set(entry) - {"role", "type", "state"})
+    if unknown:
+        raise _bad_state_field(state_path, f"{where}.{unknown[0]}", "absent (fields are role, type, state)",
+                               entry[unknown[0]])
+    if "role" in entry and entry["role"] not in ("input", "output"):
+        raise _bad_state_field(state_path, f"{where}.role", "'input' or 'output'", entry["role"])
+    if not isinstance(entry.get("type"), str) or not entry["type"]:
+        raise _bad_state_field(state_path, f"{where}.type", "a type name (a string)", entry.get("type"))
+    if not isinstance(entry.get("state", {}), dict):
+        raise _bad_state_field(state_path, f"{where}.state", "an object", entry.get("state"))
+
+
+def _check_state_round_trip(converter, stored: dict, column: str, state_path: Optional[str]) -> None:
+    """Every stored state field must come back unchanged from the loaded converter: load_state_dict may coerce
+    (``"0.3"`` -> 0.3, ``"ab"`` -> ``['a', 'b']``) or ignore fields, and either would silently change the
+    mapping. Fields the file lacks (older versions) are left to the converter's defaults."""
+    loaded = json.loads(json.dumps(converter.state_dict()))
+    for key, value in stored.items():
+        if key not in loaded:
+            raise _bad_state_field(state_path, f"columns.{column}.state.{key}",
+                                   f"absent (the {type(converter).__name__} state has {sorted(loaded)})", value)
+        if not _same_json(value, loaded[key]):
+            raise _bad_state_field(state_path, f"columns.{column}.state.{key}",
+                                   f"like {loaded[key]!r} (as the converter reads it)", value)
+
+
+def _same_json(a, b) -> bool:
+    """Equality of JSON values that does not equate True with 1 or "1" with 1 (1 and 1.0 are equal)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
+    return type(a) is type(b) and a == b
 
 
 def _check_target(column: str, values, mask, n: int) -> None:

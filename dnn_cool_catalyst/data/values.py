@@ -488,14 +488,27 @@ class ContinuousConverter(ValueConverter):
             raise ConverterError(f"continuous column '{column}': bounds need lo < hi, got lo={lo}, hi={hi}; a "
                                  f"column with a single value needs explicit bounds "
                                  f"(ContinuousConverter(lo=..., hi=...)) or the 'regression' type")
+        # The task rescales predictions back as lo + p * (hi - lo) in float32: the span must fit there too.
+        with np.errstate(over="ignore"):
+            span = np.float32(hi) - np.float32(lo)
+        if not np.isfinite(span):
+            raise ConverterError(f"continuous column '{column}': bounds lo={lo}, hi={hi} are not finite in float32 "
+                                 f"(hi - lo must stay below {float(np.finfo(np.float32).max):.2g}); rescale the "
+                                 f"column or use the 'regression' type")
         self.lo, self.hi = float(lo), float(hi)
 
     def fit(self, series, column):
         require_labels(series, column)
-        _, _, floats = self._floats(series, column)
+        _, labelled, floats = self._floats(series, column)
         lo = self._lo_arg if self._lo_arg is not None else float(floats.min())
         hi = self._hi_arg if self._hi_arg is not None else float(floats.max())
-        self._set_bounds(lo, hi, column)
+        try:
+            self._set_bounds(lo, hi, column)
+        except ConverterError as e:
+            if self._lo_arg is not None and self._hi_arg is not None:
+                raise
+            rows = [_plain(labelled.index[int(np.argmin(floats))]), _plain(labelled.index[int(np.argmax(floats))])]
+            raise ConverterError(f"{e} (bounds fitted from the values at rows {rows[0]!r} and {rows[1]!r})") from None
         self.transform(series, column)  # explicit bounds narrower than the data fail here, not mid-training
         return self
 

@@ -14,6 +14,7 @@ from ..interpretation.publishers import Publishers
 from ..interpretation.samples import SampleSource
 from ..interpretation.selection import OVERALL, losses_from_stored, rank
 from ..interpretation.tensorboard import open_writer, publish_extremes, select_extremes
+from .tuned_file import tuned_point_rows
 
 
 def _runner_error(message: str) -> Exception:
@@ -150,18 +151,18 @@ class InterpretationMixin:
 
     def _tuned_points_table(self) -> Optional[str]:
         """The tuned thresholds' precision/recall (from ``tuned.json``) as a markdown table, or None."""
+        path = os.path.join(self.run_dir, "tuned.json")
         try:
-            with open(os.path.join(self.run_dir, "tuned.json"), encoding="utf-8") as f:
-                report = json.load(f).get("report") or {}
-        except (OSError, ValueError, AttributeError):
+            with open(path, encoding="utf-8") as f:
+                saved = json.load(f)
+        except FileNotFoundError:
             return None
-        lines = []
-        for path, entries in report.items():
-            for quantity, entry in entries.items():
-                if isinstance(entry, dict) and "precision" in entry:
-                    name = path if quantity == "threshold" else f"{path}/{quantity}"
-                    lines.append(f"| {name} | {entry['threshold']:.4g} | {entry['precision']:.3f} | "
-                                 f"{entry['recall']:.3f} |")
+        except (OSError, ValueError) as e:
+            raise _runner_error(f"tuned parameters file {path} is corrupted ({e}); run runner.tune() again") from None
+        if not isinstance(saved, dict):
+            raise _runner_error(f"tuned parameters file {path}: field '(top level)' must be an object; run "
+                                f"runner.tune() again")
+        lines = tuned_point_rows(path, saved.get("report"))
         if not lines:
             return None
         return "\n".join(["| curve | tuned threshold | precision | recall |", "|---|---|---|---|"] + lines)

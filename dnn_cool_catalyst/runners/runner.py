@@ -26,12 +26,13 @@ from ..parallel import (REDUCTION_KEY, PaddingMarkedSubset, ShardedBatchSampler,
                         balanced_forward, gather_samples, reshard_loader)
 from ..parallel import world as parallel_world
 from ..tasks.base import TaskError
+from ..interpretation.samples import SampleSource
 from . import artifacts
-from .interpretation import InterpretationMixin
 from .errors import RunnerError
+from .interpretation import InterpretationMixin
 from .lock import run_lock
 from .splits import SPLITS, load_or_make_splits
-
+from .tuned_file import check_tuned_params
 
 
 class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
@@ -50,9 +51,9 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
     the saved splits (other rows or settings are otherwise an error).
 
     Layout of ``run_dir``: ``.lock`` (while training or inferring), ``flow.json`` (what the run was trained
-    for), ``splits.json``, ``checkpoints/``,
-    ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/index.json``, ``tuned.json``,
-    ``evaluation_<split>_<gating>.csv``.
+    for), ``splits.json``, ``checkpoints/``, ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` +
+    ``infer/<split>/manifest.json`` (checked on every read, see runners/artifacts.py) + ``infer/index.json``,
+    ``tuned.json``, ``evaluation_<split>_<gating>.csv``.
     """
 
     def __init__(self, model: torch.nn.Module, flow, run_dir: str, dataset=None, batch_size: int = 64,
@@ -89,8 +90,9 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
             except (OSError, ValueError) as e:
                 raise RunnerError(f"cannot read {path} ({e}): the run directory {self.run_dir} is damaged; choose "
                                   f"another runner_name or delete it") from None
-            if not isinstance(saved, dict):
-                saved = {"name": None, "tasks": []}
+            if saved == described:
+                return
+            _check_flow_file(path, saved, self.run_dir)
             if saved != described:
                 raise RunnerError(f"run directory {self.run_dir} belongs to a different flow ('{saved.get('name')}' "
                                   f"with tasks {[t['path'] for t in saved.get('tasks', [])]}); choose another "
@@ -340,6 +342,8 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
     def _infer(self, splits, checkpoint: str, verbose: bool, device=None) -> dict:
         rank, world = parallel_world()
         path = self.load_checkpoint(checkpoint)
+        # The digest of the weights the outputs come from; readers compare it with the checkpoint then on disk.
+        checkpoint_sha256 = artifacts.sha256_file(path) if rank == 0 else None
         if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
             self.load_tuned()
         device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -372,28 +376,73 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
             if world > 1:
                 stored = _gather_split(stored, torch.cat(valid), self.splits[split])
             if rank == 0:
-                artifacts.save_split(self.infer_dir, split, stored)
+                source = SampleSource(self.dataset)
+                positions = next(iter(stored.values()))["index"].tolist()
+                artifacts.save_split(self.infer_dir, split, stored, os.path.basename(path), checkpoint_sha256,
+                                     [source.row_id(p) for p in positions])
             index["splits"][split] = int(len(self.splits[split]))
         if rank == 0:
             artifacts.write_index(self.infer_dir, index)
         return index
 
     def _stored(self, split: str):
+        """The stored outputs of ``split`` as ``(logits, targets, available, fields)``, after checking that they
+        are complete, are this split's rows and come from the checkpoint now on disk (see runners/artifacts.py).
+        Anything else is one RunnerError saying to run infer() again."""
         try:
-            index = artifacts.read_index(self.infer_dir)
-        except FileNotFoundError:
-            raise RunnerError(f"no inference outputs in {self.infer_dir}; run runner.infer() first") from None
-        except artifacts.ArtifactError as e:
-            raise RunnerError(str(e)) from None
-        if split not in index["splits"]:
-            known = f" (splits are {list(self.splits)})" if split not in self.splits else ""
-            raise RunnerError(f"split '{split}' was not inferred; inferred splits: {list(index['splits'])}{known}")
-        try:
-            data = artifacts.load_split(self.infer_dir, split, self.flow.tasks)
+            data = self._checked_outputs(split)
         except artifacts.ArtifactError as e:
             raise RunnerError(str(e)) from None
         return ({k: v["logits"] for k, v in data.items()}, {k: v["targets"] for k, v in data.items()},
                 {k: v["available"] for k, v in data.items()}, data)
+
+    def _checked_outputs(self, split: str) -> Dict[str, Dict[str, torch.Tensor]]:
+        again = artifacts.AGAIN
+        split_dir = os.path.join(self.infer_dir, split)
+        try:
+            manifest = artifacts.read_manifest(self.infer_dir, split, list(self.flow.tasks))
+        except FileNotFoundError:
+            if os.path.isdir(split_dir):
+                raise RunnerError(f"the inference outputs in {split_dir} are incomplete (no {artifacts.MANIFEST}: "
+                                  f"infer() was interrupted, or they were written by an older version); "
+                                  f"{again}") from None
+            if not os.path.isdir(self.infer_dir):
+                raise RunnerError(f"no inference outputs in {self.infer_dir}; run runner.infer() first") from None
+            names = os.listdir(self.infer_dir)
+            if any(n.startswith((f".{split}.new-", f".{split}.old-")) for n in names):
+                raise RunnerError(f"the inference outputs of split '{split}' in {self.infer_dir} are incomplete "
+                                  f"(infer() was interrupted while writing them); {again}") from None
+            known = f" (splits are {list(self.splits)})" if split not in self.splits else ""
+            inferred = sorted(n for n in names if not n.startswith(".")
+                              and os.path.isfile(os.path.join(self.infer_dir, n, artifacts.MANIFEST)))
+            raise RunnerError(f"split '{split}' was not inferred; inferred splits: {inferred}{known}") from None
+        manifest_path = os.path.join(split_dir, artifacts.MANIFEST)
+        rows = manifest["rows"]
+        expected = self.splits.get(split)
+        if expected is None or sorted(rows["positions"]) != sorted(int(p) for p in expected):
+            raise RunnerError(f"the inference outputs in {split_dir} are not those of split '{split}': their rows "
+                              f"(field 'rows.positions' of {manifest_path}) differ from the split's; {again}")
+        source = SampleSource(self.dataset)
+        labels = [artifacts.row_label(source.row_id(p)) for p in rows["positions"]]
+        if labels != rows["labels"]:
+            first = next(i for i, (a, b) in enumerate(zip(labels, rows["labels"])) if a != b)
+            raise RunnerError(f"the inference outputs in {split_dir} were computed for other rows: position "
+                              f"{rows['positions'][first]} holds row {labels[first]!r} now but "
+                              f"{rows['labels'][first]!r} in field 'rows.labels' of {manifest_path} (a changed "
+                              f"or reordered DataFrame); {again}")
+        checkpoint = os.path.join(self.checkpoint_dir, manifest["checkpoint"]["file"])
+        try:
+            current = artifacts.sha256_file(checkpoint)
+        except FileNotFoundError:
+            raise RunnerError(f"the inference outputs in {split_dir} were computed from {checkpoint}, which no "
+                              f"longer exists, so they cannot be checked against the model; {again}") from None
+        if current != manifest["checkpoint"]["sha256"]:
+            raise RunnerError(f"the inference outputs in {split_dir} are stale: {checkpoint} changed since they were "
+                              f"written (retrained?); {again}")
+        data = getattr(self.dataset, "data", None)
+        targets_like = getattr(data, "targets", None) if data is not None else None
+        return artifacts.load_split(self.infer_dir, split, list(self.flow.tasks), manifest,
+                                    targets_like if isinstance(targets_like, dict) else None)
 
     # -- tune ------------------------------------------------------------------------------------------------
     def tune(self, loader: str = "valid", metric: str = "f1", min_recall: Optional[float] = None) -> dict:
@@ -437,6 +486,7 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
             raise RunnerError(f"no tuned parameters at {path}; run runner.tune() first") from None
         except (ValueError, KeyError, TypeError) as e:
             raise RunnerError(f"tuned parameters file {path} is corrupted ({e}); run runner.tune() again") from None
+        check_tuned_params(path, params, self.flow)
         try:
             self._apply_params(params)
         except (RunnerError, TaskError, TypeError, AttributeError) as e:
@@ -461,6 +511,24 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
             atomic_write_text(os.path.join(self.run_dir, f"evaluation_{loader}_{gating}.csv"),
                               table.to_csv(index=False))
         return table
+
+
+def _check_flow_file(path: str, saved, run_dir: str) -> None:
+    """A flow.json that differs from this flow must still be a flow description before it is quoted back."""
+    def bad(field: str, expected: str, got) -> RunnerError:
+        shown = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
+        return RunnerError(f"{path}: field '{field}' must be {expected}, got {shown}: the run directory {run_dir} "
+                           f"is damaged; choose another runner_name or delete it. Nothing was overwritten.")
+
+    if not isinstance(saved, dict):
+        raise bad("(top level)", "an object with 'name' and 'tasks'", saved)
+    if not isinstance(saved.get("name"), str):
+        raise bad("name", "the flow's name (a string)", saved.get("name"))
+    if not isinstance(saved.get("tasks"), list):
+        raise bad("tasks", "a list of task descriptions", saved.get("tasks"))
+    for i, task in enumerate(saved["tasks"]):
+        if not isinstance(task, dict) or not isinstance(task.get("path"), str):
+            raise bad(f"tasks[{i}]", "an object with a 'path' string", task)
 
 
 def _to_device(inputs, device, non_blocking: bool = False):
