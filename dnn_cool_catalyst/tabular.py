@@ -32,6 +32,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .data.columns import StoredColumn
 from .project import Project
 
 FLOW_PARAMETERS = ["flow", "x", "out"]
@@ -132,6 +133,8 @@ def tabular_model(project: Project, hidden: int = 64, depth: int = 2, dropout: f
     columns, values = {}, []
     for column in project.input_cols:
         data = project.data.inputs[column]
+        if isinstance(data, StoredColumn):  # e.g. a uint8 array column, kept as bytes
+            data = data.decode(data.values)
         if not isinstance(data, torch.Tensor):
             raise ValueError(f"tabular_model: input column '{column}' has type {project.data.types[column]!r}; "
                              f"the MLP takes numeric or array columns only")
