@@ -3,7 +3,8 @@
 - ``"off"``: the split's DataLoader (batched fetching on the CPU, ``parallel/sampler.py`` ``BatchedSubset``);
   the engine moves each batch to the device.
 - ``"resident"``: the split's in-memory tensors are copied to the device once (image bytes stay bytes) and every
-  batch is gathered there by index, then decoded there (uint8 -> float). No per-batch host work but the keys.
+  batch is gathered there by index, then decoded there (uint8 -> float). No per-batch host work but the keys
+  (and columns read per item, e.g. image files, which are read on the CPU and copied).
 - ``"pinned"``: batches are gathered on the CPU in their stored dtype, copied from pinned memory with
   ``non_blocking`` (the next batch is on its way while the current one is used) and decoded on the device.
 - ``"auto"`` (the default): on a CUDA device, ``"resident"`` when every input column is in memory and the split's
@@ -74,10 +75,6 @@ def resolve_mode(device_data: str, loader, device: torch.device) -> str:
         nbytes = split_bytes(flow_dataset, len(indices))
         free, _ = torch.cuda.mem_get_info(device)
         return "resident" if nbytes is not None and nbytes <= RESIDENT_FRACTION * free else "pinned"
-    if device_data == "resident" and not flow_dataset.in_memory:
-        lazy = [n for n in flow_dataset.input_names if not in_memory(flow_dataset.data.inputs[n])]
-        raise ValueError(f"device_data='resident' needs every input column in memory; {lazy} are read per item "
-                         f"(e.g. image files): use 'pinned' or 'auto'")
     return device_data
 
 
@@ -98,7 +95,7 @@ class DeviceBatches:
             raise ValueError("DeviceBatches needs a DataLoader over a BatchedSubset of a FlowDataset")
         self.dataset, self.device, self.mode = loader.dataset, torch.device(device), mode
         self.batch_sampler = batch_sampler if batch_sampler is not None else loader.batch_sampler
-        self.batch_size = None
+        self.batch_size, self.sampler, self.drop_last = None, None, False  # what Catalyst reads of a DataLoader
         self.num_workers, self.pin_memory = 0, mode == "pinned"
         data = flow_dataset.data
         self._inputs = {name: data.inputs[name] for name in flow_dataset.input_names}
@@ -107,12 +104,15 @@ class DeviceBatches:
         self._targets = {name: data.targets[name] for name in flow_dataset.task_names}
         self._available = {name: data.available[name] for name in flow_dataset.task_names}
         self._index = torch.as_tensor(indices, dtype=torch.long)
+        self._rows = self._index  # dataset positions of the split, on the CPU (for columns read per item)
         if mode == "resident":  # the split's rows, in split order, copied to the device once
             rows = self._index
 
             def move(tensor):
                 return tensor.index_select(0, rows).to(self.device)
-            self._inputs = {name: move(stored(column)) for name, column in self._inputs.items()}
+            # Columns read per item (image files) stay where they are: read per batch, then copied.
+            self._inputs = {name: move(stored(column)) if in_memory(column) else column
+                            for name, column in self._inputs.items()}
             self._targets = {name: move(t) for name, t in self._targets.items()}
             self._available = {name: move(t) for name, t in self._available.items()}
             self._index = self._index.to(self.device)
@@ -144,6 +144,10 @@ class DeviceBatches:
         valid = torch.tensor(real, dtype=torch.bool).to(self.device, non_blocking=True)
         inputs = {}
         for name, values in self._inputs.items():
+            if not isinstance(values, torch.Tensor):  # read per item
+                rows = self._rows[torch.tensor(positions, dtype=torch.long)].tolist()
+                inputs[name] = torch.stack([values[i] for i in rows]).to(self.device, non_blocking=True)
+                continue
             rows = values.index_select(0, pos)
             decode = self._decoders.get(name)
             inputs[name] = decode(rows) if decode is not None else rows
