@@ -311,7 +311,9 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
         path = self.load_checkpoint(checkpoint)
         if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
             self.load_tuned()
-        device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        # The engine's device when the runner was given one (a CPU engine infers on the CPU), else CUDA if any.
+        device = device or getattr(self._engine_arg, "device", None) or torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
         model = self.model.to(device).eval()
         graph = self.flow.graph
         try:  # splits inferred earlier stay listed; the ones run now are overwritten
