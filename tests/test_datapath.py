@@ -191,3 +191,16 @@ def test_numpy_row_labels_print_as_plain_numbers():
     with pytest.raises(ConverterError, match=r"at row 5; use NaN") as error:
         converters.build(df, input_cols="x", output_cols="y")
     assert "np." not in str(error.value)
+
+
+def test_accelerate_package_lookup_runs_once_per_process():
+    import accelerate.accelerator
+    import accelerate.optimizer
+
+    from dnn_cool_catalyst import compat
+
+    compat.apply()
+    original = compat.original("accelerate_lomo_lookup")
+    assert accelerate.optimizer.is_lomo_available is accelerate.accelerator.is_lomo_available
+    assert accelerate.optimizer.is_lomo_available is not original
+    assert accelerate.optimizer.is_lomo_available() is bool(original())
