@@ -204,3 +204,17 @@ def test_accelerate_package_lookup_runs_once_per_process():
     assert accelerate.optimizer.is_lomo_available is accelerate.accelerator.is_lomo_available
     assert accelerate.optimizer.is_lomo_available is not original
     assert accelerate.optimizer.is_lomo_available() is bool(original())
+
+
+def test_readme_data_path_example_runs(tmp_path, monkeypatch, capsys):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Data path and device-resident data", 1)[1].split("\n## ", 1)[0]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, "README.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "['available', 'index', 'inputs', 'targets', 'valid'] (64,)" in printed
+    assert (tmp_path / "datapath_project" / "exp" / "checkpoints" / "runner.last.pth").exists()
