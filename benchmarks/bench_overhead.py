@@ -97,9 +97,10 @@ def _to(batch, device):
     return batch.to(device, non_blocking=True) if isinstance(batch, torch.Tensor) else batch
 
 
-def _steps(model, loss_fn, optimizer, train, valid, epochs: int) -> float:
-    """The hand-written loop: ``train`` / ``valid`` are zero-argument callables yielding device batches."""
-    start = time.perf_counter()
+def _steps(model, loss_fn, optimizer, train, valid, epochs: int):
+    """The hand-written loop: ``train`` / ``valid`` are zero-argument callables yielding device batches.
+    Returns (wall, CPU) seconds per epoch."""
+    start, cpu = time.perf_counter(), _cpu_seconds()
     for _ in range(epochs):
         model.train()
         for batch in train():
@@ -112,7 +113,7 @@ def _steps(model, loss_fn, optimizer, train, valid, epochs: int) -> float:
             for batch in valid():
                 loss_fn(model(batch["inputs"]), batch)
     _sync(next(model.parameters()).device)
-    return (time.perf_counter() - start) / epochs
+    return (time.perf_counter() - start) / epochs, (_cpu_seconds() - cpu) / epochs
 
 
 def _data_only(train, valid, device, epochs: int) -> float:
@@ -164,7 +165,7 @@ def limit_side(runner, epochs: int, device, batch_size: int):
     train = limit_batches(resident_split(runner, "train", device), batch_size, shuffle=True)
     valid = limit_batches(resident_split(runner, "valid", device), batch_size, shuffle=False)
     data = _data_only(train, valid, device, epochs)
-    return _steps(model, runner.flow.get_loss(), optimizer, train, valid, epochs), data
+    return (*_steps(model, runner.flow.get_loss(), optimizer, train, valid, epochs), data)
 
 
 def hand_side(runner, epochs: int, device, batch_size: int):
@@ -179,7 +180,7 @@ def hand_side(runner, epochs: int, device, batch_size: int):
     def valid():
         return (_to(b, device) for b in valid_loader)
     data = _data_only(train, valid, device, epochs)
-    return _steps(model, runner.flow.get_loss(), optimizer, train, valid, epochs), data
+    return (*_steps(model, runner.flow.get_loss(), optimizer, train, valid, epochs), data)
 
 
 def runner_side(runner, epochs: int, device, batch_size: int, interpretation_k: int = 5):
@@ -190,10 +191,10 @@ def runner_side(runner, epochs: int, device, batch_size: int, interpretation_k: 
               or runner.split_loader(split, shuffle=split == "train") for split in ("train", "valid")}
     data = _data_only(lambda: (_to(b, device) for b in placed["train"]),
                       lambda: (_to(b, device) for b in placed["valid"]), device, epochs)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _cpu_seconds()
     runner.train(num_epochs=epochs, early_stopping_patience=epochs + 1, engine=compat.default_engine(device))
     _sync(device)
-    return (time.perf_counter() - start) / epochs, data
+    return (time.perf_counter() - start) / epochs, (_cpu_seconds() - cpu) / epochs, data
 
 
 SIDES = {"limit": limit_side, "hand": hand_side, "runner": runner_side}
@@ -207,9 +208,8 @@ def child(workload: str, side: str, device: str, epochs: int, interpretation_k: 
     # The first optimizer built in a process imports torch._dynamo (seconds): pay it before either clock starts.
     torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
     kwargs = {"interpretation_k": interpretation_k} if side == "runner" else {}
-    cpu_before = _cpu_seconds()
-    seconds, data_seconds = SIDES[side](runner, epochs, torch.device(device), batch, **kwargs)
-    cpu = (_cpu_seconds() - cpu_before) / epochs  # includes set-up (and the data-only pass); robust to other tenants
+    # CPU time of the training alone (the runner's includes the set-up inside train()): robust to other tenants.
+    seconds, cpu, data_seconds = SIDES[side](runner, epochs, torch.device(device), batch, **kwargs)
     seen = len(runner.splits["train"]) + len(runner.splits["valid"])
     print(json.dumps({"seconds": seconds, "data_seconds": data_seconds, "cpu_seconds": cpu,
                       "samples_per_s": seen / seconds,

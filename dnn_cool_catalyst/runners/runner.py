@@ -123,13 +123,14 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
 
     def _placed_loader(self, loader, device, rank: int = 0, world: int = 1):
         """``loader`` as this process iterates it on ``device``: gathered on the device or through pinned memory
-        (``device_data``), resharded under DDP; None when it is not a split loader of ours (accelerate's)."""
+        (``device_data``), resharded under DDP, or as it is (``handle_batch`` moves its batches: accelerate's
+        wrapper would only add per-batch work); None when it is not a split loader of ours (accelerate's then)."""
         sampler = getattr(loader, "batch_sampler", None)
         if not isinstance(sampler, ShardedBatchSampler):
             return None
         mode = placement.resolve_mode(self.device_data, loader, torch.device(device))
         if mode == "off":
-            return reshard_loader(loader, rank, world) if world > 1 else None
+            return reshard_loader(loader, rank, world) if world > 1 else loader
         return placement.DeviceBatches(loader, device, mode, batch_sampler=sampler.shard(rank, world))
 
     def _materialize(self) -> None:
@@ -189,10 +190,10 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
                 and len(model.device_ids) > 1)
 
     def handle_batch(self, batch) -> None:
-        # Loaders resharded for DDP are not accelerate-prepared, so they yield CPU tensors; DeviceBatches are
-        # already there.
-        if not isinstance(self.loader, placement.DeviceBatches):
-            batch = _to_device(batch, self.engine.device, non_blocking=True)
+        # Our DataLoaders are not accelerate-prepared, so they yield CPU tensors; DeviceBatches are already there.
+        device = self.engine.device
+        if device.type != "cpu" and not isinstance(self.loader, placement.DeviceBatches):
+            batch = _to_device(batch, device, non_blocking=True)
         dtype = autocast_dtype(self.engine)
         if self._balanced():
             self.batch = {**batch, REDUCTION_KEY: balanced_forward(self.model, batch, self.flow.graph, dtype)}
@@ -322,8 +323,7 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
             earlier = {}
         index = {"checkpoint": path, "splits": dict(earlier), "fields": list(artifacts.FIELDS)}
         for split in splits:
-            loader = self.split_loader(split)
-            loader = self._placed_loader(loader, device, rank, world) or loader
+            loader = self._placed_loader(self.split_loader(split), device, rank, world)
             if verbose:
                 from tqdm.auto import tqdm
                 loader = tqdm(loader, desc=f"infer {split}")
