@@ -218,3 +218,46 @@ def test_readme_data_path_example_runs(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "['available', 'index', 'inputs', 'targets', 'valid'] (64,)" in printed
     assert (tmp_path / "datapath_project" / "exp" / "checkpoints" / "runner.last.pth").exists()
+
+
+def test_fused_binary_statistics_equal_per_task_statistics():
+    from dnn_cool_catalyst import BinaryTask, ClassificationTask, TaskFlow
+    from dnn_cool_catalyst.metrics import FlowMetrics, TaskMetric
+
+    tasks = [BinaryTask("a", 4), BinaryTask("b", 4, threshold=0.7), BinaryTask("c", 4),
+             ClassificationTask("k", 3, in_features=4)]
+
+    def flow_fn(flow, x, out):
+        out += flow.a(x.features)
+        out += flow.b(x.features) | out.a
+        out += flow.c(x.features) | ~out.a
+        out += flow.k(x.features)
+        return out
+
+    flow = TaskFlow.from_function(flow_fn, tasks)
+    g = torch.Generator().manual_seed(1)
+    n = 50
+    module = flow.torch()
+    outputs = module({"features": torch.randn(n, 4, generator=g)})
+    batch = {"targets": {"a": (torch.rand(n, generator=g) > 0.5).float(), "b": (torch.rand(n, generator=g) > 0.5).float(),
+                         "c": (torch.rand(n, generator=g) > 0.5).float(), "k": torch.randint(0, 3, (n,), generator=g)},
+             "available": {name: torch.rand(n, generator=g) > 0.2 for name in "abck"}, "index": torch.arange(n)}
+    fused = FlowMetrics(flow.graph)
+    assert fused._fusable_binary(*_labels_logits(flow, outputs, batch)) == ["a", "b", "c"]
+    fused.update(outputs, batch)
+    fused.update(outputs, batch)
+    logits, targets, masks = _labels_logits(flow, outputs, batch)
+    for name, metric in fused.metrics.items():
+        one = TaskMetric(metric.task)
+        one.update(logits[name], targets[name], masks[name])
+        one.update(logits[name], targets[name], masks[name])
+        assert torch.equal(metric.state, one.state), name
+        assert metric.num_samples == one.num_samples > 0, name
+
+
+def _labels_logits(flow, outputs, batch):
+    from dnn_cool_catalyst.flow.batch import batch_labels, ground_truth_masks, output_logits
+
+    labels = batch_labels(flow.graph, batch)
+    masks = ground_truth_masks(flow.graph, batch, labels)
+    return output_logits(flow.graph, outputs, len(batch["index"])), labels[0], masks
