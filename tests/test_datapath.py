@@ -12,13 +12,23 @@ from torch.utils.data import DataLoader
 from dnn_cool_catalyst import Project
 from dnn_cool_catalyst.data import ConverterError, Converters, FlowDataset
 from dnn_cool_catalyst.data.columns import StoredColumn, take
+from dnn_cool_catalyst.data.inputs import InputConverter
 from dnn_cool_catalyst.parallel import BatchedSubset, PaddingMarkedSubset, ShardedBatchSampler, collate_batch
 from dnn_cool_catalyst.runners.device_data import DeviceBatches, resolve_mode
 from dnn_cool_catalyst.runners.runner import default_num_workers
 from dnn_cool_catalyst.synthetic.security import ImageArrayInput, security_frame
 from dnn_cool_catalyst.tabular import tabular_model
 
-CPU = torch.device("cpu")  # stands in for the device: the resident and pinned code paths are the same
+CPU = torch.device("cpu")
+
+
+class TextInput(InputConverter):
+    """A plain list of strings (e.g. titles the model ignores): indexed per row, collated as a list."""
+
+    type_name = "text"
+
+    def build_column(self, series, column):
+        return [str(v) for v in series]  # stands in for the device: the resident and pinned code paths are the same
 
 
 def all_types_frame(tmp_path, n=23):
@@ -35,6 +45,7 @@ def all_types_frame(tmp_path, n=23):
         "bytes": list(rng.integers(0, 256, (n, 4), dtype=np.uint8)),
         "file": paths,
         "camera": list(pixels),
+        "title": [f"frame {i}" for i in range(n)],
         "flag": np.where(rng.random(n) < 0.2, np.nan, rng.integers(0, 2, n)),
         "colour": [None if i % 5 == 0 else ["red", "blue", "green"][i % 3] for i in range(n)],
         "tags": [np.nan if i % 7 == 0 else ",".join(["a", "b", "c"][: i % 3 + 1]) for i in range(n)],
@@ -44,10 +55,11 @@ def all_types_frame(tmp_path, n=23):
     }, index=np.arange(n) * 10 + 3)
     converters = Converters()
     converters.values.col_mapping["camera"] = ImageArrayInput
+    converters.values.col_mapping["title"] = TextInput
     converters.type.type_mapping.update(file="img", camera="img", colour="category", tags="multilabel", pos="tokens",
                                         score="continuous", spend="regression", flag="binary", vec="array",
-                                        bytes="array")
-    data = converters.build(df, input_cols=["x", "vec", "bytes", "file", "camera"],
+                                        bytes="array", title="text")
+    data = converters.build(df, input_cols=["x", "vec", "bytes", "file", "camera", "title"],
                             output_cols=["flag", "colour", "tags", "pos", "score", "spend"])
     return FlowDataset(data)
 
@@ -60,6 +72,9 @@ def assert_same_batches(expected, got):
             assert list(a[key]) == list(b[key])
             for name in a[key]:
                 x, y = a[key][name], b[key][name]
+                if not isinstance(x, torch.Tensor):
+                    assert x == y and isinstance(y, list), (key, name)
+                    continue
                 assert x.dtype == y.dtype and x.shape == y.shape, (key, name)
                 assert torch.equal(x, y), (key, name)
         assert torch.equal(a["index"], b["index"]) and torch.equal(a["valid"], b["valid"])
@@ -123,6 +138,8 @@ def test_default_workers_and_placement_modes(tmp_path):
     assert not dataset.in_memory and default_num_workers(dataset) >= 1  # image files are decoded in workers
     in_memory = FlowDataset(dataset.data, input_names=["x", "vec", "camera"])
     assert in_memory.in_memory and default_num_workers(in_memory) == 0
+    listed = FlowDataset(dataset.data, input_names=["x", "title"])  # a plain list: no workers either
+    assert not listed.in_memory and not listed.reads_per_item and default_num_workers(listed) == 0
     loader = DataLoader(BatchedSubset(dataset, [0, 1]), batch_sampler=ShardedBatchSampler(2, 2),
                         collate_fn=collate_batch)
     assert resolve_mode("auto", loader, CPU) == "off"  # on the CPU "auto" is the plain DataLoader

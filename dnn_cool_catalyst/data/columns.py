@@ -5,8 +5,9 @@ A column of ``N`` rows is anything with ``len`` and ``[i]``; three kinds are gat
 - a ``torch.Tensor`` ``(N, ...)``: a batch is ``index_select`` on its first dimension;
 - a :class:`StoredColumn`: the stored values (e.g. uint8 pixels, a quarter of the bytes of float32) are gathered,
   then decoded for the batch as a whole (on the device when the values live there);
-- anything else (e.g. lazily read image files): one ``[i]`` per row, stacked. These are the only columns worth
-  DataLoader worker processes.
+- anything else (e.g. lazily read image files, or a plain list): one ``[i]`` per row, collated as the
+  DataLoader's default collate does (tensors stacked, strings listed). Columns that read something per row
+  (:func:`reads_per_item`, e.g. image files) are the only ones worth DataLoader worker processes.
 
 Example:
     >>> import numpy as np, torch
@@ -25,6 +26,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import torch
+from torch.utils.data._utils.collate import default_collate
 
 
 class StoredColumn:
@@ -94,7 +96,12 @@ def take(column, positions: torch.Tensor) -> torch.Tensor:
         return column.index_select(0, positions)
     if isinstance(column, StoredColumn):
         return column.take(positions)
-    return torch.stack([column[i] for i in positions.tolist()])
+    return default_collate([column[i] for i in positions.tolist()])
+
+
+def reads_per_item(column) -> bool:
+    """Whether ``column[i]`` does real work per row (e.g. decodes an image file), unlike tensors and plain lists."""
+    return not in_memory(column) and not isinstance(column, (list, tuple, np.ndarray))
 
 
 def stack_rows(cells: list) -> np.ndarray:

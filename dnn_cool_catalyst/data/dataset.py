@@ -29,7 +29,7 @@ from typing import Optional, Sequence
 import torch
 from torch.utils.data import Dataset
 
-from .columns import in_memory, take
+from .columns import in_memory, reads_per_item, take
 from .converters import ConvertedData
 from .values import ConverterError
 
@@ -87,6 +87,11 @@ class FlowDataset(Dataset):
     def in_memory(self) -> bool:
         """Whether every input column is in memory (a batch is then an index, needing no worker processes)."""
         return all(in_memory(self.data.inputs[name]) for name in self.input_names)
+
+    @property
+    def reads_per_item(self) -> bool:
+        """Whether some input column reads per row (image files): the only case for DataLoader workers."""
+        return any(reads_per_item(self.data.inputs[name]) for name in self.input_names)
 
     def row_id(self, i: int):
         """The DataFrame index label of position ``i``."""

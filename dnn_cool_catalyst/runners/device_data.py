@@ -30,7 +30,7 @@ from typing import Optional
 
 import torch
 
-from ..data.columns import StoredColumn, in_memory, stored
+from ..data.columns import StoredColumn, in_memory, stored, take
 
 MODES = ("auto", "resident", "pinned", "off")
 #: "auto" keeps a split on the GPU only when its tensors take at most this share of the free memory at that time.
@@ -145,8 +145,8 @@ class DeviceBatches:
         inputs = {}
         for name, values in self._inputs.items():
             if not isinstance(values, torch.Tensor):  # read per item
-                rows = self._rows[torch.tensor(positions, dtype=torch.long)].tolist()
-                inputs[name] = torch.stack([values[i] for i in rows]).to(self.device, non_blocking=True)
+                rows = take(values, self._rows[torch.tensor(positions, dtype=torch.long)])
+                inputs[name] = rows.to(self.device, non_blocking=True) if isinstance(rows, torch.Tensor) else rows
                 continue
             rows = values.index_select(0, pos)
             decode = self._decoders.get(name)
@@ -173,8 +173,9 @@ class DeviceBatches:
                 inputs[name] = decode(send(column.values.index_select(0, rows)))
             elif isinstance(column, torch.Tensor):
                 inputs[name] = send(column.index_select(0, rows))
-            else:  # read per item (image files)
-                inputs[name] = send(torch.stack([column[i] for i in rows.tolist()]))
+            else:  # read per item (image files), or plain lists
+                taken = take(column, rows)
+                inputs[name] = send(taken) if isinstance(taken, torch.Tensor) else taken
         batch = {"inputs": inputs,
                  "targets": {name: send(t.index_select(0, rows)) for name, t in self._targets.items()},
                  "available": {name: send(t.index_select(0, rows)) for name, t in self._available.items()},

@@ -439,7 +439,7 @@ def default_num_workers(dataset) -> int:
     is an index: workers would only add copies between processes); for columns read per item (image files), one
     per core but one, at most 4."""
     inner = getattr(dataset, "dataset", dataset)
-    if getattr(inner, "in_memory", True):
+    if not getattr(inner, "reads_per_item", False):
         return 0
     return max(1, min(4, (os.cpu_count() or 1) - 1))
 
