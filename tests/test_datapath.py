@@ -256,8 +256,8 @@ def test_fused_binary_statistics_equal_per_task_statistics():
     n = 50
     module = flow.torch()
     outputs = module({"features": torch.randn(n, 4, generator=g)})
-    batch = {"targets": {"a": (torch.rand(n, generator=g) > 0.5).float(), "b": (torch.rand(n, generator=g) > 0.5).float(),
-                         "c": (torch.rand(n, generator=g) > 0.5).float(), "k": torch.randint(0, 3, (n,), generator=g)},
+    coin = {name: (torch.rand(n, generator=g) > 0.5).float() for name in "abc"}
+    batch = {"targets": {**coin, "k": torch.randint(0, 3, (n,), generator=g)},
              "available": {name: torch.rand(n, generator=g) > 0.2 for name in "abck"}, "index": torch.arange(n)}
     fused = FlowMetrics(flow.graph)
     assert fused._fusable_binary(*_labels_logits(flow, outputs, batch)) == ["a", "b", "c"]
