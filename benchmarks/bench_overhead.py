@@ -1,20 +1,30 @@
-"""Training overhead: epoch time of ``runner.train`` against a hand-written PyTorch loop doing the same work.
+"""Training overhead: epoch time of ``runner.train`` against the limit and against a hand-written loop over our
+DataLoader.
 
-Both sides use the same model, data, splits, batch size, masked multi-task loss (``flow.get_loss()``), AdamW
-steps and a no-grad validation pass per epoch. The runner adds Catalyst's loop, per-task metric statistics,
-per-task loss logging, TensorBoard/CSV logs, checkpoints, the scheduler and early stopping.
+Three sides, same model, data, splits, batch size, masked multi-task loss (``flow.get_loss()``), AdamW steps and a
+no-grad validation pass per epoch:
+
+- ``limit``: a hand-written loop over the split's tensors resident on the device (decoded once: floats), batches
+  taken by index (a random permutation per epoch). No data path at all: what a training step costs.
+- ``hand``: a hand-written loop over the runner's own DataLoaders (``runner.split_loader``), batches copied to the
+  device. It shares our data path and hides its costs, hence the limit.
+- ``runner``: ``runner.train`` (its data path as ``device_data="auto"`` places it; Catalyst's loop, per-task metric
+  statistics and loss logging, TensorBoard/CSV logs, checkpoints, the scheduler, early stopping).
+
+``data ms`` is the data-only epoch of each side: its train + valid batches fetched (and on the device), nothing
+else (for the runner: the loaders as it places them).
 
 Workloads:
 - ``tabular``: an MLP over 16 numeric columns with a 6-task conditional flow (binary, ``~``, classification,
-  bounded regression, regression), 20,000 rows. Target ratio <= 1.25.
-- ``cnn``: the security demo's CNN on its synthetic 64x64 scenes (``dnn_cool_catalyst.synthetic``), 10,000 scenes and
-  batch 64 as in the demo. Target <= 1.05.
+  bounded regression, regression), 20,000 rows, batch 128. Target: runner / limit <= 1.3 on the CPU.
+- ``cnn``: the security demo's CNN on its synthetic 64x64 scenes (``dnn_cool_catalyst.synthetic``), 10,000 scenes,
+  batch 64 (``--batch`` to change). GPU targets: runner / limit <= 1.5 at batch 64, <= 1.3 at batch 1024.
 
-Every measurement runs in a fresh child process (so peak memory is its own) and the two sides alternate over
-``--rounds``; the best epoch time of each side is kept. Figures: wall and CPU ms/epoch, samples/s, peak RSS, and
-the ratios of both (CPU time is the steadier one on a shared machine: other tenants stretch wall time only).
+Every measurement runs in a fresh child process (so peak memory is its own) and the sides alternate over
+``--rounds``; the best epoch time of each side is kept. Figures: wall and CPU ms/epoch, data-only ms/epoch,
+samples/s, peak RSS, and the ratios. ``--device`` defaults to the CPU, plus CUDA when present.
 
-    python benchmarks/bench_overhead.py [--workload tabular cnn] [--epochs 2] [--rounds 2]
+    python benchmarks/bench_overhead.py [--workload tabular cnn] [--device cpu cuda] [--epochs 2] [--rounds 2]
 """
 import argparse
 import json
@@ -81,45 +91,128 @@ def cnn_runner(run_dir: str, samples: int, batch: int):
     return project.runner(security_model(project.get_full_flow()), "bench", batch_size=batch, seed=0)
 
 
-def hand_written(runner, epochs: int) -> float:
-    model, loss_fn = runner.model, runner.flow.get_loss()
-    runner._materialize()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    train, valid = runner.split_loader("train", shuffle=True), runner.split_loader("valid")
-    start = time.perf_counter()
+def _to(batch, device):
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch.to(device, non_blocking=True) if isinstance(batch, torch.Tensor) else batch
+
+
+def _steps(model, loss_fn, optimizer, train, valid, epochs: int):
+    """The hand-written loop: ``train`` / ``valid`` are zero-argument callables yielding device batches.
+    Returns (wall, CPU) seconds per epoch."""
+    start, cpu = time.perf_counter(), _cpu_seconds()
     for _ in range(epochs):
         model.train()
-        for batch in train:
+        for batch in train():
             optimizer.zero_grad()
             loss = loss_fn(model(batch["inputs"]), batch)
             loss.backward()
             optimizer.step()
         model.eval()
         with torch.no_grad():
-            for batch in valid:
+            for batch in valid():
                 loss_fn(model(batch["inputs"]), batch)
-    return (time.perf_counter() - start) / epochs
+    _sync(next(model.parameters()).device)
+    return (time.perf_counter() - start) / epochs, (_cpu_seconds() - cpu) / epochs
 
 
-def with_runner(runner, epochs: int, interpretation_k: int = 5) -> float:
-    runner.interpretation_k = interpretation_k  # 0: no best/worst samples published per validation pass
+def _data_only(train, valid, device, epochs: int) -> float:
     start = time.perf_counter()
-    runner.train(num_epochs=epochs, early_stopping_patience=epochs + 1)
+    for _ in range(epochs):
+        for make in (train, valid):
+            for _batch in make():
+                pass
+    _sync(device)
     return (time.perf_counter() - start) / epochs
 
 
-def child(workload: str, side: str, epochs: int, interpretation_k: int) -> None:
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def resident_split(runner, split: str, device) -> dict:
+    """The split's rows as one batch dict of decoded tensors on ``device``."""
+    from dnn_cool_catalyst.data.columns import take
+
+    dataset = runner.dataset
+    rows = torch.as_tensor(runner.splits[split], dtype=torch.long)
+    data = dataset.data
+    return _to({"inputs": {n: take(data.inputs[n], rows) for n in dataset.input_names},
+                "targets": {n: data.targets[n].index_select(0, rows) for n in dataset.task_names},
+                "available": {n: data.available[n].index_select(0, rows) for n in dataset.task_names},
+                "index": rows, "valid": torch.ones(len(rows), dtype=torch.bool)}, device)
+
+
+def limit_batches(split: dict, batch_size: int, shuffle: bool):
+    """Batches of a resident split by index: what a hand-written loop without a data path does."""
+    def pick(tree, index):
+        return {k: pick(v, index) for k, v in tree.items()} if isinstance(tree, dict) else tree.index_select(0, index)
+
+    n, device = split["index"].shape[0], split["index"].device
+
+    def batches():
+        order = torch.randperm(n, device=device) if shuffle else torch.arange(n, device=device)
+        for start in range(0, n, batch_size):
+            yield pick(split, order[start:start + batch_size])
+    return batches
+
+
+def limit_side(runner, epochs: int, device, batch_size: int):
+    model = runner.model.to(device)
+    runner._materialize()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train = limit_batches(resident_split(runner, "train", device), batch_size, shuffle=True)
+    valid = limit_batches(resident_split(runner, "valid", device), batch_size, shuffle=False)
+    data = _data_only(train, valid, device, epochs)
+    return (*_steps(model, runner.flow.get_loss(), optimizer, train, valid, epochs), data)
+
+
+def hand_side(runner, epochs: int, device, batch_size: int):
+    model = runner.model.to(device)
+    runner._materialize()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train_loader, valid_loader = runner.split_loader("train", shuffle=True), runner.split_loader("valid")
+
+    def train():
+        return (_to(b, device) for b in train_loader)
+
+    def valid():
+        return (_to(b, device) for b in valid_loader)
+    data = _data_only(train, valid, device, epochs)
+    return (*_steps(model, runner.flow.get_loss(), optimizer, train, valid, epochs), data)
+
+
+def runner_side(runner, epochs: int, device, batch_size: int, interpretation_k: int = 5):
+    from dnn_cool_catalyst import compat
+
+    runner.interpretation_k = interpretation_k  # 0: no best/worst samples published per validation pass
+    placed = {split: runner._placed_loader(runner.split_loader(split, shuffle=split == "train"), device)
+              or runner.split_loader(split, shuffle=split == "train") for split in ("train", "valid")}
+    data = _data_only(lambda: (_to(b, device) for b in placed["train"]),
+                      lambda: (_to(b, device) for b in placed["valid"]), device, epochs)
+    start, cpu = time.perf_counter(), _cpu_seconds()
+    runner.train(num_epochs=epochs, early_stopping_patience=epochs + 1, engine=compat.default_engine(device))
+    _sync(device)
+    return (time.perf_counter() - start) / epochs, (_cpu_seconds() - cpu) / epochs, data
+
+
+SIDES = {"limit": limit_side, "hand": hand_side, "runner": runner_side}
+
+
+def child(workload: str, side: str, device: str, epochs: int, interpretation_k: int, batch: int) -> None:
     torch.manual_seed(0)
     spec = WORKLOADS[workload]
     build = tabular_runner if workload == "tabular" else cnn_runner
-    runner = build(tempfile.mkdtemp(), spec["samples"], spec["batch"])
+    runner = build(tempfile.mkdtemp(), spec["samples"], batch)
     # The first optimizer built in a process imports torch._dynamo (seconds): pay it before either clock starts.
     torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
-    cpu_before = _cpu_seconds()
-    seconds = with_runner(runner, epochs, interpretation_k) if side == "runner" else hand_written(runner, epochs)
-    cpu = (_cpu_seconds() - cpu_before) / epochs  # includes setup inside train(); robust to other tenants
+    kwargs = {"interpretation_k": interpretation_k} if side == "runner" else {}
+    # CPU time of the training alone (the runner's includes the set-up inside train()): robust to other tenants.
+    seconds, cpu, data_seconds = SIDES[side](runner, epochs, torch.device(device), batch, **kwargs)
     seen = len(runner.splits["train"]) + len(runner.splits["valid"])
-    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "samples_per_s": seen / seconds,
+    print(json.dumps({"seconds": seconds, "data_seconds": data_seconds, "cpu_seconds": cpu,
+                      "samples_per_s": seen / seconds,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
@@ -131,33 +224,46 @@ def _cpu_seconds() -> float:
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    parser.add_argument("--device", nargs="+", default=None, choices=["cpu", "cuda"],
+                        help="default: cpu, and cuda when a GPU is present")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: the workload's)")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--interpretation-k", type=int, default=5,
                         help="the runner's best/worst samples per task and validation pass (0: off)")
-    parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "SIDE"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("WORKLOAD", "SIDE", "DEVICE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child(*args.child, args.epochs, args.interpretation_k)
+        workload = args.child[0]
+        return child(*args.child, args.epochs, args.interpretation_k, args.batch or WORKLOADS[workload]["batch"])
+    devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     print(f"{torch.get_num_threads()} torch threads, {args.epochs} epochs, best of {args.rounds} alternating rounds, "
           f"interpretation_k={args.interpretation_k}")
-    print(f"{'workload':>8s} | {'side':>6s} | {'ms/epoch':>9s} | {'CPU ms/epoch':>12s} | {'samples/s':>9s} | "
-          f"{'peak RSS MB':>11s}")
-    for workload in args.workload:
-        best = {}
-        for _ in range(args.rounds):
-            for side in ("hand", "runner"):
-                done = subprocess.run([sys.executable, __file__, "--child", workload, side, "--epochs",
-                                       str(args.epochs), "--interpretation-k", str(args.interpretation_k)],
-                                      capture_output=True, text=True, check=True)
-                result = json.loads(done.stdout.strip().splitlines()[-1])
-                if side not in best or result["seconds"] < best[side]["seconds"]:
-                    best[side] = result
-        for side, r in best.items():
-            print(f"{workload:>8s} | {side:>6s} | {r['seconds'] * 1e3:9.1f} | {r['cpu_seconds'] * 1e3:12.1f} | "
-                  f"{r['samples_per_s']:9.0f} | {r['peak_rss_mb']:11.0f}")
-        print(f"{workload:>8s} | ratio runner / hand-written: wall {best['runner']['seconds'] / best['hand']['seconds']:.3f}"
-              f", CPU {best['runner']['cpu_seconds'] / best['hand']['cpu_seconds']:.3f}")
+    print(f"{'workload':>8s} | {'device':>6s} | {'batch':>5s} | {'side':>6s} | {'ms/epoch':>9s} | {'data ms':>8s} | "
+          f"{'CPU ms/epoch':>12s} | {'samples/s':>9s} | {'peak RSS MB':>11s}")
+    for device in devices:
+        for workload in args.workload:
+            batch = args.batch or WORKLOADS[workload]["batch"]
+            best = {}
+            for _ in range(args.rounds):
+                for side in SIDES:
+                    done = subprocess.run([sys.executable, __file__, "--child", workload, side, device, "--epochs",
+                                           str(args.epochs), "--interpretation-k", str(args.interpretation_k),
+                                           "--batch", str(batch)], capture_output=True, text=True)
+                    if done.returncode:
+                        sys.exit(f"{workload}/{side}/{device} failed:\n{done.stderr[-3000:]}")
+                    result = json.loads(done.stdout.strip().splitlines()[-1])
+                    if side not in best or result["seconds"] < best[side]["seconds"]:
+                        best[side] = result
+            for side, r in best.items():
+                print(f"{workload:>8s} | {device:>6s} | {batch:5d} | {side:>6s} | {r['seconds'] * 1e3:9.1f} | "
+                      f"{r['data_seconds'] * 1e3:8.1f} | {r['cpu_seconds'] * 1e3:12.1f} | {r['samples_per_s']:9.0f} | "
+                      f"{r['peak_rss_mb']:11.0f}")
+            limit, hand, runner = best["limit"], best["hand"], best["runner"]
+            print(f"{workload:>8s} | {device:>6s} | ratio runner / limit: wall "
+                  f"{runner['seconds'] / limit['seconds']:.3f}, CPU {runner['cpu_seconds'] / limit['cpu_seconds']:.3f}"
+                  f"; runner / hand: wall {runner['seconds'] / hand['seconds']:.3f}; hand / limit: wall "
+                  f"{hand['seconds'] / limit['seconds']:.3f}")
 
 
 if __name__ == "__main__":

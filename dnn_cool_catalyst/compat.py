@@ -36,6 +36,10 @@ Patches (name -> defect):
     it) re-saves the *live* ``runner.model`` as ``<mode>.best.pth`` every epoch, so that file always holds the last
     epoch's weights; only ``<mode>.<epoch>.pth`` / ``storage.json`` name the best one. The best epoch's file is
     copied instead. Only callbacks constructed after :func:`apply` get the fix.
+``accelerate_lomo_lookup``
+    accelerate 0.31+ calls ``is_lomo_available()`` - an ``importlib`` search of ``sys.path`` for the ``lomo_optim``
+    package, about a millisecond - in every ``optimizer.step()`` and ``accelerator.backward()``: a few percent of
+    a small model's training step. The answer cannot change during a run, so it is looked up once.
 
 Not patched, on purpose:
 
@@ -322,6 +326,29 @@ def _patch_checkpoint_best_copy() -> bool:
     return True
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# 7. accelerate looks for the lomo_optim package on sys.path in every optimizer step and backward (0.31+).
+# ---------------------------------------------------------------------------------------------------------------
+def _patch_accelerate_lomo_lookup() -> bool:
+    import accelerate.accelerator as accelerator_module
+    import accelerate.optimizer as optimizer_module
+
+    current = getattr(optimizer_module, "is_lomo_available", None)
+    if current is None or _is_ours(current):
+        return False
+    answer = bool(current())
+
+    def is_lomo_available() -> bool:
+        return answer
+
+    replacement = _mark(is_lomo_available, current)
+    _ORIGINALS["accelerate_lomo_lookup"] = current
+    for module in (optimizer_module, accelerator_module):
+        if getattr(module, "is_lomo_available", None) is current:
+            module.is_lomo_available = replacement
+    return True
+
+
 PATCHES: Dict[str, Callable[[], bool]] = {
     "dataparallel_prepare_model": _patch_dataparallel_prepare_model,
     "distributed_all_gather": _patch_distributed_all_gather,
@@ -329,6 +356,7 @@ PATCHES: Dict[str, Callable[[], bool]] = {
     "engine_xla_enum": _patch_engine_xla_enum,
     "checkpoint_unpack_wrapped": _patch_checkpoint_unpack_wrapped,
     "checkpoint_best_copy": _patch_checkpoint_best_copy,
+    "accelerate_lomo_lookup": _patch_accelerate_lomo_lookup,
 }
 
 

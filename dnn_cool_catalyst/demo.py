@@ -52,8 +52,13 @@ def main(argv=None):
     parser.add_argument("--project-dir", default="./security_project")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch logs")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch CPU threads (default: torch's own choice for this machine)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)  # the target machine has 2 cores; more threads only contend
+    if args.threads is not None:  # e.g. --threads 2 on a shared 2-core machine, where more threads only contend
+        if args.threads < 1:
+            parser.error(f"--threads must be a positive int, got {args.threads}")
+        torch.set_num_threads(args.threads)
     start, cpu_start = time.perf_counter(), _cpu_seconds()
     runner, gt, decoded = run(args.samples, args.epochs, args.project_dir, seed=args.seed, verbose=not args.quiet)
     print_test_tables(gt, decoded, SHOWN_METRICS)

@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .data.columns import StoredColumn
 from .project import Project
 
 FLOW_PARAMETERS = ["flow", "x", "out"]
@@ -167,6 +168,8 @@ def tabular_model(project: Project, hidden: int = 64, depth: int = 2, dropout: f
     for column in project.input_cols:
         data = project.data.inputs[column]
         num_codes = getattr(project.data.converters.get(column), "num_codes", None)
+        if isinstance(data, StoredColumn):  # e.g. a uint8 array column, kept as bytes
+            data = data.decode(data.values)
         if not isinstance(data, torch.Tensor):
             raise ValueError(f"tabular_model: input column '{column}' has type {project.data.types[column]!r}; "
                              f"the MLP takes numeric, array or categorical columns only")

@@ -28,6 +28,14 @@ def _patched():
     yield
 
 
+def _plain_cpu_engine():
+    """``dl.CPUEngine()`` itself (no ``compat.apply``). On a CUDA machine an earlier test may have left accelerate's
+    process-wide state on the GPU, which ``CPUEngine`` refuses: that state is reset first (what default_engine
+    does)."""
+    compat._reset_conflicting_accelerate_state("cpu", "no")
+    return dl.CPUEngine()
+
+
 def _loaders(n: int = 32, batch_size: int = 8):
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(n, 4, generator=generator)
@@ -182,7 +190,7 @@ def test_torch2_scheduler_not_recognised_without_patch(tmp_path, monkeypatch):
     monkeypatch.setattr(supervised, "TorchScheduler", original)
     with pytest.warns(UserWarning, match="No ``ISchedulerCallback"):
         # a plain CPUEngine: default_engine() would call compat.apply() and re-patch
-        _, optimizer = _train_once(tmp_path, _step_lr, engine=dl.CPUEngine())
+        _, optimizer = _train_once(tmp_path, _step_lr, engine=_plain_cpu_engine())
     assert optimizer.param_groups[0]["lr"] == 0.1  # never stepped
 
 
@@ -210,7 +218,7 @@ def test_default_engine_cpu_trains_and_steps_scheduler(tmp_path):
 
 
 def test_default_engine_resets_conflicting_accelerate_state():
-    dl.CPUEngine()  # accelerate's process-wide state: CPU, fp32
+    _plain_cpu_engine()  # accelerate's process-wide state: CPU, fp32
     with pytest.raises(ValueError, match="already been initialized"):
         dl.CPUEngine(mixed_precision="bf16")
     try:
@@ -240,7 +248,7 @@ def test_scheduler_callbacks_helper():
 
 # ------------------------------------------------------------------------------------------------ 4. TPU enum
 def test_engine_mean_reduce_without_future_warning():
-    engine = dl.CPUEngine()
+    engine = _plain_cpu_engine()
     original = compat.original("engine_xla_enum")
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)

@@ -71,6 +71,10 @@ class SimulatedDataParallel(nn.DataParallel):
 
     def __init__(self, module, sizes):
         super().__init__(module)  # without GPUs DataParallel keeps the module and no device ids
+        # With a GPU, DataParallel has just moved the module there: the simulation runs on the CPU on any machine
+        # (replicas, chunks and the reference computed without DataParallel all on one device).
+        module.to("cpu")
+        self.src_device_obj = torch.device("cpu")
         self.sizes, self.device_ids, self.output_device = list(sizes), list(range(len(sizes))), "cpu"
         self.calls = []
 

@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .values import ConverterError, as_float, preview
+from .columns import StoredColumn, stack_rows
+from .values import ConverterError, _plain, as_float, preview
 
 
 class InputConverter:
@@ -138,7 +139,8 @@ class ImageInput(InputConverter):
 # -- arrays and numbers ----------------------------------------------------------------------------------
 
 class ArrayInput(InputConverter):
-    """Cells holding arrays / lists of numbers, all of one shape -> float32 tensor ``(N, *shape)``.
+    """Cells holding arrays / lists of numbers, all of one shape -> float32 tensor ``(N, *shape)``; uint8 arrays
+    are kept as uint8 (:class:`~dnn_cool_catalyst.data.columns.StoredColumn`) and give float32 rows and batches.
 
     Example:
         >>> import numpy as np, pandas as pd
@@ -150,6 +152,11 @@ class ArrayInput(InputConverter):
 
     def build_column(self, series, column):
         self.require_no_missing(series, column, self.type_name)
+        cells = series.to_list()
+        if cells and all(isinstance(c, np.ndarray) and c.dtype == np.uint8 and c.shape == cells[0].shape
+                         for c in cells):
+            # Bytes (e.g. pixels) stay bytes in memory, a quarter of float32; batches are converted when taken.
+            return StoredColumn(torch.from_numpy(stack_rows(cells)), column)
         arrays = []
         first_shape = None
         for row, cell in series.items():  # cells are separate Python objects; stacking needs each one
@@ -164,7 +171,7 @@ class ArrayInput(InputConverter):
         bad = ~np.isfinite(stacked.reshape(len(arrays), -1)).all(axis=1) if arrays else np.zeros(0, dtype=bool)
         if bad.any():
             raise ConverterError(f"array input column '{column}': NaN or inf at row "
-                                 f"{series.index[int(np.flatnonzero(bad)[0])]!r} ({int(bad.sum())} row(s))")
+                                 f"{_plain(series.index[int(np.flatnonzero(bad)[0])])!r} ({int(bad.sum())} row(s))")
         return torch.from_numpy(stacked.astype(np.float32))
 
     @staticmethod
@@ -246,8 +253,8 @@ class NumericInput(InputConverter):
         bad = ~np.isfinite(floats)
         if bad.any():
             raise ConverterError(f"numeric input column '{column}': infinite value at row "
-                                 f"{series.index[int(np.flatnonzero(bad)[0])]!r} ({int(bad.sum())} row(s)); inputs "
-                                 f"must be finite numbers")
+                                 f"{_plain(series.index[int(np.flatnonzero(bad)[0])])!r} ({int(bad.sum())} "
+                                 f"row(s)); inputs must be finite numbers")
         return floats
 
     def build_column(self, series, column):

@@ -84,8 +84,8 @@ def require_finite(floats: np.ndarray, index: pd.Index, column: str, type_name: 
     bad = ~np.isfinite(floats)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
-        raise ConverterError(f"{type_name} column '{column}': infinite value {floats[first]} at row {index[first]!r}; "
-                             f"use NaN for a missing label")
+        raise ConverterError(f"{type_name} column '{column}': infinite value {floats[first]} at row "
+                             f"{_plain(index[first])!r}; use NaN for a missing label")
 
 
 def _split_missing(series: pd.Series) -> Tuple[np.ndarray, pd.Series]:
@@ -519,7 +519,7 @@ class ContinuousConverter(ValueConverter):
         if outside.any():
             first = int(np.flatnonzero(outside)[0])
             raise ConverterError(f"continuous column '{column}': value {floats[first]} at row "
-                                 f"{labelled.index[first]!r} is outside the bounds [{self.lo}, {self.hi}] "
+                                 f"{_plain(labelled.index[first])!r} is outside the bounds [{self.lo}, {self.hi}] "
                                  f"({int(outside.sum())} value(s) outside)")
         values = np.zeros(len(series), dtype=np.float32)
         values[~missing] = (floats - self.lo) / (self.hi - self.lo)

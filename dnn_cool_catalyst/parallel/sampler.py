@@ -22,6 +22,7 @@ from typing import Iterator, List, Tuple
 
 import torch
 from torch.utils.data import Sampler, Subset
+from torch.utils.data._utils.collate import default_collate
 
 Key = Tuple[int, bool]  # (position in the dataset, whether it is a real sample rather than padding)
 
@@ -115,6 +116,48 @@ class PaddingMarkedSubset(Subset):
 
     def __getitems__(self, keys) -> list:
         return [self[key] for key in keys]
+
+
+class BatchedSubset(PaddingMarkedSubset):
+    """A :class:`PaddingMarkedSubset` that fetches a whole batch of keys at once: ``__getitems__`` returns the
+    collated batch dict (through the dataset's ``batch(positions)`` when it has one, e.g.
+    :class:`~dnn_cool_catalyst.data.FlowDataset`; item by item otherwise). Load it with
+    ``collate_fn=collate_batch``, which passes that dict through.
+
+    Example:
+        >>> import torch
+        >>> from torch.utils.data import DataLoader
+        >>> from dnn_cool_catalyst.data import Converters, FlowDataset
+        >>> import pandas as pd
+        >>> data = Converters().build(pd.DataFrame({"x": [1.0, 2.0, 3.0], "y": [1, 0, 1]}), "x", "y")
+        >>> subset = BatchedSubset(FlowDataset(data), [2, 0, 1])
+        >>> batch = subset.__getitems__([(0, True), (1, True), (0, False)])
+        >>> batch["index"].tolist(), batch["valid"].tolist(), batch["available"]["y"].tolist()
+        ([2, 0, 2], [True, True, False], [True, True, False])
+    """
+
+    def __getitems__(self, keys) -> dict:
+        positions, real = [], []
+        for key in keys:
+            position, is_real = key if isinstance(key, tuple) else (key, True)
+            positions.append(self.indices[position])
+            real.append(bool(is_real))
+        fetch = getattr(self.dataset, "batch", None)
+        if callable(fetch):
+            batch = dict(fetch(positions))
+        else:
+            batch = dict(default_collate([self.dataset[i] for i in positions]))
+        valid = torch.tensor(real, dtype=torch.bool)
+        batch["valid"] = valid
+        if not all(real):  # padding (DDP only) has no label anywhere
+            batch["available"] = {name: mask & valid.view(-1, *([1] * (mask.dim() - 1)))
+                                  for name, mask in batch["available"].items()}
+        return batch
+
+
+def collate_batch(batch):
+    """The collate function of loaders over :class:`BatchedSubset`: its batches are already collated."""
+    return batch if isinstance(batch, dict) else default_collate(batch)
 
 
 def reshard_loader(loader, rank: int, world_size: int):

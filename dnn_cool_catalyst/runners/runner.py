@@ -22,12 +22,13 @@ from ..evaluation import GATINGS, split_masks, tune_flow
 from ..flow.batch import output_logits
 from ..flow.module import decode_condition_sources
 from ..interpretation.pr_curves import mark_tuned_points
-from ..parallel import (REDUCTION_KEY, PaddingMarkedSubset, ShardedBatchSampler, autocast, autocast_dtype,
-                        balanced_forward, gather_samples, reshard_loader)
+from ..parallel import (REDUCTION_KEY, BatchedSubset, ShardedBatchSampler, autocast, autocast_dtype,
+                        balanced_forward, collate_batch, gather_samples, reshard_loader)
 from ..parallel import world as parallel_world
 from ..tasks.base import TaskError
 from ..interpretation.samples import SampleSource
 from . import artifacts
+from . import device_data as placement
 from .errors import RunnerError
 from .interpretation import InterpretationMixin
 from .lock import run_lock
@@ -46,6 +47,12 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
     ``mixed_precision=...``); ``balance_dataparallel_memory=True`` reduces loss and metric statistics on each
     DataParallel replica instead of gathering every logit on the main device.
 
+    Data path (README, "Data path and device-resident data"): batches are gathered by index from the converted
+    tensors. ``device_data`` (``"auto"``, ``"resident"``, ``"pinned"``, ``"off"``; see ``runners/device_data.py``)
+    says where: ``"auto"`` keeps a split on the GPU when it fits in a quarter of the free memory, else copies
+    batches from pinned memory; on the CPU it is the plain DataLoader. ``num_workers=None`` picks 0 when every input
+    column is in memory and worker processes when some are read per item (image files).
+
     Splits (runners/splits.py): ``splits.json`` stores DataFrame index labels; ``self.splits`` maps each split
     to dataset positions. ``stratify`` names a binary/category task to stratify by; ``resplit=True`` replaces
     the saved splits (other rows or settings are otherwise an error).
@@ -57,10 +64,11 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
     """
 
     def __init__(self, model: torch.nn.Module, flow, run_dir: str, dataset=None, batch_size: int = 64,
-                 num_workers: int = 0, seed: int = 42, split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
+                 num_workers: Optional[int] = None, seed: int = 42,
+                 split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
                  engine=None, loss_weights: Optional[Dict[str, float]] = None,
                  balance_dataparallel_memory: bool = False, stratify: Optional[str] = None,
-                 resplit: bool = False):
+                 resplit: bool = False, device_data: str = "auto"):
         compat.apply()
         super().__init__(model=model, input_key="inputs", output_key="outputs", target_key="targets",
                          loss_key="loss")
@@ -69,6 +77,7 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
         self.dataset = dataset if dataset is not None else flow.get_dataset()
         self.loader_batch, self.num_workers, self.split_seed = batch_size, num_workers, seed
         self.loss_weights = loss_weights
+        self.device_data = placement.check_mode(device_data)
         self._engine_arg = engine
         # Under nn.DataParallel, reduce loss and metric statistics on each replica (see parallel/replicas.py).
         self.balance_dataparallel_memory = balance_dataparallel_memory
@@ -144,11 +153,25 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
             raise RunnerError(f"split '{split}' has no samples ({len(self.dataset)} samples split by "
                               f"{[len(v) for v in self.splits.values()]}); change split_fractions")
         # Our own batch sampler, so that under DDP each process gets its slice of the very batches one process
-        # would see (parallel/sampler.py); batches carry "valid" (False marks distributed padding).
+        # would see (parallel/sampler.py); batches carry "valid" (False marks distributed padding). Each batch is
+        # fetched whole (BatchedSubset: columns indexed by the batch's positions, no per-item dicts).
         sampler = ShardedBatchSampler(len(self.splits[split]), batch_size or self.loader_batch, shuffle=shuffle,
                                       seed=self.split_seed)
-        return DataLoader(PaddingMarkedSubset(self.dataset, self.splits[split]), batch_sampler=sampler,
-                          num_workers=self.num_workers)
+        workers = self.num_workers if self.num_workers is not None else default_num_workers(self.dataset)
+        return DataLoader(BatchedSubset(self.dataset, self.splits[split]), batch_sampler=sampler,
+                          collate_fn=collate_batch, num_workers=workers, persistent_workers=workers > 0)
+
+    def _placed_loader(self, loader, device, rank: int = 0, world: int = 1):
+        """``loader`` as this process iterates it on ``device``: gathered on the device or through pinned memory
+        (``device_data``), resharded under DDP, or as it is (``handle_batch`` moves its batches: accelerate's
+        wrapper would only add per-batch work); None when it is not a split loader of ours (accelerate's then)."""
+        sampler = getattr(loader, "batch_sampler", None)
+        if not isinstance(sampler, ShardedBatchSampler):
+            return None
+        mode = placement.resolve_mode(self.device_data, loader, torch.device(device))
+        if mode == "off":
+            return reshard_loader(loader, rank, world) if world > 1 else loader
+        return placement.DeviceBatches(loader, device, mode, batch_sampler=sampler.shard(rank, world))
 
     def _materialize(self) -> None:
         """Run one small batch through the model so lazy heads get their shapes before an optimizer exists."""
@@ -182,12 +205,11 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
 
     def _setup_loaders(self) -> None:
         rank, world = max(0, self.engine.process_index), self.engine.num_processes
-        if world <= 1:
-            return super()._setup_loaders()
-        # accelerate's prepare() would deal whole batches to processes in turn; slice every global batch instead.
-        # Other loaders (user-given) still go through accelerate.
+        # accelerate's prepare() would deal whole batches to processes in turn; slice every global batch instead,
+        # and gather on the device when device_data says so. Other loaders (user-given) go through accelerate.
         set_global_seed(self.seed + rank + self.epoch_step)
-        self.loaders = {key: reshard_loader(loader, rank, world) or self.engine.prepare(loader)
+        device = self.engine.device
+        self.loaders = {key: self._placed_loader(loader, device, rank, world) or self.engine.prepare(loader)
                         for key, loader in self.get_loaders().items()}
 
     def _run_local(self, local_rank: int = -1, world_size: int = 1) -> None:
@@ -208,8 +230,10 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
                 and len(model.device_ids) > 1)
 
     def handle_batch(self, batch) -> None:
-        # Loaders resharded for DDP are not accelerate-prepared, so they yield CPU tensors.
-        batch = _to_device(batch, self.engine.device, non_blocking=True)
+        # Our DataLoaders are not accelerate-prepared, so they yield CPU tensors; DeviceBatches are already there.
+        device = self.engine.device
+        if device.type != "cpu" and not isinstance(self.loader, placement.DeviceBatches):
+            batch = _to_device(batch, device, non_blocking=True)
         dtype = autocast_dtype(self.engine)
         if self._balanced():
             self.batch = {**batch, REDUCTION_KEY: balanced_forward(self.model, batch, self.flow.graph, dtype)}
@@ -346,7 +370,9 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
         checkpoint_sha256 = artifacts.sha256_file(path) if rank == 0 else None
         if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
             self.load_tuned()
-        device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        # The engine's device when the runner was given one (a CPU engine infers on the CPU), else CUDA if any.
+        device = device or getattr(self._engine_arg, "device", None) or torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
         model = self.model.to(device).eval()
         graph = self.flow.graph
         try:  # splits inferred earlier stay listed; the ones run now are overwritten
@@ -355,8 +381,7 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
             earlier = {}
         index = {"checkpoint": path, "splits": dict(earlier), "fields": list(artifacts.FIELDS)}
         for split in splits:
-            loader = self.split_loader(split)
-            loader = reshard_loader(loader, rank, world) if world > 1 else loader
+            loader = self._placed_loader(self.split_loader(split), device, rank, world)
             if verbose:
                 from tqdm.auto import tqdm
                 loader = tqdm(loader, desc=f"infer {split}")
@@ -368,10 +393,10 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
                 logits = output_logits(graph, model(inputs), n)
                 for name in graph.tasks:
                     collected[name]["logits"].append(logits[name].float().cpu())
-                    collected[name]["targets"].append(batch["targets"][name])
-                    collected[name]["available"].append(batch["available"][name])
-                positions.append(batch["index"])
-                valid.append(batch["valid"])
+                    collected[name]["targets"].append(batch["targets"][name].cpu())
+                    collected[name]["available"].append(batch["available"][name].cpu())
+                positions.append(batch["index"].cpu())
+                valid.append(batch["valid"].cpu())
             stored = _finish_split(self.flow, collected, torch.cat(positions))
             if world > 1:
                 stored = _gather_split(stored, torch.cat(valid), self.splits[split])
@@ -529,6 +554,16 @@ def _check_flow_file(path: str, saved, run_dir: str) -> None:
     for i, task in enumerate(saved["tasks"]):
         if not isinstance(task, dict) or not isinstance(task.get("path"), str):
             raise bad(f"tasks[{i}]", "an object with a 'path' string", task)
+
+
+def default_num_workers(dataset) -> int:
+    """DataLoader workers when ``num_workers`` is not given: none when every input column is in memory (a batch
+    is an index: workers would only add copies between processes); for columns read per item (image files), one
+    per core but one, at most 4."""
+    inner = getattr(dataset, "dataset", dataset)
+    if not getattr(inner, "reads_per_item", False):
+        return 0
+    return max(1, min(4, (os.cpu_count() or 1) - 1))
 
 
 def _to_device(inputs, device, non_blocking: bool = False):

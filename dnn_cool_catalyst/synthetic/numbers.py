@@ -53,7 +53,8 @@ class NumbersModel(nn.Module):
 
     def __init__(self, flow_module: nn.Module, high: int = 1000, hidden: int = 64):
         super().__init__()
-        self.periods = torch.tensor([2.0, 3.0, 4.0, 5.0, 6.0])
+        # A buffer, so that .to(device) moves it with the model; not persistent: checkpoints stay weights only.
+        self.register_buffer("periods", torch.tensor([2.0, 3.0, 4.0, 5.0, 6.0]), persistent=False)
         self.high = high
         self.trunk = nn.Sequential(nn.Linear(2 * len(self.periods) + 1, hidden), nn.ReLU(),
                                    nn.Linear(hidden, hidden), nn.ReLU())
@@ -61,7 +62,7 @@ class NumbersModel(nn.Module):
 
     def forward(self, inputs):
         x = inputs["number"].float()[:, None]
-        angles = 2 * math.pi * x / self.periods.to(x.device)
+        angles = 2 * math.pi * x / self.periods
         encoded = torch.cat([angles.sin(), angles.cos(), x / self.high], dim=1)
         return self.flow({"features": self.trunk(encoded)})
 

@@ -36,6 +36,7 @@ import torch
 
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..data import CategoryConverter, ContinuousConverter, Converters, ConverterError, MultilabelConverter
+from ..data.columns import StoredColumn, stack_rows
 from ..data.inputs import InputConverter
 
 IMAGE_SIZE = 64
@@ -205,21 +206,20 @@ def save_security_frame(df: pd.DataFrame, directory: str) -> pd.DataFrame:
 
 # -- converters ----------------------------------------------------------------------------------------------
 
-class ImageArrays:
-    """In-memory images kept as one uint8 ``(N, 3, H, W)`` tensor; ``[i]`` is float32 CHW in [0, 1], like
-    the file-based ``"img"`` input (a quarter of the memory of storing floats)."""
+class ImageArrays(StoredColumn):
+    """In-memory images kept as one uint8 ``(N, H, W, 3)`` tensor (a quarter of the memory of floats); ``[i]`` and
+    batches are float32 CHW in [0, 1], like the file-based ``"img"`` input, converted per batch (on the device when
+    the pixels live there)."""
 
     def __init__(self, pixels: torch.Tensor, column: str):
-        self.pixels, self.column = pixels, column
+        super().__init__(pixels, column, scale=255.0, row_permutation=(2, 0, 1))
 
-    def __len__(self) -> int:
-        return self.pixels.shape[0]
-
-    def __getitem__(self, i: int) -> torch.Tensor:
-        return self.pixels[i].float().div_(255.0)
+    @property
+    def pixels(self) -> torch.Tensor:
+        return self.values
 
     def __repr__(self) -> str:
-        return f"ImageArrays({self.column!r}, {len(self)} images of {tuple(self.pixels.shape[1:])})"
+        return f"ImageArrays({self.column!r}, {len(self)} images of {tuple(self.values.shape[1:])})"
 
 
 class ImageArrayInput(InputConverter):
@@ -248,8 +248,8 @@ class ImageArrayInput(InputConverter):
             elif cell.shape != shape[1]:
                 raise ConverterError(f"image_array input column '{column}': images have different shapes: "
                                      f"{shape[1]} at row {shape[0]!r} and {cell.shape} at row {row!r}")
-        pixels = torch.from_numpy(np.stack(series.to_list())).permute(0, 3, 1, 2).contiguous()
-        return ImageArrays(pixels, column)
+        # Rows of one array (as security_frame builds them) are shared, not copied: one copy of the pixels in memory.
+        return ImageArrays(torch.from_numpy(stack_rows(series.to_list())), column)
 
 
 def security_converters() -> Converters:
