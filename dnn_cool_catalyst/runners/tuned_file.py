@@ -10,7 +10,7 @@ Example:
     >>> check_threshold("tuned.json", "params.door_open.threshold", "0.3")
     Traceback (most recent call last):
     ...
-    dnn_cool_catalyst.runners.runner.RunnerError: tuned parameters file tuned.json: field 'params.door_open.threshold' must be a number in [0, 1], got '0.3'; run runner.tune() again
+    dnn_cool_catalyst.runners.errors.RunnerError: tuned parameters file tuned.json: field 'params.door_open.threshold' must be a number in [0, 1], got '0.3'; run runner.tune() again
 """
 from __future__ import annotations
 
@@ -19,12 +19,12 @@ from typing import List, Optional
 
 import numpy as np
 
+from .errors import RunnerError
+
 THRESHOLD_MAX = float(np.nextafter(1.0, np.inf))
 
 
 def _error(path: str, field: str, expected: str, got) -> Exception:
-    from .runner import RunnerError  # the runner module imports this one
-
     shown = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
     return RunnerError(f"tuned parameters file {path}: field '{field}' must be {expected}, got {shown}; run "
                        f"runner.tune() again")
