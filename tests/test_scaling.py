@@ -166,3 +166,21 @@ def test_bounded_regression_reports_rmse_in_units():
     assert values["rmse_units"] == pytest.approx(values["rmse"] * 10)
     assert values["rmse_units"] == pytest.approx(math.sqrt((2.0 ** 2) / 2), rel=1e-5)
     assert values["mae_units"] == pytest.approx(1.0, rel=1e-5)
+
+
+def test_readme_scaling_example_runs(tmp_path, monkeypatch):
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index("## Scaled regression, loss balancing and model selection"):]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    with pytest.warns(UserWarning, match="no tuned parameters"):
+        exec(compile(code, "README.md", "exec"), scope)
+    table = scope["runner"].evaluate()
+    mae = table[(table.task_path == "body_mass_g") & (table.metric_name == "mae")].metric_res.item()
+    assert 0 < mae < 1000  # grams, not standard units
+    state = json.load(open(tmp_path / "penguins_project" / "mass" / FITTED_FILE))["tasks"]
+    assert 3500 < state["body_mass_g"]["mean"] < 4800
