@@ -85,6 +85,17 @@ class FlowLoss(nn.Module):
             return {}
         return {self.graph.paths[name]: float(torch.exp(-s)) for name, s in zip(self.graph.tasks, self.log_vars)}
 
+    def average_learned_gradients_over_processes(self) -> None:
+        """Under DDP, make the learned log-variances' gradient the global batch's (once per process).
+
+        DDP all-reduces the model's gradients, not the criterion's. Each process's total is ``world_size x`` its
+        share of the global loss, so the global gradient is the mean of the processes' gradients."""
+        from .parallel.distributed import all_reduce_sum, world_size
+
+        if not self.uncertainty or getattr(self, "_gradient_hook", None) is not None or world_size() == 1:
+            return
+        self._gradient_hook = self.log_vars.register_hook(lambda grad: all_reduce_sum(grad) / world_size())
+
     def terms(self, outputs, batch, with_counts: bool = True):
         """``(per_task, counts)``: each task's masked mean loss (in the graph, float32 or wider even under
         autocast) and its number of valid label elements (``None`` unless ``with_counts``: a plain training step

@@ -125,3 +125,26 @@ def test_an_optimizer_without_the_log_variances_is_warned_about(tmp_path):
     optimizer = torch.optim.SGD(runner.model.parameters(), lr=0.01)
     with pytest.warns(UserWarning, match="does not hold the learned log-variances"):
         runner.train(num_epochs=1, optimizer=optimizer)
+
+
+def test_ddp_learns_the_same_uncertainty_weights_as_one_process(tmp_path):
+    from catalyst import dl
+    from test_ddp import free_port
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    runs = {}
+    for name, engine in (("single", None),
+                         ("ddp", dl.DistributedDataParallelEngine(port=free_port(), world_size=2, num_node_workers=2,
+                                                                  process_group_kwargs={"backend": "gloo"}))):
+        torch.manual_seed(0)
+        df = numbers_frame(120, seed=0)
+        project = Project(df, "number", list(df.columns[1:]), project_dir=tmp_path / name)
+        flow = define_flows(project)
+        # batch 25 is odd: every global batch is split 13 + 12 and the second process pads one sample
+        runner = project.runner(numbers_model(flow, hidden=8), "exp", batch_size=25, engine=engine,
+                                loss_weights="uncertainty")
+        runner.train(num_epochs=1, lr=3e-2)
+        runs[name] = read_checkpoint(os.path.join(runner.checkpoint_dir, "runner.last.pth"))
+    single, ddp = (runs[k]["criterion_state_dict"]["log_vars"] for k in ("single", "ddp"))
+    assert single.abs().min() > 1e-4
+    torch.testing.assert_close(ddp, single, atol=1e-5, rtol=0)

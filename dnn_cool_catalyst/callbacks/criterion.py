@@ -70,6 +70,8 @@ class FlowCriterionCallback(ICriterionCallback):
                                 + [n.to(device, torch.float64)])
             summed = all_reduce_sum(local)
             global_counts = dict(zip(names, summed[:-1]))
+            if hasattr(self.loss_fn, "average_learned_gradients_over_processes"):
+                self.loss_fn.average_learned_gradients_over_processes()
             share = self.loss_fn.combine(per_task, counts, global_counts)  # this process's part of the batch loss
             runner.batch_metrics[self.loss_key] = share * world
             batch_total = share.detach() * summed[-1]  # summed over processes at loader end: loss x batch size
@@ -102,5 +104,5 @@ class FlowCriterionCallback(ICriterionCallback):
         for name, task_sum, count in zip(names, values[2:2 + len(names)], values[2 + len(names):]):
             # A loss over zero samples is NaN, like every metric over nothing (the task had no valid label).
             runner.loader_metrics[f"{self.loss_key}/{paths[name]}"] = task_sum / count if count else math.nan
-        for path, weight in self.loss_fn.uncertainty_weights().items():
+        for path, weight in getattr(self.loss_fn, "uncertainty_weights", dict)().items():
             runner.loader_metrics[f"loss_weight/{path}"] = weight
