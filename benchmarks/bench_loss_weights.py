@@ -1,6 +1,6 @@
 """Loss balancing: fixed weights 1.0 (the default) against learned uncertainty weights (Kendall et al. 2018).
 
-    python benchmarks/bench_loss_weights.py [--seeds 3] [--epochs 40]
+    python benchmarks/bench_loss_weights.py [--seeds 3] [--epochs 40] [--datasets numbers penguins]
 
 Two data sets, defaults otherwise (tabular_model, AdamW, early stopping on the validation loss):
 - the numbers quickstart (4 binary tasks with preconditions), test accuracy per task;
@@ -76,8 +76,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--datasets", nargs="+", default=["numbers", "penguins"], choices=["numbers", "penguins"])
     args = parser.parse_args(argv)
-    for dataset in ("numbers", "penguins"):
+    for dataset in args.datasets:
         columns = {}
         for label, weights in (("fixed 1.0 (default)", None), ("uncertainty", "uncertainty")):
             runs = [run(dataset, weights, seed, args.epochs) for seed in range(args.seeds)]

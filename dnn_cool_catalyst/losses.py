@@ -49,7 +49,7 @@ def check_loss_weights(graph: CompiledGraph, weights) -> Optional[Dict[str, floa
             raise TaskError(f"loss weight of task '{key}' must be a finite number >= 0, got {value!r}")
         resolved[name] = float(value)
     if unknown:
-        raise TaskError(f"loss_weights name unknown task(s) {unknown}; tasks are {list(graph.tasks)} (names) or "
+        raise TaskError(f"loss_weights name unknown tasks {unknown}; tasks are {list(graph.tasks)} (names) or "
                         f"{list(graph.paths.values())} (paths)")
     return resolved
 

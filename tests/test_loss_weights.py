@@ -33,7 +33,7 @@ def outputs_and_batch():
 
 
 @pytest.mark.parametrize("weights, pattern", [
-    ({"is_odd": 2.0}, r"unknown task\(s\) \['is_odd'\]; tasks are \['is_interesting', 'is_even'"),
+    ({"is_odd": 2.0}, r"unknown tasks \['is_odd'\]; tasks are \['is_interesting', 'is_even'"),
     ({"is_even": -1.0}, r"loss weight of task 'is_even' must be a finite number >= 0, got -1.0"),
     ({"is_even": float("nan")}, r"task 'is_even' must be a finite number >= 0, got nan"),
     ({"is_even": float("inf")}, r"task 'is_even' must be a finite number >= 0, got inf"),

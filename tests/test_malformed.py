@@ -490,7 +490,7 @@ MISUSE = [
                                              "'predicted'")),
     (train_for_zero_epochs, raises(RunnerError, "num_epochs must be a positive int", "got 0")),
     # Now refused when the runner is built (issue 13, point 2), as a RunnerError.
-    (loss_weights_for_an_unknown_task, raises(RunnerError, "loss_weights name unknown task\\(s\\) \\['is_odd'\\]",
+    (loss_weights_for_an_unknown_task, raises(RunnerError, "loss_weights name unknown tasks \\['is_odd'\\]",
                                               "tasks are")),
     (bad_split_fractions, raises(ValueError, "split fractions must be three non-negative numbers summing to 1",
                                  "\\(0.8, 0.3, 0.1\\)")),

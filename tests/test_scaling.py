@@ -1,6 +1,7 @@
 """Issue 13, point 1: regression targets standardised on the training split, everything reported in label units."""
 import json
 import math
+import warnings
 import os
 
 import numpy as np
@@ -184,3 +185,28 @@ def test_readme_scaling_example_runs(tmp_path, monkeypatch):
     assert 0 < mae < 1000  # grams, not standard units
     state = json.load(open(tmp_path / "penguins_project" / "mass" / FITTED_FILE))["tasks"]
     assert 3500 < state["body_mass_g"]["mean"] < 4800
+
+
+def test_a_dataset_without_label_items_trains_unscaled_with_a_warning(tmp_path):
+    from dnn_cool_catalyst import TaskFlow
+    from dnn_cool_catalyst.runners import DnnCoolSupervisedRunner
+    from dnn_cool_catalyst.tasks import BinaryTask
+
+    def flow_fn(flow, x, out):
+        out += flow.size(x.features)
+        return out
+
+    flow = TaskFlow.from_function(flow_fn, [RegressionTask("size", 4)])
+    with pytest.warns(UserWarning, match="no target scaling is fitted: regression tasks train and predict in raw"):
+        DnnCoolSupervisedRunner(flow.torch(), flow, run_dir=tmp_path / "a", dataset=list(range(8)))
+    assert json.load(open(tmp_path / "a" / FITTED_FILE))["tasks"] == {}
+    assert flow.tasks["size"].get_fitted_state() == {"mean": 0.0, "std": 1.0}
+    # Without a task that fits anything, the dataset is not read at all (no warning).
+    def binary_fn(flow, x, out):
+        out += flow.big(x.features)
+        return out
+
+    binary = TaskFlow.from_function(binary_fn, [BinaryTask("big", 4)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DnnCoolSupervisedRunner(binary.torch(), binary, run_dir=tmp_path / "b", dataset=list(range(8)))

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Dict, Sequence
 
 import torch
 
 from ..atomic import atomic_write_json
-from ..tasks.base import TaskError
+from ..tasks.base import Task, TaskError
 
 FITTED_FILE = "fitted_targets.json"
 
@@ -41,9 +42,18 @@ def fit_states(flow, dataset, positions: Sequence[int]) -> Dict[str, dict]:
     """Fit every task on the training rows; returns the non-empty states by task path."""
     for task in flow.tasks.values():
         task.reset_fitted_state()
-    if len(positions) == 0:
+    fits = any(type(task).fit_targets is not Task.fit_targets for task in flow.tasks.values())
+    if len(positions) == 0 or not fits:  # nothing to fit: the dataset is not even read
         return {}
-    targets, available = train_split_labels(dataset, flow, positions)
+    try:
+        targets, available = train_split_labels(dataset, flow, positions)
+    except (TypeError, KeyError, IndexError, AttributeError) as e:
+        # A dataset of another shape (the caller passes its own loaders): train in raw units, and say so.
+        warnings.warn(f"cannot read the training split's targets from the dataset ({type(e).__name__}: {e}), so "
+                      f"no target scaling is fitted: regression tasks train and predict in raw label units. Items "
+                      f"must be dicts with 'targets' and 'available' per task, as flow.get_dataset() gives.",
+                      stacklevel=3)
+        return {}
     masks = flow.graph.masks(targets, available, len(positions))
     states = {}
     for name, task in flow.tasks.items():
