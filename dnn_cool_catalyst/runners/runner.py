@@ -47,7 +47,12 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
     ``mixed_precision=...``); ``balance_dataparallel_memory=True`` reduces loss and metric statistics on each
     DataParallel replica instead of gathering every logit on the main device.
 
-    Layout of ``run_dir``: ``flow.json`` (what the run was trained for), ``splits.json``, ``checkpoints/``,
+    ``loss_weights``: ``None`` (every task 1.0), a dict of fixed weights or ``"uncertainty"`` (see
+    :class:`~dnn_cool_catalyst.losses.FlowLoss`); validated here. The loss is ``runner.flow_loss``, also the
+    Catalyst criterion (so learned weights are optimised and checkpointed).
+
+    Layout of ``run_dir``: ``flow.json`` (what the run was trained for), ``splits.json``,
+    ``fitted_targets.json`` (state fitted on the training split, e.g. regression scaling), ``checkpoints/``,
     ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/index.json``, ``tuned.json``,
     ``evaluation_<split>_<gating>.csv``.
     """
