@@ -12,7 +12,7 @@ from catalyst import dl
 
 from dnn_cool_catalyst import Project
 from dnn_cool_catalyst.callbacks.checkpoint import read_checkpoint
-from dnn_cool_catalyst.callbacks.selection import SELECTION_KEY, ModelSelectionCallback, task_mean
+from dnn_cool_catalyst.callbacks.selection import ModelSelectionCallback, selection_key, task_mean
 from dnn_cool_catalyst.evaluation import tune_flow
 from dnn_cool_catalyst.runners import RunnerError
 from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
@@ -50,14 +50,19 @@ def test_a_maximised_task_metric_drives_best_checkpoint_early_stopping_and_sched
     key = "numerical_flow.is_even/accuracy"
     runner.train(num_epochs=5, lr=3e-3, valid_metric=key, early_stopping_patience=10)
     history = valid_history(runner, key)
-    assert valid_history(runner, SELECTION_KEY) == history
+    assert valid_history(runner, selection_key(key)) == history
     best_epoch = int(np.argmax(history)) + 1  # first maximum, as the sorted storage keeps it
     assert read_checkpoint(os.path.join(runner.checkpoint_dir, "runner.best.pth"))["epoch_step"] == best_epoch
     storage = json.load(open(os.path.join(runner.checkpoint_dir, "runner.storage.json")))
-    assert storage["metric_key"] == SELECTION_KEY and storage["minimize"] is False
+    assert storage["metric_key"] == "model_selection/" + key and storage["minimize"] is False
     stopper = runner.callbacks["_early_stopping"]
-    assert stopper.metric_key == SELECTION_KEY and stopper.is_better(0.9, 0.8)  # maximising
+    assert stopper.metric_key == selection_key(key) and stopper.is_better(0.9, 0.8)  # maximising
     assert runner.scheduler.mode == "max"
+    # Resuming must select on the same metric (the saved best epoch and early-stopping record are its scores).
+    with pytest.raises(RunnerError, match=r"resume=True with valid_metric='loss', but this run selected its best "
+                                          r"epoch on 'numerical_flow.is_even/accuracy'"):
+        make_runner(tmp_path).train(num_epochs=6, resume=True)
+    make_runner(tmp_path).train(num_epochs=6, resume=True, valid_metric=key, early_stopping_patience=10)
 
 
 def test_a_task_loss_is_minimised_and_task_mean_is_logged(tmp_path):
@@ -88,10 +93,10 @@ def test_task_mean_skips_tasks_without_samples_and_nan_selects_as_worst():
         runner = FakeRunner()
         runner.loader_metrics = {"numerical_flow.is_even/accuracy": float("nan")}
         ModelSelectionCallback(flow, "numerical_flow.is_even/accuracy", minimize).on_loader_end(runner)
-        assert runner.loader_metrics[SELECTION_KEY] == worst
+        assert runner.loader_metrics["model_selection/numerical_flow.is_even/accuracy"] == worst
         assert math.isnan(runner.loader_metrics["numerical_flow.is_even/accuracy"])  # logged honestly
         # Catalyst's early stopping never sees the worst value as an improvement on a real score.
-        stopper = dl.EarlyStoppingCallback(patience=1, loader_key="valid", metric_key=SELECTION_KEY,
+        stopper = dl.EarlyStoppingCallback(patience=1, loader_key="valid", metric_key="model_selection/x",
                                            minimize=minimize)
         assert not stopper.is_better(worst, 0.5 if not minimize else 10.0)
 
@@ -105,7 +110,7 @@ def test_a_task_without_valid_or_test_samples_is_nan_and_training_still_works(tm
     runner.train(num_epochs=2, lr=3e-3, valid_metric=key, early_stopping_patience=1)
     valid = runner.epoch_metrics["valid"]
     assert math.isnan(valid[key]) and math.isnan(valid["loss/numerical_flow.multiple_three"])
-    assert valid[SELECTION_KEY] == -math.inf
+    assert valid[selection_key(key)] == -math.inf
     assert math.isfinite(valid["loss"]) and math.isfinite(valid["task_mean"])
     assert os.path.exists(os.path.join(runner.checkpoint_dir, "runner.best.pth"))
     runner.infer()

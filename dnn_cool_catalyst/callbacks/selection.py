@@ -22,8 +22,14 @@ from typing import List, Tuple
 from catalyst.core.callback import Callback, CallbackOrder
 
 TASK_MEAN = "task_mean"
-#: The key the selection score is written under in ``runner.loader_metrics`` (NaN replaced by the worst value).
-SELECTION_KEY = "model_selection"
+#: Prefix of the key the selection score is written under in ``runner.loader_metrics``:
+#: ``model_selection/<valid_metric>`` (NaN replaced by the worst value).
+SELECTION_PREFIX = "model_selection/"
+
+
+def selection_key(metric_key: str) -> str:
+    """The loader metric that early stopping, the scheduler and the checkpoint read for ``metric_key``."""
+    return "loss" if metric_key == "loss" else SELECTION_PREFIX + metric_key
 
 
 class ValidMetricError(ValueError):
@@ -70,7 +76,7 @@ def task_mean(flow, loader_metrics) -> float:
 
 
 class ModelSelectionCallback(Callback):
-    """At loader end writes ``task_mean`` and ``model_selection`` (the chosen metric, NaN → worst) into
+    """At loader end writes ``task_mean`` and ``model_selection/<metric>`` (the chosen metric, NaN → worst) into
     ``runner.loader_metrics``; after the metric and criterion callbacks, before checkpoint/early stopping read
     ``runner.epoch_metrics``."""
 
@@ -83,4 +89,4 @@ class ModelSelectionCallback(Callback):
         value = float(runner.loader_metrics.get(self.metric_key, math.nan))
         if not math.isfinite(value):
             value = math.inf if self.minimize else -math.inf
-        runner.loader_metrics[SELECTION_KEY] = value
+        runner.loader_metrics[selection_key(self.metric_key)] = value

@@ -26,8 +26,7 @@ from ..parallel import (REDUCTION_KEY, PaddingMarkedSubset, ShardedBatchSampler,
                         balanced_forward, gather_samples, reshard_loader)
 from ..parallel import world as parallel_world
 from ..tasks.base import TaskError
-from ..callbacks.selection import (SELECTION_KEY, ModelSelectionCallback, ValidMetricError,
-                                   resolve_valid_metric)
+from ..callbacks.selection import ModelSelectionCallback, ValidMetricError, resolve_valid_metric, selection_key
 from . import artifacts, fitted
 from .interpretation import InterpretationMixin
 from .splits import SPLITS, load_or_make_splits
@@ -228,7 +227,10 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
             metric_key, minimize = resolve_valid_metric(self.flow, valid_metric)
         except ValidMetricError as e:
             raise RunnerError(str(e)) from None
-        selection_key = "loss" if metric_key == "loss" else SELECTION_KEY
+        monitored = selection_key(metric_key)
+        last = os.path.join(self.checkpoint_dir, "runner.last.pth")
+        if resume and os.path.exists(last):
+            self._check_resumed_selection(monitored, minimize, valid_metric)
         self._use_fitted_targets()
         self._materialize()
         loaders = kwargs.pop("loaders", None) or OrderedDict(
@@ -252,7 +254,6 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
                                                                    factor=0.5, patience=2)
         callbacks = kwargs.pop("callbacks", None) or {}
         callbacks = OrderedDict(callbacks if isinstance(callbacks, dict) else enumerate(callbacks))
-        last = os.path.join(self.checkpoint_dir, "runner.last.pth")
         if resume and not os.path.exists(last):
             warnings.warn(f"resume=True but {last} does not exist: training from scratch", stacklevel=2)
         defaults = OrderedDict(
@@ -267,11 +268,11 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
             _backward=dl.BackwardCallback(metric_key="loss"),
             _optimizer=dl.OptimizerCallback(metric_key="loss"),
             _early_stopping=dl.EarlyStoppingCallback(patience=early_stopping_patience, loader_key="valid",
-                                                     metric_key=selection_key, minimize=minimize),
+                                                     metric_key=monitored, minimize=minimize),
             # Same order as the checkpoint: listed first so the scheduler steps before its state is saved.
-            **compat.scheduler_callbacks(scheduler, loader_key="valid", metric_key=selection_key),
+            **compat.scheduler_callbacks(scheduler, loader_key="valid", metric_key=monitored),
             _checkpoint=ResumableCheckpointCallback(
-                logdir=self.checkpoint_dir, loader_key="valid", metric_key=selection_key, minimize=minimize,
+                logdir=self.checkpoint_dir, loader_key="valid", metric_key=monitored, minimize=minimize,
                 mode="runner",
                 resume_runner=last if resume and os.path.exists(last) else None),
         )
@@ -283,9 +284,24 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
         engine = kwargs.pop("engine", None) or self._engine_arg or compat.default_engine()
         super().train(loaders=loaders, model=self.model, engine=engine, criterion=self.flow_loss,
                       optimizer=optimizer, scheduler=scheduler, callbacks=callbacks, loggers=loggers,
-                      num_epochs=num_epochs, logdir=self.run_dir, valid_loader="valid", valid_metric=selection_key,
+                      num_epochs=num_epochs, logdir=self.run_dir, valid_loader="valid", valid_metric=monitored,
                       minimize_valid_metric=minimize, seed=self.split_seed, verbose=verbose, **kwargs)
         return self
+
+    def _check_resumed_selection(self, monitored: str, minimize: bool, valid_metric: str) -> None:
+        """A resumed run must select on what it selected on before: the best epoch and the early-stopping
+        record are scores of that metric."""
+        path = os.path.join(self.checkpoint_dir, "runner.storage.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                saved = json.load(f)
+            before = (saved["metric_key"], bool(saved["minimize"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # no readable record: the checkpoint callback reports a damaged one itself
+        if before != (monitored, minimize):
+            name = before[0][len("model_selection/"):] if before[0].startswith("model_selection/") else before[0]
+            raise RunnerError(f"resume=True with valid_metric={valid_metric!r}, but this run selected its best "
+                              f"epoch on {name!r} ({path}); resume with valid_metric={name!r} or start a new run")
 
     # -- infer -----------------------------------------------------------------------------------------------
     def load_checkpoint(self, which: str = "best") -> str:
