@@ -7,6 +7,7 @@ judgement, and a parent predicted false hides the child.
 """
 from __future__ import annotations
 
+import inspect
 import warnings
 from typing import Dict, Mapping, Optional
 
@@ -52,16 +53,21 @@ class Evaluator:
         return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def tune_flow(flow, logits, targets, available, metric: str = "f1", min_recall: Optional[float] = None):
+def tune_flow(flow, logits, targets, available, metric: str = "f1", min_recall: Optional[float] = None,
+              min_samples: int = 0, min_per_class: int = 0):
     """Tune every task's decoding parameters on ground-truth-gated samples.
 
-    Returns ``(params, report)`` keyed by task path; tasks that cannot be tuned (no valid sample, one class)
-    keep their current parameters and a warning names them."""
+    Returns ``(params, report)`` keyed by task path; tasks that cannot be tuned (no valid sample, one class, fewer
+    than ``min_samples`` masked samples or fewer than ``min_per_class`` of a class) keep their current parameters
+    and a warning names them."""
     masks = split_masks(flow, logits, targets, available, "gt")
     params, report = {}, {}
     for leaf in flow.graph.leaves:
+        limits = {"min_samples": min_samples, "min_per_class": min_per_class}
+        if not _accepts(leaf.task.tune, limits):  # a custom task written before these limits existed
+            limits = {}
         task_params, task_report = leaf.task.tune(logits[leaf.name], targets[leaf.name], masks[leaf.name],
-                                                  metric=metric, min_recall=min_recall)
+                                                  metric=metric, min_recall=min_recall, **limits)
         if not task_params:
             continue
         params[leaf.path], report[leaf.path] = task_params, task_report
@@ -70,3 +76,8 @@ def tune_flow(flow, logits, targets, available, metric: str = "f1", min_recall: 
                 warnings.warn(f"task '{leaf.path}' ({quantity}): kept threshold {result['threshold']} "
                               f"because {result['reason']}", stacklevel=2)
     return params, report
+
+
+def _accepts(fn, kwargs) -> bool:
+    params = inspect.signature(fn).parameters
+    return any(p.kind is p.VAR_KEYWORD for p in params.values()) or all(k in params for k in kwargs)

@@ -6,6 +6,7 @@ gradient; a batch where every task is empty still yields a zero loss that backpr
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, Mapping, Optional
 
 import torch
@@ -17,32 +18,95 @@ from .parallel.precision import at_least_float32
 from .tasks.base import TaskError, sample_mask
 
 
+#: What ``loss_weights`` means when the user sets nothing (see README, "Loss balancing"): every task weight 1.0.
+#: Regression targets are standardised (tasks/regression.py), so the per-task losses are on comparable scales.
+DEFAULT_LOSS_WEIGHTS = None
+UNCERTAINTY = "uncertainty"
+
+
+def check_loss_weights(graph: CompiledGraph, weights) -> Optional[Dict[str, float]]:
+    """Validate ``loss_weights``: ``None`` (every task 1.0), ``"uncertainty"``, or a dict of fixed weights keyed
+    by task name or task path (finite numbers >= 0; unlisted tasks keep 1.0). Returns the weights by task name
+    (``None`` for uncertainty weighting); raises :class:`TaskError` naming what was expected."""
+    if weights is None:
+        return {name: 1.0 for name in graph.tasks}
+    if isinstance(weights, str):
+        if weights == UNCERTAINTY:
+            return None
+        raise TaskError(f"loss_weights must be a dict of task weights, None or '{UNCERTAINTY}', got {weights!r}")
+    if not isinstance(weights, Mapping):
+        raise TaskError(f"loss_weights must be a dict of task weights, None or '{UNCERTAINTY}', got a "
+                        f"{type(weights).__name__}")
+    by_path = {path: name for name, path in graph.paths.items()}
+    resolved = {name: 1.0 for name in graph.tasks}
+    unknown = []
+    for key, value in weights.items():
+        name = key if key in graph.tasks else by_path.get(key)
+        if name is None:
+            unknown.append(key)
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise TaskError(f"loss weight of task '{key}' must be a finite number >= 0, got {value!r}")
+        resolved[name] = float(value)
+    if unknown:
+        raise TaskError(f"loss_weights name unknown tasks {unknown}; tasks are {list(graph.tasks)} (names) or "
+                        f"{list(graph.paths.values())} (paths)")
+    return resolved
+
+
 class FlowLoss(nn.Module):
     """``loss(outputs, batch)`` → scalar: the weighted sum of per-task masked mean losses.
 
-    :meth:`compute` also returns each task's loss (detached), so callbacks can log them without computing
-    anything twice.
+    ``weights``: ``None`` (every task 1.0), a dict of fixed weights (task name or path → finite weight >= 0), or
+    ``"uncertainty"``: learned homoscedastic uncertainty (Kendall, Gal & Cipolla 2018) with one trained
+    log-variance ``s_t`` per task (``log_vars``, a parameter of this module, so it is in the optimizer and in
+    ``state_dict``/checkpoints) and ``total = Σ_t exp(-s_t) · L_t + s_t`` (the paper's classification form, used for
+    every task: with standardised regression targets the factor 1/2 of the regression form only rescales s_t).
+    ``s_t`` only enters a batch's total when task t has a valid label in it, so an absent task is not pushed
+    towards ever larger weights.
+
+    :meth:`compute` also returns each task's loss (detached, unweighted), so callbacks can log them without
+    computing anything twice.
     """
 
-    def __init__(self, graph: CompiledGraph, weights: Optional[Mapping[str, float]] = None):
+    def __init__(self, graph: CompiledGraph, weights=DEFAULT_LOSS_WEIGHTS):
         super().__init__()
         self.graph = graph
-        weights = dict(weights or {})
-        unknown = set(weights) - set(graph.tasks)
-        if unknown:
-            raise TaskError(f"loss weights name unknown tasks {sorted(unknown)}; tasks are {sorted(graph.tasks)}")
-        self.weights = {name: float(weights.get(name, 1.0)) for name in graph.tasks}
+        resolved = check_loss_weights(graph, weights)
+        self.uncertainty = resolved is None
+        self.weights = resolved or {name: 1.0 for name in graph.tasks}
+        self._position = {name: i for i, name in enumerate(graph.tasks)}
+        if self.uncertainty:
+            self.log_vars = nn.Parameter(torch.zeros(len(graph.tasks)))
+
+    def uncertainty_weights(self) -> Dict[str, float]:
+        """The current learned weights ``exp(-s_t)`` by task path (empty unless ``weights="uncertainty"``)."""
+        if not self.uncertainty:
+            return {}
+        return {self.graph.paths[name]: float(torch.exp(-s)) for name, s in zip(self.graph.tasks, self.log_vars)}
+
+    def average_learned_gradients_over_processes(self) -> None:
+        """Under DDP, make the learned log-variances' gradient the global batch's (once per process).
+
+        DDP all-reduces the model's gradients, not the criterion's. Each process's total is ``world_size x`` its
+        share of the global loss, so the global gradient is the mean of the processes' gradients."""
+        from .parallel.distributed import all_reduce_sum, world_size
+
+        if not self.uncertainty or getattr(self, "_gradient_hook", None) is not None or world_size() == 1:
+            return
+        self._gradient_hook = self.log_vars.register_hook(lambda grad: all_reduce_sum(grad) / world_size())
 
     def terms(self, outputs, batch, with_counts: bool = True):
         """``(per_task, counts)``: each task's masked mean loss (in the graph, float32 or wider even under
         autocast) and its number of valid label elements (``None`` unless ``with_counts``: a plain training step
-        does not need them)."""
+        does not need them, except under uncertainty weighting)."""
         labels = batch_labels(self.graph, batch)
         targets = labels[0]
         masks = ground_truth_masks(self.graph, batch, labels)
         logits = output_logits(self.graph, outputs, next(iter(targets.values())).shape[0])
         per_task = {name: task.loss(at_least_float32(logits[name]), targets[name], masks[name])
                     for name, task in self.graph.tasks.items()}
+        with_counts = with_counts or self.uncertainty
         return per_task, ({name: mask.sum() for name, mask in masks.items()} if with_counts else None)
 
     def combine(self, per_task, counts=None, global_counts=None) -> torch.Tensor:
@@ -51,12 +115,22 @@ class FlowLoss(nn.Module):
         With ``global_counts`` (the valid counts of the whole global batch, summed over processes) each task's
         local mean is re-weighted to ``local count / global count``, so the losses of all processes add up to the
         loss of the global batch: what distributed training needs for its gradients to equal one process's.
+        Under uncertainty weighting each process adds ``s_t · local count / global count`` (the shares sum to
+        ``s_t``); without counts ``s_t`` is added for every task.
         """
         total = None
         for name, loss in per_task.items():
+            share = None
             if global_counts is not None:
-                loss = loss * (counts[name].to(loss.dtype) / global_counts[name].to(loss.dtype).clamp(min=1))
-            weighted = loss if self.weights[name] == 1.0 else loss * self.weights[name]
+                share = counts[name].to(loss.dtype) / global_counts[name].to(loss.dtype).clamp(min=1)
+                loss = loss * share
+            if self.uncertainty:
+                s = self.log_vars[self._position[name]].to(loss.dtype)
+                if share is None:
+                    share = (counts[name] > 0).to(loss.dtype) if counts is not None else 1.0
+                weighted = torch.exp(-s) * loss + s * share
+            else:
+                weighted = loss if self.weights[name] == 1.0 else loss * self.weights[name]
             total = weighted if total is None else total + weighted
         return total
 
@@ -64,7 +138,7 @@ class FlowLoss(nn.Module):
         """``(total, per_task)``, or ``(total, per_task, counts)`` with each task's number of valid label
         elements (what a loader-level average of per-task losses must be weighted by)."""
         per_task, counts = self.terms(outputs, batch, with_counts)
-        total = self.combine(per_task)
+        total = self.combine(per_task, counts)
         per_task = {name: loss.detach() for name, loss in per_task.items()}
         if with_counts:
             return total, per_task, counts

@@ -13,6 +13,7 @@ Example:
 """
 from __future__ import annotations
 
+import math
 from typing import Dict
 
 import torch
@@ -99,14 +100,32 @@ def confusion_values(confusion: torch.Tensor, n_classes: int) -> Dict[str, float
 
 
 def error_stats(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``[sum |e|, sum e^2, count]`` over the masked elements."""
+    """``[sum |e|, sum e^2, count, sum y, sum y^2]`` over the masked elements (the last two give R^2)."""
     err = torch.where(mask, pred.double() - target.double(), 0.0)
-    return torch.stack([err.abs().sum(), (err * err).sum(), mask.sum().double()]).to(STATS_DTYPE)
+    y = torch.where(mask, target.double(), 0.0)
+    return torch.stack([err.abs().sum(), (err * err).sum(), mask.sum().double(), y.sum(), (y * y).sum()]
+                       ).to(STATS_DTYPE)
 
 
 def error_values(stats: torch.Tensor, scale: float = 1.0) -> Dict[str, float]:
+    """MAE, RMSE (times ``scale``) and R^2 = 1 - SSE / SST (NaN when the targets are constant or absent).
+
+    Example:
+        >>> import torch
+        >>> s = error_stats(torch.tensor([1., 2., 4.]), torch.tensor([1., 3., 5.]), torch.tensor([True] * 3))
+        >>> {k: round(v, 3) for k, v in error_values(s).items()}
+        {'mae': 0.667, 'rmse': 0.816, 'r2': 0.75}
+    """
     abs_sum, sq_sum, count = (float(v) for v in stats[:3])
-    return {"mae": safe_div(abs_sum, count) * scale, "rmse": safe_div(sq_sum, count) ** 0.5 * scale}
+    if count <= 0:
+        return {"mae": math.nan, "rmse": math.nan, "r2": math.nan}
+    values = {"mae": abs_sum / count * scale, "rmse": (sq_sum / count) ** 0.5 * scale, "r2": math.nan}
+    if stats.numel() >= 5:
+        y_sum, y_sq = float(stats[3]), float(stats[4])
+        total = y_sq - y_sum * y_sum / count
+        if total > 1e-12 * max(y_sq, 1.0):
+            values["r2"] = 1.0 - sq_sum / total
+    return values
 
 
 class TaskMetric:
@@ -155,8 +174,9 @@ class TaskMetric:
         return 0 if self._num_samples is None else int(self._num_samples)
 
     def compute(self) -> Dict[str, float]:
-        if self.state is None:
-            return {name: 0.0 for name in self.task.metric_names}
+        """Metric values; every one is NaN when no sample was seen (a metric over nothing is not 0)."""
+        if self.state is None or self.num_samples == 0:
+            return {name: math.nan for name in self.task.metric_names}
         return self.task.metric_values(self.state.cpu())
 
     def packed(self) -> torch.Tensor:

@@ -216,10 +216,20 @@ def _single_class_reason(y: np.ndarray) -> str:
     return ""
 
 
+def _too_few_reason(y: np.ndarray, min_samples: int, min_per_class: int) -> str:
+    n, n_pos = int(y.shape[0]), int(y.sum())
+    if n < min_samples:
+        return f"only {n} samples (min_samples={int(min_samples)}): too few to move the threshold reliably"
+    if min(n_pos, n - n_pos) < min_per_class:
+        return (f"only {n_pos} positive and {n - n_pos} negative samples (min_per_class={int(min_per_class)}): too "
+                f"few to move the threshold reliably")
+    return ""
+
+
 def _best_checked(s: np.ndarray, y: np.ndarray, metric: str, min_recall: Optional[float],
-                  default: float) -> ThresholdResult:
+                  default: float, min_samples: int = 0, min_per_class: int = 0) -> ThresholdResult:
     n = int(s.shape[0])
-    reason = _single_class_reason(y)
+    reason = _single_class_reason(y) or _too_few_reason(y, min_samples, min_per_class)
     if reason:
         return ThresholdResult(float(default), math.nan, n, False, reason)
     thresholds, tp, fp, fn, tn = _positive_sweep(s, y)
@@ -233,23 +243,24 @@ def _best_checked(s: np.ndarray, y: np.ndarray, metric: str, min_recall: Optiona
 
 
 def best_threshold(scores, labels, metric: str = "f1", min_recall: Optional[float] = None,
-                   default: float = 0.5) -> ThresholdResult:
+                   default: float = 0.5, min_samples: int = 0, min_per_class: int = 0) -> ThresholdResult:
     """The threshold maximising ``metric`` for the rule ``score >= threshold``.
 
     The returned threshold is a candidate of :func:`sweep` (a sample score, or just above the maximum), so it
     reproduces ``value`` exactly; among equally good candidates the largest wins. With no samples, a single class,
-    or an unreachable recall floor, ``default`` is returned with ``tuned=False`` and ``value=nan``.
+    or an unreachable recall floor, ``default`` is returned with ``tuned=False`` and ``value=nan``; so it is with
+    fewer than ``min_samples`` samples or fewer than ``min_per_class`` samples of either class (the ``reason`` says).
 
     Raises ``ValueError`` for non-1-D, mismatched, non-finite inputs, labels other than 0/1, an unknown metric,
     or a missing/out-of-range ``min_recall``.
     """
     _check_metric(metric, min_recall)
     s, y = _check_binary_inputs(scores, labels)
-    return _best_checked(s, y, metric, min_recall, default)
+    return _best_checked(s, y, metric, min_recall, default, min_samples, min_per_class)
 
 
 def best_thresholds(scores_2d, labels_2d, mask_2d=None, metric: str = "f1", min_recall: Optional[float] = None,
-                    default: float = 0.5) -> List[ThresholdResult]:
+                    default: float = 0.5, min_samples: int = 0, min_per_class: int = 0) -> List[ThresholdResult]:
     """:func:`best_threshold` column by column (multilabel), using only the rows where ``mask_2d`` is true.
 
     Masked-out entries are never read for validation, so missing labels may hold NaN or any placeholder.
@@ -276,5 +287,5 @@ def best_thresholds(scores_2d, labels_2d, mask_2d=None, metric: str = "f1", min_
         rows = mask_2d[:, j]
         s = _as_scores(scores_2d[rows, j], name=f"scores_2d[:, {j}]")
         y = _as_labels(labels_2d[rows, j], name=f"labels_2d[:, {j}]")
-        results.append(_best_checked(s, y, metric, min_recall, default))
+        results.append(_best_checked(s, y, metric, min_recall, default, min_samples, min_per_class))
     return results

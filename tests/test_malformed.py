@@ -491,7 +491,8 @@ MISUSE = [
     (evaluate_with_an_unknown_gating, raises(RunnerError, "gating must be one of \\('gt', 'decoded'\\)",
                                              "'predicted'")),
     (train_for_zero_epochs, raises(RunnerError, "num_epochs must be a positive int", "got 0")),
-    (loss_weights_for_an_unknown_task, raises(TaskError, "loss weights name unknown tasks \\['is_odd'\\]",
+    # Now refused when the runner is built (issue 13, point 2), as a RunnerError.
+    (loss_weights_for_an_unknown_task, raises(RunnerError, "loss_weights name unknown tasks \\['is_odd'\\]",
                                               "tasks are")),
     (bad_split_fractions, raises(ValueError, "split fractions must be three non-negative numbers summing to 1",
                                  "\\(0.8, 0.3, 0.1\\)")),

@@ -1,3 +1,4 @@
+import math
 import numpy as np
 import pytest
 import torch
@@ -79,10 +80,13 @@ def test_regression_metrics_and_states_merge_like_one_pass():
     assert whole.compute()["mae"] == pytest.approx(mean_absolute_error(target[mask], pred[mask]))
 
 
-def test_empty_metric_is_zero_not_nan():
+def test_empty_metric_is_nan_not_zero():
+    # Changed on purpose (issue 13, point 7): a metric over zero samples is NaN, not a fake 0.0.
     metric = TaskMetric(BinaryTask("a"))
     metric.update(torch.zeros(3), torch.zeros(3), torch.zeros(3, dtype=torch.bool))
-    assert metric.compute() == {"accuracy": 0.0, "f1": 0.0, "precision": 0.0, "recall": 0.0}
+    values = metric.compute()
+    assert set(values) == {"accuracy", "f1", "precision", "recall"}
+    assert all(math.isnan(v) for v in values.values())
     assert metric.num_samples == 0
 
 

@@ -1,6 +1,8 @@
 """Per-batch loss from ``flow.get_loss()``, and loader-level total and per-task losses."""
 from __future__ import annotations
 
+import math
+
 import torch
 from catalyst.core.callback import CallbackOrder, ICriterionCallback
 
@@ -24,13 +26,18 @@ class FlowCriterionCallback(ICriterionCallback):
     ``world_size x Σ_t w_t · mean_t · local_count_t / global_count_t``. DDP averages gradients over processes, so
     the step is the one a single process takes on the whole global batch. Loader values are summed over processes
     at loader end and equal the single-process values.
+
+
+    ``weights`` is ``loss_weights`` (see :class:`~dnn_cool_catalyst.losses.FlowLoss`), validated here; or pass the
+    ``loss_fn`` to use (the runner passes its criterion, whose learned uncertainty weights the optimizer updates
+    and the checkpoints hold).
     """
 
-    def __init__(self, flow, output_key: str = "outputs", loss_key: str = "loss", weights=None):
+    def __init__(self, flow, output_key: str = "outputs", loss_key: str = "loss", weights=None, loss_fn=None):
         super().__init__()
         self.order = CallbackOrder.Metric
         self.flow, self.output_key, self.loss_key = flow, output_key, loss_key
-        self.loss_fn = flow.get_loss(weights)
+        self.loss_fn = loss_fn if loss_fn is not None else flow.get_loss(weights)
         self._reset()
 
     def _reset(self):
@@ -50,7 +57,7 @@ class FlowCriterionCallback(ICriterionCallback):
         per_task, counts = self._terms(runner)
         world = world_size()
         if world == 1:
-            total = self.loss_fn.combine(per_task)
+            total = self.loss_fn.combine(per_task, counts)
             runner.batch_metrics[self.loss_key] = total
             n = runner.batch_size
             batch_total = total.detach() * n
@@ -63,6 +70,8 @@ class FlowCriterionCallback(ICriterionCallback):
                                 + [n.to(device, torch.float64)])
             summed = all_reduce_sum(local)
             global_counts = dict(zip(names, summed[:-1]))
+            if hasattr(self.loss_fn, "average_learned_gradients_over_processes"):
+                self.loss_fn.average_learned_gradients_over_processes()
             share = self.loss_fn.combine(per_task, counts, global_counts)  # this process's part of the batch loss
             runner.batch_metrics[self.loss_key] = share * world
             batch_total = share.detach() * summed[-1]  # summed over processes at loader end: loss x batch size
@@ -93,4 +102,7 @@ class FlowCriterionCallback(ICriterionCallback):
         runner.loader_metrics[self.loss_key] = total / max(samples, 1)
         paths = self.flow.task_paths
         for name, task_sum, count in zip(names, values[2:2 + len(names)], values[2 + len(names):]):
-            runner.loader_metrics[f"{self.loss_key}/{paths[name]}"] = task_sum / count if count else 0.0
+            # A loss over zero samples is NaN, like every metric over nothing (the task had no valid label).
+            runner.loader_metrics[f"{self.loss_key}/{paths[name]}"] = task_sum / count if count else math.nan
+        for path, weight in getattr(self.loss_fn, "uncertainty_weights", dict)().items():
+            runner.loader_metrics[f"loss_weight/{path}"] = weight

@@ -60,7 +60,9 @@ class TaskFlow:
         """A fresh nn.Module with one head per task; feed it the dict of features your backbone computes."""
         return FlowModule(self.graph)
 
-    def get_loss(self, weights: Optional[Mapping[str, float]] = None):
+    def get_loss(self, weights=None):
+        """The masked multi-task loss (an nn.Module); ``weights``: ``None`` (every task 1.0), a dict of fixed
+        weights by task name or path, or ``"uncertainty"`` (see :class:`~dnn_cool_catalyst.losses.FlowLoss`)."""
         from ..losses import FlowLoss
 
         return FlowLoss(self.graph, weights)

@@ -26,8 +26,9 @@ from ..parallel import (REDUCTION_KEY, BatchedSubset, ShardedBatchSampler, autoc
                         balanced_forward, collate_batch, gather_samples, reshard_loader)
 from ..parallel import world as parallel_world
 from ..tasks.base import TaskError
+from ..callbacks.selection import ModelSelectionCallback, ValidMetricError, resolve_valid_metric, selection_key
 from ..interpretation.samples import SampleSource
-from . import artifacts
+from . import artifacts, fitted
 from . import device_data as placement
 from .errors import RunnerError
 from .interpretation import InterpretationMixin
@@ -57,16 +58,21 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
     to dataset positions. ``stratify`` names a binary/category task to stratify by; ``resplit=True`` replaces
     the saved splits (other rows or settings are otherwise an error).
 
+    ``loss_weights``: ``None`` (every task 1.0), a dict of fixed weights or ``"uncertainty"`` (see
+    :class:`~dnn_cool_catalyst.losses.FlowLoss`); validated here. The loss is ``runner.flow_loss``, also the
+    Catalyst criterion (so learned weights are optimised and checkpointed).
+
     Layout of ``run_dir``: ``.lock`` (while training or inferring), ``flow.json`` (what the run was trained
-    for), ``splits.json``, ``checkpoints/``, ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` +
-    ``infer/<split>/manifest.json`` (checked on every read, see runners/artifacts.py) + ``infer/index.json``,
-    ``tuned.json``, ``evaluation_<split>_<gating>.csv``.
+    for), ``splits.json``, ``fitted_targets.json`` (state fitted on the training split, e.g. regression scaling),
+    ``checkpoints/``, ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/<split>/manifest.json``
+    (checked on every read, see runners/artifacts.py) + ``infer/index.json``, ``tuned.json``,
+    ``evaluation_<split>_<gating>.csv``.
     """
 
     def __init__(self, model: torch.nn.Module, flow, run_dir: str, dataset=None, batch_size: int = 64,
                  num_workers: Optional[int] = None, seed: int = 42,
                  split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
-                 engine=None, loss_weights: Optional[Dict[str, float]] = None,
+                 engine=None, loss_weights=None,
                  balance_dataparallel_memory: bool = False, stratify: Optional[str] = None,
                  resplit: bool = False, device_data: str = "auto"):
         compat.apply()
@@ -78,6 +84,10 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
         self.loader_batch, self.num_workers, self.split_seed = batch_size, num_workers, seed
         self.loss_weights = loss_weights
         self.device_data = placement.check_mode(device_data)
+        try:  # validated now, not at the first batch; an nn.Module: learned weights train and checkpoint with it
+            self.flow_loss = flow.get_loss(loss_weights)
+        except TaskError as e:
+            raise RunnerError(str(e)) from None
         self._engine_arg = engine
         # Under nn.DataParallel, reduce loss and metric statistics on each replica (see parallel/replicas.py).
         self.balance_dataparallel_memory = balance_dataparallel_memory
@@ -87,6 +97,16 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
         with run_lock(self.run_dir, "resplit", enabled=resplit):
             self.splits = load_or_make_splits(os.path.join(self.run_dir, "splits.json"), self._row_ids(),
                                               split_fractions, seed, stratify, self._strata(stratify), resplit)
+        try:  # e.g. regression target scaling, fitted on the training split only and saved with the run
+            self.fitted_targets = fitted.load_or_fit(self.run_dir, self.flow, self.dataset, self.splits["train"],
+                                                     write=self._writes_files())
+        except fitted.FittedStateError as e:
+            raise RunnerError(str(e)) from None
+
+    def _use_fitted_targets(self) -> None:
+        """Put this run's fitted state back on the tasks (another runner over the same project may have fitted
+        the shared task objects on its own split since)."""
+        fitted.apply_states(self.flow, self.fitted_targets, source=os.path.join(self.run_dir, fitted.FITTED_FILE))
 
     # -- run directory ---------------------------------------------------------------------------------------
     def _claim_run_dir(self) -> None:
@@ -212,6 +232,11 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
         self.loaders = {key: self._placed_loader(loader, device, rank, world) or self.engine.prepare(loader)
                         for key, loader in self.get_loaders().items()}
 
+    def _setup_components(self) -> None:
+        super()._setup_components()
+        if isinstance(self.criterion, torch.nn.Module):  # Catalyst does not place the criterion (learned weights)
+            self.criterion.to(self.engine.device)
+
     def _run_local(self, local_rank: int = -1, world_size: int = 1) -> None:
         compat.apply()  # DDP processes are fresh interpreters, where Catalyst is unpatched
         super()._run_local(local_rank, world_size)
@@ -245,42 +270,71 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
 
     # -- train -----------------------------------------------------------------------------------------------
     def train(self, *, num_epochs: int = 10, resume: bool = False, lr: float = 1e-3, early_stopping_patience: int = 5,
-              verbose: bool = False, **kwargs) -> "DnnCoolSupervisedRunner":
+              verbose: bool = False, valid_metric: str = "loss", **kwargs) -> "DnnCoolSupervisedRunner":
         """Train with sensible defaults; every default can be replaced with the usual Catalyst argument.
 
-        Defaults: AdamW(lr), ReduceLROnPlateau on the validation loss (with its SchedulerCallback), early
+        Defaults: AdamW(lr), ReduceLROnPlateau on ``valid_metric`` (with its SchedulerCallback), early
         stopping after ``early_stopping_patience`` epochs without improvement, best + last checkpoints in
         ``checkpoints/``, TensorBoard logs in ``tensorboard/``, an explicit engine (GPU when available).
         ``resume=True`` continues from ``checkpoints/runner.last.pth`` with the optimizer, scheduler and epoch
-        counters restored (``num_epochs`` is the total).
+        counters restored (``num_epochs`` is the total), and the learned loss weights with ``loss_weights=
+        "uncertainty"``.
+
+        ``valid_metric`` is what early stopping, the plateau scheduler and the best checkpoint follow: ``"loss"``
+        (the validation loss), ``"loss/<task_path>"``, one task's metric ``"<task_path>/<metric>"`` (e.g.
+        ``"door_open/accuracy"``; errors minimised, the rest maximised) or ``"task_mean"`` (the mean over tasks of
+        accuracy / R^2, maximised); see :mod:`dnn_cool_catalyst.callbacks.selection`.
 
         The run directory is locked meanwhile (``.lock``): another process training or inferring into it fails
         at once naming this one.
         """
         with run_lock(self.run_dir, "train", enabled=self._writes_files()):
             return self._train(num_epochs=num_epochs, resume=resume, lr=lr,
-                               early_stopping_patience=early_stopping_patience, verbose=verbose, **kwargs)
+                               early_stopping_patience=early_stopping_patience, verbose=verbose,
+                               valid_metric=valid_metric, **kwargs)
 
     def _train(self, *, num_epochs: int, resume: bool, lr: float, early_stopping_patience: int, verbose: bool,
-               **kwargs) -> "DnnCoolSupervisedRunner":
+               valid_metric: str, **kwargs) -> "DnnCoolSupervisedRunner":
         if not isinstance(num_epochs, int) or num_epochs < 1:
             raise RunnerError(f"num_epochs must be a positive int (the total, also when resuming), got {num_epochs!r}")
+        try:
+            metric_key, minimize = resolve_valid_metric(self.flow, valid_metric)
+        except ValidMetricError as e:
+            raise RunnerError(str(e)) from None
+        monitored = selection_key(metric_key)
+        last = os.path.join(self.checkpoint_dir, "runner.last.pth")
+        if resume and os.path.exists(last):
+            self._check_resumed_selection(monitored, minimize, valid_metric)
+        self._use_fitted_targets()
         self._materialize()
         loaders = kwargs.pop("loaders", None) or OrderedDict(
             train=self.split_loader("train", shuffle=True), valid=self.split_loader("valid"))
-        optimizer = kwargs.pop("optimizer", None) or torch.optim.AdamW(self.model.parameters(), lr=lr)
+        optimizer = kwargs.pop("optimizer", None)
+        loss_params = list(self.flow_loss.parameters())
+        if optimizer is None:
+            # The learned loss weights train too, without weight decay (it would pull every task towards s_t = 0).
+            groups = [{"params": list(self.model.parameters())}]
+            groups += [{"params": loss_params, "weight_decay": 0.0}] if loss_params else []
+            optimizer = torch.optim.AdamW(groups, lr=lr)
+        elif loss_params and isinstance(optimizer, torch.optim.Optimizer):
+            given = {id(p) for group in optimizer.param_groups for p in group["params"]}
+            if not all(id(p) in given for p in loss_params):
+                warnings.warn("loss_weights='uncertainty' but the optimizer given to train() does not hold the "
+                              "learned log-variances (runner.flow_loss.parameters()): they will stay at 0",
+                              stacklevel=2)
         scheduler = kwargs.pop("scheduler", "default")
         if scheduler == "default":
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=0.5, patience=2)
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min" if minimize else "max",
+                                                                   factor=0.5, patience=2)
         callbacks = kwargs.pop("callbacks", None) or {}
         callbacks = OrderedDict(callbacks if isinstance(callbacks, dict) else enumerate(callbacks))
-        last = os.path.join(self.checkpoint_dir, "runner.last.pth")
         if resume and not os.path.exists(last):
             warnings.warn(f"resume=True but {last} does not exist: training from scratch", stacklevel=2)
         defaults = OrderedDict(
-            _criterion=FlowCriterionCallback(self.flow, weights=self.loss_weights),
+            _criterion=FlowCriterionCallback(self.flow, loss_fn=self.flow_loss),
             _nan_guard=NanGuardCallback(self.flow),
             _metrics=FlowMetricsCallback(self.flow),
+            _model_selection=ModelSelectionCallback(self.flow, metric_key, minimize),
             # Best/worst validation samples per task in TensorBoard; off with runner.interpretation_k = 0.
             **({"_interpretation": InterpretationCallback(
                 self.flow, k=self.interpretation_k, loaders=("valid",), publishers=self.publishers,
@@ -288,11 +342,12 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
             _backward=dl.BackwardCallback(metric_key="loss"),
             _optimizer=dl.OptimizerCallback(metric_key="loss"),
             _early_stopping=dl.EarlyStoppingCallback(patience=early_stopping_patience, loader_key="valid",
-                                                     metric_key="loss", minimize=True),
+                                                     metric_key=monitored, minimize=minimize),
             # Same order as the checkpoint: listed first so the scheduler steps before its state is saved.
-            **compat.scheduler_callbacks(scheduler, loader_key="valid", metric_key="loss"),
+            **compat.scheduler_callbacks(scheduler, loader_key="valid", metric_key=monitored),
             _checkpoint=ResumableCheckpointCallback(
-                logdir=self.checkpoint_dir, loader_key="valid", metric_key="loss", minimize=True, mode="runner",
+                logdir=self.checkpoint_dir, loader_key="valid", metric_key=monitored, minimize=minimize,
+                mode="runner",
                 resume_runner=last if resume and os.path.exists(last) else None),
         )
         for key, callback in defaults.items():
@@ -301,11 +356,26 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
             "tensorboard": dl.TensorboardLogger(logdir=os.path.join(self.run_dir, "tensorboard")),
             **({"console": dl.ConsoleLogger()} if verbose else {})}
         engine = kwargs.pop("engine", None) or self._engine_arg or compat.default_engine()
-        super().train(loaders=loaders, model=self.model, engine=engine, optimizer=optimizer, scheduler=scheduler,
-                      callbacks=callbacks, loggers=loggers, num_epochs=num_epochs, logdir=self.run_dir,
-                      valid_loader="valid", valid_metric="loss", minimize_valid_metric=True, seed=self.split_seed,
-                      verbose=verbose, **kwargs)
+        super().train(loaders=loaders, model=self.model, engine=engine, criterion=self.flow_loss,
+                      optimizer=optimizer, scheduler=scheduler, callbacks=callbacks, loggers=loggers,
+                      num_epochs=num_epochs, logdir=self.run_dir, valid_loader="valid", valid_metric=monitored,
+                      minimize_valid_metric=minimize, seed=self.split_seed, verbose=verbose, **kwargs)
         return self
+
+    def _check_resumed_selection(self, monitored: str, minimize: bool, valid_metric: str) -> None:
+        """A resumed run must select on what it selected on before: the best epoch and the early-stopping
+        record are scores of that metric."""
+        path = os.path.join(self.checkpoint_dir, "runner.storage.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                saved = json.load(f)
+            before = (saved["metric_key"], bool(saved["minimize"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # no readable record: the checkpoint callback reports a damaged one itself
+        if before != (monitored, minimize):
+            name = before[0][len("model_selection/"):] if before[0].startswith("model_selection/") else before[0]
+            raise RunnerError(f"resume=True with valid_metric={valid_metric!r}, but this run selected its best "
+                              f"epoch on {name!r} ({path}); resume with valid_metric={name!r} or start a new run")
 
     # -- infer -----------------------------------------------------------------------------------------------
     def load_checkpoint(self, which: str = "best") -> str:
@@ -365,6 +435,7 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
     @torch.no_grad()
     def _infer(self, splits, checkpoint: str, verbose: bool, device=None) -> dict:
         rank, world = parallel_world()
+        self._use_fitted_targets()
         path = self.load_checkpoint(checkpoint)
         # The digest of the weights the outputs come from; readers compare it with the checkpoint then on disk.
         checkpoint_sha256 = artifacts.sha256_file(path) if rank == 0 else None
@@ -470,15 +541,25 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
                                     targets_like if isinstance(targets_like, dict) else None)
 
     # -- tune ------------------------------------------------------------------------------------------------
-    def tune(self, loader: str = "valid", metric: str = "f1", min_recall: Optional[float] = None) -> dict:
+    def tune(self, loader: str = "valid", metric: str = "f1", min_recall: Optional[float] = None,
+             min_samples: int = 30, min_per_class: int = 5) -> dict:
         """Tune thresholds on the stored ``loader`` outputs (ground-truth gated samples only), save them to
-        ``tuned.json``, apply them and return ``{task_path: params}``."""
+        ``tuned.json``, apply them and return ``{task_path: params}``.
+
+        A threshold is only moved with at least ``min_samples`` masked samples and ``min_per_class`` of each
+        class; otherwise the task keeps its threshold, a warning names it and ``tuned.json`` says why."""
+        for name, value in (("min_samples", min_samples), ("min_per_class", min_per_class)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise RunnerError(f"{name} must be an int >= 0, got {value!r}")
+        self._use_fitted_targets()
         logits, targets, available, _ = self._stored(loader)
-        params, report = tune_flow(self.flow, logits, targets, available, metric=metric, min_recall=min_recall)
+        params, report = tune_flow(self.flow, logits, targets, available, metric=metric, min_recall=min_recall,
+                                   min_samples=min_samples, min_per_class=min_per_class)
         report = mark_tuned_points(self.flow, logits, targets, available, report)  # the point on the PR curve
         if self._writes_files():
             atomic_write_json(os.path.join(self.run_dir, "tuned.json"),
-                              {"loader": loader, "metric": metric, "min_recall": min_recall, "params": params,
+                              {"loader": loader, "metric": metric, "min_recall": min_recall,
+                               "min_samples": min_samples, "min_per_class": min_per_class, "params": params,
                                "report": report})
         self._apply_params(params)
         return params
@@ -525,6 +606,7 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
         ``task_path, metric_name, metric_res, num_samples``; also saved as ``evaluation_<loader>_<gating>.csv``."""
         if gating not in GATINGS:
             raise RunnerError(f"gating must be one of {GATINGS}, got {gating!r}")
+        self._use_fitted_targets()
         logits, targets, available, _ = self._stored(loader)
         if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
             self.load_tuned()

@@ -36,6 +36,11 @@ class Task:
     type_name: str = "task"
     #: Names of the metric values :meth:`metric_values` returns, in order.
     metric_names: List[str] = []
+    #: The metrics where lower is better (errors); every other metric is maximised by model selection.
+    minimized_metrics: FrozenSet[str] = frozenset()
+    #: The metric ``train(valid_metric="task_mean")`` averages over tasks: higher is better and it is comparable
+    #: across tasks (a rate or a fraction of explained variance, 1 = perfect). ``None``: the task is left out.
+    selection_metric: Optional[str] = None
 
     def __init__(self, name: str, in_features: Optional[int] = None):
         if not isinstance(name, str) or not name.isidentifier():
@@ -121,6 +126,23 @@ class Task:
         """Dataset-level metric values from summed :meth:`metric_stats`."""
         raise NotImplementedError
 
+    # -- state fitted on the training split (e.g. target scaling) ---------------------------------------
+    def fit_targets(self, target: torch.Tensor, mask: torch.Tensor) -> None:
+        """Fit state on the training split's targets (``mask`` marks the elements the loss sees). The runner
+        calls it once per run, before training; the default task has nothing to fit."""
+
+    def get_fitted_state(self) -> dict:
+        """JSON-able state from :meth:`fit_targets` (saved in the run directory); empty when there is none."""
+        return {}
+
+    def set_fitted_state(self, state: dict) -> None:
+        """Restore :meth:`get_fitted_state` output; raises :class:`TaskError` naming the bad field."""
+        if state:
+            raise TaskError(f"task '{self.name}' has no fitted state, got fields {sorted(state)}")
+
+    def reset_fitted_state(self) -> None:
+        """Back to the unfitted state (identity scaling)."""
+
     # -- tunable decoding parameters (thresholds) ------------------------------------------------
     def get_decoder_params(self) -> dict:
         """JSON-able decoding parameters (e.g. thresholds); empty when the task has none."""
@@ -131,8 +153,9 @@ class Task:
             raise TaskError(f"task '{self.name}' has no decoding parameters, got {sorted(params)}")
 
     def tune(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, metric: str = "f1",
-             min_recall: Optional[float] = None):
-        """Tune the decoding parameters on stored outputs, using only the masked elements.
+             min_recall: Optional[float] = None, min_samples: int = 0, min_per_class: int = 0):
+        """Tune the decoding parameters on stored outputs, using only the masked elements. With fewer than
+        ``min_samples`` masked samples (or fewer than ``min_per_class`` of either class) the default stays.
 
         Returns ``(params, report)``: the parameters for :meth:`set_decoder_params` and a JSON-able report per
         tuned quantity (``value``, ``num_samples``, ``tuned``, ``reason``). Tasks without parameters return empty

@@ -38,6 +38,7 @@ class BinaryTask(Task):
     condition_kinds = frozenset({"bool", "eq"})
     type_name = "binary"
     metric_names = ["accuracy", "f1", "precision", "recall"]
+    selection_metric = "accuracy"
 
     def __init__(self, name: str, in_features=None, threshold: float = 0.5, labels=None):
         super().__init__(name, in_features)
@@ -90,11 +91,12 @@ class BinaryTask(Task):
     def metric_values(self, stats):
         return M.binary_values(stats)
 
-    def tune(self, logits, target, mask, metric="f1", min_recall=None):
+    def tune(self, logits, target, mask, metric="f1", min_recall=None, min_samples=0, min_per_class=0):
         from ..tuning import best_threshold
 
         result = best_threshold(torch.sigmoid(logits[mask]).double().numpy(), target[mask].numpy(), metric=metric,
-                                min_recall=min_recall, default=self.threshold)
+                                min_recall=min_recall, default=self.threshold, min_samples=min_samples,
+                                min_per_class=min_per_class)
         return {"threshold": result.threshold}, {"threshold": result.report()}
 
     def get_decoder_params(self):

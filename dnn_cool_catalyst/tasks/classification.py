@@ -22,6 +22,7 @@ class ClassificationTask(Task):
 
     condition_kinds = frozenset({"eq"})
     type_name = "classification"
+    selection_metric = "accuracy"
 
     def __init__(self, name: str, n_classes: int, class_names: Optional[Sequence[str]] = None, in_features=None,
                  top_k: int = 1):

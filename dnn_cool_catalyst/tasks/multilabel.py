@@ -26,6 +26,7 @@ class MultilabelTask(Task):
     condition_kinds = frozenset({"eq"})
     type_name = "multilabel"
     metric_names = ["accuracy", "f1", "precision", "recall"]
+    selection_metric = "accuracy"
 
     def __init__(self, name: str, n_classes: int, class_names: Optional[Sequence[str]] = None, in_features=None,
                  thresholds: Optional[Sequence[float]] = None):
@@ -81,11 +82,11 @@ class MultilabelTask(Task):
     def metric_values(self, stats):
         return M.binary_values(stats)
 
-    def tune(self, logits, target, mask, metric="f1", min_recall=None):
+    def tune(self, logits, target, mask, metric="f1", min_recall=None, min_samples=0, min_per_class=0):
         from ..tuning import best_thresholds
 
         results = best_thresholds(torch.sigmoid(logits).double().numpy(), target.numpy(), mask.numpy(), metric=metric,
-                                  min_recall=min_recall)
+                                  min_recall=min_recall, min_samples=min_samples, min_per_class=min_per_class)
         # A class that cannot be tuned keeps its current threshold rather than the tuner's default.
         thresholds = [r.threshold if r.tuned else old for r, old in zip(results, self.thresholds)]
         names = self.class_names or [str(i) for i in range(self.n_classes)]

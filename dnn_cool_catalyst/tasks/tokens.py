@@ -22,6 +22,7 @@ class TokenClassificationTask(Task):
 
     type_name = "token_classification"
     metric_names = ["token_accuracy"]
+    selection_metric = "token_accuracy"
 
     def __init__(self, name: str, n_classes: int, class_names: Optional[Sequence[str]] = None, in_features=None):
         super().__init__(name, in_features)

@@ -1,0 +1,103 @@
+"""State fitted on a run's training split (regression target scaling, or any task's ``fit_targets``).
+
+The runner fits every task once, when the run is created, on the training rows the loss sees (label available
+and preconditions true on the labels), and saves the states to ``<run_dir>/fitted_targets.json``. A later runner
+on the same run directory reads them back instead of refitting, so ``infer()`` / ``evaluate()`` after a restart
+use exactly the scaling the weights were trained with.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from typing import Dict, Sequence
+
+import torch
+
+from ..atomic import atomic_write_json
+from ..tasks.base import Task, TaskError
+
+FITTED_FILE = "fitted_targets.json"
+
+
+class FittedStateError(ValueError):
+    """``fitted_targets.json`` is unreadable or does not fit the flow; the runner re-raises it as RunnerError."""
+
+
+def train_split_labels(dataset, flow, positions: Sequence[int]):
+    """``(targets, available)`` of ``flow``'s tasks on the given dataset positions.
+
+    Reads the converted tensors directly when the dataset exposes them (``dataset.data``), else collects items."""
+    data = getattr(dataset, "data", None)
+    index = torch.as_tensor(list(positions), dtype=torch.long)
+    if data is not None and all(name in getattr(data, "targets", {}) for name in flow.tasks):
+        return ({name: data.targets[name][index] for name in flow.tasks},
+                {name: data.available[name][index] for name in flow.tasks})
+    items = [dataset[int(i)] for i in index]
+    return ({name: torch.stack([item["targets"][name] for item in items]) for name in flow.tasks},
+            {name: torch.stack([item["available"][name] for item in items]) for name in flow.tasks})
+
+
+def fit_states(flow, dataset, positions: Sequence[int]) -> Dict[str, dict]:
+    """Fit every task on the training rows; returns the non-empty states by task path."""
+    for task in flow.tasks.values():
+        task.reset_fitted_state()
+    fits = any(type(task).fit_targets is not Task.fit_targets for task in flow.tasks.values())
+    if len(positions) == 0 or not fits:  # nothing to fit: the dataset is not even read
+        return {}
+    try:
+        targets, available = train_split_labels(dataset, flow, positions)
+    except (TypeError, KeyError, IndexError, AttributeError) as e:
+        # A dataset of another shape (the caller passes its own loaders): train in raw units, and say so.
+        warnings.warn(f"cannot read the training split's targets from the dataset ({type(e).__name__}: {e}), so "
+                      f"no target scaling is fitted: regression tasks train and predict in raw label units. Items "
+                      f"must be dicts with 'targets' and 'available' per task, as flow.get_dataset() gives.",
+                      stacklevel=3)
+        return {}
+    masks = flow.graph.masks(targets, available, len(positions))
+    states = {}
+    for name, task in flow.tasks.items():
+        task.fit_targets(targets[name], masks[name])
+        state = task.get_fitted_state()
+        if state:
+            states[flow.task_paths[name]] = state
+    return states
+
+
+def apply_states(flow, states: Dict[str, dict], source: str = "fitted state") -> None:
+    """Set every task's fitted state (tasks not listed are reset); errors name ``source`` and the task."""
+    by_path = {path: name for name, path in flow.task_paths.items()}
+    if not isinstance(states, dict):
+        raise FittedStateError(f"{source}: expected a JSON object of task path -> state, got "
+                               f"{type(states).__name__}")
+    unknown = [path for path in states if path not in by_path]
+    if unknown:
+        raise FittedStateError(f"{source}: unknown task(s) {unknown}; tasks are {list(by_path)}")
+    for name, task in flow.tasks.items():
+        task.reset_fitted_state()
+    for path, state in states.items():
+        try:
+            flow.tasks[by_path[path]].set_fitted_state(state)
+        except (TaskError, TypeError, ValueError) as e:
+            for task in flow.tasks.values():
+                task.reset_fitted_state()
+            raise FittedStateError(f"{source}, field '{path}': {e}") from None
+
+
+def load_or_fit(run_dir: str, flow, dataset, positions: Sequence[int], write: bool = True) -> Dict[str, dict]:
+    """The run's fitted states: read from ``run_dir`` when saved there, else fitted now (and saved)."""
+    path = os.path.join(run_dir, FITTED_FILE)
+    if os.path.exists(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                saved = json.load(f)
+        except (OSError, ValueError) as e:
+            raise FittedStateError(f"cannot read {path} ({e}); delete it to refit on the training split") from None
+        if not isinstance(saved, dict) or not isinstance(saved.get("tasks"), dict):
+            raise FittedStateError(f"{path}: field 'tasks' must be a JSON object of task path -> state")
+        apply_states(flow, saved["tasks"], source=path)
+        return saved["tasks"]
+    states = fit_states(flow, dataset, positions)
+    if write:
+        atomic_write_json(path, {"fitted_on": "train", "num_rows": int(len(positions)), "tasks": states})
+    return states
