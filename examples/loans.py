@@ -82,13 +82,17 @@ def loans_project(df: pd.DataFrame, project_dir: str) -> Project:
     return project
 
 
-def train_loans(project: Project, runner_name: str = "mlp", seed: int = 0, runner_kwargs=None, **train_kwargs):
-    """The library's defaults end to end: train, infer, tune thresholds on validation, evaluate the test split."""
+def loans_runner(project: Project, runner_name: str = "mlp", seed: int = 0, **runner_kwargs):
+    """The library's tabular MLP and runner, with their defaults."""
     import torch
 
     torch.manual_seed(seed)
-    runner = project.runner(model=tabular_model(project), runner_name=runner_name, seed=seed,
-                            **dict(runner_kwargs or {}))
+    return project.runner(model=tabular_model(project), runner_name=runner_name, seed=seed, **runner_kwargs)
+
+
+def train_loans(project: Project, runner_name: str = "mlp", seed: int = 0, **train_kwargs):
+    """The library's defaults end to end: train, infer, tune thresholds on validation, evaluate the test split."""
+    runner = loans_runner(project, runner_name, seed)
     gt_table, _ = train_tune_evaluate(runner, **train_kwargs)
     return runner, gt_table
 

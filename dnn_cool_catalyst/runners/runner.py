@@ -5,39 +5,33 @@ import json
 import os
 import warnings
 from collections import OrderedDict
-from typing import Dict, Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
-import pandas as pd
 import torch
 from catalyst import dl
 from catalyst.utils.misc import set_global_seed
 from torch.utils.data import DataLoader
 
 from .. import compat
-from ..atomic import atomic_write_json, atomic_write_text
 from ..callbacks import FlowCriterionCallback, FlowMetricsCallback, InterpretationCallback
-from ..callbacks.checkpoint import CheckpointError, ResumableCheckpointCallback, is_inside, read_checkpoint
+from ..callbacks.checkpoint import ResumableCheckpointCallback
 from ..callbacks.nan_guard import NanGuardCallback
-from ..evaluation import GATINGS, split_masks, tune_flow
-from ..flow.batch import output_logits
-from ..flow.module import decode_condition_sources
-from ..interpretation.pr_curves import mark_tuned_points
-from ..parallel import (REDUCTION_KEY, BatchedSubset, ShardedBatchSampler, autocast, autocast_dtype,
-                        balanced_forward, collate_batch, gather_samples, reshard_loader)
-from ..parallel import world as parallel_world
-from ..tasks.base import TaskError
 from ..callbacks.selection import ModelSelectionCallback, ValidMetricError, resolve_valid_metric, selection_key
-from ..interpretation.samples import SampleSource
-from . import artifacts, fitted
+from ..parallel import (REDUCTION_KEY, BatchedSubset, ShardedBatchSampler, autocast, autocast_dtype,
+                        balanced_forward, collate_batch, reshard_loader)
+from ..tasks.base import TaskError
 from . import device_data as placement
+from . import fitted
+from .decoding import DecodingMixin
 from .errors import RunnerError
+from .inference import InferenceMixin, to_device
 from .interpretation import InterpretationMixin
 from .lock import run_lock
-from .splits import SPLITS, load_or_make_splits
-from .tuned_file import check_tuned_params
+from .run_dir import claim_run_dir
+from .splits import load_or_make_splits
 
 
-class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
+class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin, dl.SupervisedRunner):
     """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
 
     ``model`` is any nn.Module taking the batch's ``"inputs"`` dict and returning the flow module's output (or a
@@ -110,24 +104,7 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
 
     # -- run directory ---------------------------------------------------------------------------------------
     def _claim_run_dir(self) -> None:
-        path = os.path.join(self.run_dir, "flow.json")
-        described = json.loads(json.dumps(self.flow.describe()))
-        if os.path.exists(path):
-            try:
-                with open(path, encoding="utf-8") as f:
-                    saved = json.load(f)
-            except (OSError, ValueError) as e:
-                raise RunnerError(f"cannot read {path} ({e}): the run directory {self.run_dir} is damaged; choose "
-                                  f"another runner_name or delete it") from None
-            if saved == described:
-                return
-            _check_flow_file(path, saved, self.run_dir)
-            if saved != described:
-                raise RunnerError(f"run directory {self.run_dir} belongs to a different flow ('{saved.get('name')}' "
-                                  f"with tasks {[t['path'] for t in saved.get('tasks', [])]}); choose another "
-                                  f"runner_name. Nothing was overwritten.")
-            return
-        atomic_write_json(path, described)
+        claim_run_dir(self.run_dir, self.flow)
 
     def _row_ids(self) -> list:
         data = getattr(self.dataset, "data", None)
@@ -258,7 +235,7 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
         # Our DataLoaders are not accelerate-prepared, so they yield CPU tensors; DeviceBatches are already there.
         device = self.engine.device
         if device.type != "cpu" and not isinstance(self.loader, placement.DeviceBatches):
-            batch = _to_device(batch, device, non_blocking=True)
+            batch = to_device(batch, device, non_blocking=True)
         dtype = autocast_dtype(self.engine)
         if self._balanced():
             self.batch = {**batch, REDUCTION_KEY: balanced_forward(self.model, batch, self.flow.graph, dtype)}
@@ -377,266 +354,6 @@ class DnnCoolSupervisedRunner(InterpretationMixin, dl.SupervisedRunner):
             raise RunnerError(f"resume=True with valid_metric={valid_metric!r}, but this run selected its best "
                               f"epoch on {name!r} ({path}); resume with valid_metric={name!r} or start a new run")
 
-    # -- infer -----------------------------------------------------------------------------------------------
-    def load_checkpoint(self, which: str = "best") -> str:
-        path = os.path.join(self.checkpoint_dir, f"runner.{which}.pth")
-        if not os.path.exists(path):
-            raise RunnerError(f"no checkpoint {path}; train first (runner.train())")
-        if not is_inside(path, self.checkpoint_dir):
-            raise RunnerError(f"checkpoint {path} leads outside {self.checkpoint_dir} (a symlink?); only the run "
-                              f"directory's own checkpoints are read")
-        self._materialize()
-        try:
-            state = read_checkpoint(path)
-        except CheckpointError as e:
-            raise RunnerError(str(e)) from None
-        try:
-            self.model.load_state_dict(state["model_state_dict"])
-        except (KeyError, RuntimeError) as e:
-            raise RunnerError(f"checkpoint {path} does not fit this model: {e}") from None
-        return path
-
-    def infer(self, splits: Iterable[str] = SPLITS, checkpoint: str = "best", verbose: bool = False,
-              engine=None) -> dict:
-        """Run the ``checkpoint`` weights on every split and store logits, activations, targets, both masks and
-        per-sample losses under ``infer/``. Decoded masks use the tuned thresholds when ``tuned.json`` exists.
-        Returns the index (split → number of samples).
-
-        With a ``DistributedDataParallelEngine`` (given here or to the constructor) the engine's processes each
-        infer a slice of every batch; rank 0 gathers the samples (padding dropped, in split order) and writes.
-        The run directory is locked meanwhile, as in :meth:`train`."""
-        with run_lock(self.run_dir, "infer", enabled=self._writes_files()):
-            return self._infer_job_or_local(list(splits), checkpoint, verbose, engine)
-
-    def _infer_job_or_local(self, splits, checkpoint: str, verbose: bool, engine) -> dict:
-        engine = engine or self._engine_arg
-        if _is_ddp(engine):
-            self._infer_job = (engine, splits, checkpoint)
-            try:
-                engine.spawn(self._infer_local)
-            finally:
-                self._infer_job = None
-            index = artifacts.read_index(self.infer_dir)
-        else:
-            index = self._infer(splits, checkpoint, verbose)
-        self.log_interpretation(splits)  # PR curves, best/worst samples, trees
-        return index
-
-    def _infer_local(self, local_rank: int, world_size: int) -> None:
-        """One DDP process of :meth:`infer` (what ``engine.spawn`` runs)."""
-        compat.apply()
-        engine, splits, checkpoint = self._infer_job
-        engine.setup(local_rank=local_rank, world_size=world_size)
-        try:
-            self._infer(splits, checkpoint, verbose=False, device=engine.device)
-        finally:
-            engine.cleanup()
-
-    @torch.no_grad()
-    def _infer(self, splits, checkpoint: str, verbose: bool, device=None) -> dict:
-        rank, world = parallel_world()
-        self._use_fitted_targets()
-        path = self.load_checkpoint(checkpoint)
-        # The digest of the weights the outputs come from; readers compare it with the checkpoint then on disk.
-        checkpoint_sha256 = artifacts.sha256_file(path) if rank == 0 else None
-        if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
-            self.load_tuned()
-        # The engine's device when the runner was given one (a CPU engine infers on the CPU), else CUDA if any.
-        device = device or getattr(self._engine_arg, "device", None) or torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
-        model = self.model.to(device).eval()
-        graph = self.flow.graph
-        try:  # splits inferred earlier stay listed; the ones run now are overwritten
-            earlier = artifacts.read_index(self.infer_dir)["splits"]
-        except (FileNotFoundError, KeyError, ValueError):
-            earlier = {}
-        index = {"checkpoint": path, "splits": dict(earlier), "fields": list(artifacts.FIELDS)}
-        for split in splits:
-            loader = self._placed_loader(self.split_loader(split), device, rank, world)
-            if verbose:
-                from tqdm.auto import tqdm
-                loader = tqdm(loader, desc=f"infer {split}")
-            collected = {name: {"logits": [], "targets": [], "available": []} for name in graph.tasks}
-            positions, valid = [], []
-            for batch in loader:
-                inputs = _to_device(batch["inputs"], device)
-                n = batch["index"].shape[0]
-                logits = output_logits(graph, model(inputs), n)
-                for name in graph.tasks:
-                    collected[name]["logits"].append(logits[name].float().cpu())
-                    collected[name]["targets"].append(batch["targets"][name].cpu())
-                    collected[name]["available"].append(batch["available"][name].cpu())
-                positions.append(batch["index"].cpu())
-                valid.append(batch["valid"].cpu())
-            stored = _finish_split(self.flow, collected, torch.cat(positions))
-            if world > 1:
-                stored = _gather_split(stored, torch.cat(valid), self.splits[split])
-            if rank == 0:
-                source = SampleSource(self.dataset)
-                positions = next(iter(stored.values()))["index"].tolist()
-                artifacts.save_split(self.infer_dir, split, stored, os.path.basename(path), checkpoint_sha256,
-                                     [source.row_id(p) for p in positions])
-            index["splits"][split] = int(len(self.splits[split]))
-        if rank == 0:
-            artifacts.write_index(self.infer_dir, index)
-        return index
-
-    def _stored(self, split: str):
-        """The stored outputs of ``split`` as ``(logits, targets, available, fields)``, after checking that they
-        are complete, are this split's rows and come from the checkpoint now on disk (see runners/artifacts.py).
-        Anything else is one RunnerError saying to run infer() again."""
-        try:
-            data = self._checked_outputs(split)
-        except artifacts.ArtifactError as e:
-            raise RunnerError(str(e)) from None
-        return ({k: v["logits"] for k, v in data.items()}, {k: v["targets"] for k, v in data.items()},
-                {k: v["available"] for k, v in data.items()}, data)
-
-    def _checked_outputs(self, split: str) -> Dict[str, Dict[str, torch.Tensor]]:
-        again = artifacts.AGAIN
-        split_dir = os.path.join(self.infer_dir, split)
-        try:
-            manifest = artifacts.read_manifest(self.infer_dir, split, list(self.flow.tasks))
-        except FileNotFoundError:
-            if os.path.isdir(split_dir):
-                raise RunnerError(f"the inference outputs in {split_dir} are incomplete (no {artifacts.MANIFEST}: "
-                                  f"infer() was interrupted, or they were written by an older version); "
-                                  f"{again}") from None
-            if not os.path.isdir(self.infer_dir):
-                raise RunnerError(f"no inference outputs in {self.infer_dir}; run runner.infer() first") from None
-            names = os.listdir(self.infer_dir)
-            if any(n.startswith((f".{split}.new-", f".{split}.old-")) for n in names):
-                raise RunnerError(f"the inference outputs of split '{split}' in {self.infer_dir} are incomplete "
-                                  f"(infer() was interrupted while writing them); {again}") from None
-            known = f" (splits are {list(self.splits)})" if split not in self.splits else ""
-            inferred = sorted(n for n in names if not n.startswith(".")
-                              and os.path.isfile(os.path.join(self.infer_dir, n, artifacts.MANIFEST)))
-            raise RunnerError(f"split '{split}' was not inferred; inferred splits: {inferred}{known}") from None
-        manifest_path = os.path.join(split_dir, artifacts.MANIFEST)
-        rows = manifest["rows"]
-        expected = self.splits.get(split)
-        if expected is None or sorted(rows["positions"]) != sorted(int(p) for p in expected):
-            raise RunnerError(f"the inference outputs in {split_dir} are not those of split '{split}': their rows "
-                              f"(field 'rows.positions' of {manifest_path}) differ from the split's; {again}")
-        source = SampleSource(self.dataset)
-        labels = [artifacts.row_label(source.row_id(p)) for p in rows["positions"]]
-        if labels != rows["labels"]:
-            first = next(i for i, (a, b) in enumerate(zip(labels, rows["labels"])) if a != b)
-            raise RunnerError(f"the inference outputs in {split_dir} were computed for other rows: position "
-                              f"{rows['positions'][first]} holds row {labels[first]!r} now but "
-                              f"{rows['labels'][first]!r} in field 'rows.labels' of {manifest_path} (a changed "
-                              f"or reordered DataFrame); {again}")
-        checkpoint = os.path.join(self.checkpoint_dir, manifest["checkpoint"]["file"])
-        try:
-            current = artifacts.sha256_file(checkpoint)
-        except FileNotFoundError:
-            raise RunnerError(f"the inference outputs in {split_dir} were computed from {checkpoint}, which no "
-                              f"longer exists, so they cannot be checked against the model; {again}") from None
-        if current != manifest["checkpoint"]["sha256"]:
-            raise RunnerError(f"the inference outputs in {split_dir} are stale: {checkpoint} changed since they were "
-                              f"written (retrained?); {again}")
-        data = getattr(self.dataset, "data", None)
-        targets_like = getattr(data, "targets", None) if data is not None else None
-        return artifacts.load_split(self.infer_dir, split, list(self.flow.tasks), manifest,
-                                    targets_like if isinstance(targets_like, dict) else None)
-
-    # -- tune ------------------------------------------------------------------------------------------------
-    def tune(self, loader: str = "valid", metric: str = "f1", min_recall: Optional[float] = None,
-             min_samples: int = 30, min_per_class: int = 5) -> dict:
-        """Tune thresholds on the stored ``loader`` outputs (ground-truth gated samples only), save them to
-        ``tuned.json``, apply them and return ``{task_path: params}``.
-
-        A threshold is only moved with at least ``min_samples`` masked samples and ``min_per_class`` of each
-        class; otherwise the task keeps its threshold, a warning names it and ``tuned.json`` says why."""
-        for name, value in (("min_samples", min_samples), ("min_per_class", min_per_class)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise RunnerError(f"{name} must be an int >= 0, got {value!r}")
-        self._use_fitted_targets()
-        logits, targets, available, _ = self._stored(loader)
-        params, report = tune_flow(self.flow, logits, targets, available, metric=metric, min_recall=min_recall,
-                                   min_samples=min_samples, min_per_class=min_per_class)
-        report = mark_tuned_points(self.flow, logits, targets, available, report)  # the point on the PR curve
-        if self._writes_files():
-            atomic_write_json(os.path.join(self.run_dir, "tuned.json"),
-                              {"loader": loader, "metric": metric, "min_recall": min_recall,
-                               "min_samples": min_samples, "min_per_class": min_per_class, "params": params,
-                               "report": report})
-        self._apply_params(params)
-        return params
-
-    def _apply_params(self, params: dict) -> None:
-        by_path = {path: name for name, path in self.flow.task_paths.items()}
-        if not isinstance(params, dict):
-            raise RunnerError(f"tuned parameters must map task paths to parameters, got {type(params).__name__}")
-        unknown = [path for path in params if path not in by_path]
-        if unknown:
-            raise RunnerError(f"tuned parameters name task(s) {unknown}, which this flow does not have; tasks are "
-                              f"{list(by_path)}")
-        # All or nothing: a bad entry must not leave the decoders half updated.
-        before = {name: task.get_decoder_params() for name, task in self.flow.tasks.items()}
-        try:
-            for path, task_params in params.items():
-                self.flow.tasks[by_path[path]].set_decoder_params(task_params)
-        except Exception:
-            for name, task_params in before.items():
-                self.flow.tasks[name].set_decoder_params(task_params)
-            raise
-
-    def load_tuned(self) -> dict:
-        """Apply the parameters saved by :meth:`tune` to the flow's decoders and return them."""
-        path = os.path.join(self.run_dir, "tuned.json")
-        try:
-            with open(path, encoding="utf-8") as f:
-                params = json.load(f)["params"]
-        except FileNotFoundError:
-            raise RunnerError(f"no tuned parameters at {path}; run runner.tune() first") from None
-        except (ValueError, KeyError, TypeError) as e:
-            raise RunnerError(f"tuned parameters file {path} is corrupted ({e}); run runner.tune() again") from None
-        check_tuned_params(path, params, self.flow)
-        try:
-            self._apply_params(params)
-        except (RunnerError, TaskError, TypeError, AttributeError) as e:
-            raise RunnerError(f"tuned parameters file {path} does not fit this flow: {e}; run runner.tune() "
-                              f"again") from None
-        return params
-
-    # -- evaluate --------------------------------------------------------------------------------------------
-    def evaluate(self, loader: str = "test", gating: str = "gt") -> pd.DataFrame:
-        """Per-task metrics on the stored ``loader`` outputs with the tuned thresholds, as a DataFrame with
-        ``task_path, metric_name, metric_res, num_samples``; also saved as ``evaluation_<loader>_<gating>.csv``."""
-        if gating not in GATINGS:
-            raise RunnerError(f"gating must be one of {GATINGS}, got {gating!r}")
-        self._use_fitted_targets()
-        logits, targets, available, _ = self._stored(loader)
-        if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
-            self.load_tuned()
-        else:
-            warnings.warn("no tuned parameters (run runner.tune() first): evaluating with default thresholds",
-                          stacklevel=2)
-        table = self.flow.get_evaluator()(logits, targets, available, gating=gating)
-        if self._writes_files():
-            atomic_write_text(os.path.join(self.run_dir, f"evaluation_{loader}_{gating}.csv"),
-                              table.to_csv(index=False))
-        return table
-
-
-def _check_flow_file(path: str, saved, run_dir: str) -> None:
-    """A flow.json that differs from this flow must still be a flow description before it is quoted back."""
-    def bad(field: str, expected: str, got) -> RunnerError:
-        shown = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
-        return RunnerError(f"{path}: field '{field}' must be {expected}, got {shown}: the run directory {run_dir} "
-                           f"is damaged; choose another runner_name or delete it. Nothing was overwritten.")
-
-    if not isinstance(saved, dict):
-        raise bad("(top level)", "an object with 'name' and 'tasks'", saved)
-    if not isinstance(saved.get("name"), str):
-        raise bad("name", "the flow's name (a string)", saved.get("name"))
-    if not isinstance(saved.get("tasks"), list):
-        raise bad("tasks", "a list of task descriptions", saved.get("tasks"))
-    for i, task in enumerate(saved["tasks"]):
-        if not isinstance(task, dict) or not isinstance(task.get("path"), str):
-            raise bad(f"tasks[{i}]", "an object with a 'path' string", task)
-
 
 def default_num_workers(dataset) -> int:
     """DataLoader workers when ``num_workers`` is not given: none when every input column is in memory (a batch
@@ -646,47 +363,3 @@ def default_num_workers(dataset) -> int:
     if not getattr(inner, "reads_per_item", False):
         return 0
     return max(1, min(4, (os.cpu_count() or 1) - 1))
-
-
-def _to_device(inputs, device, non_blocking: bool = False):
-    if isinstance(inputs, dict):
-        return {k: _to_device(v, device, non_blocking) for k, v in inputs.items()}
-    return inputs.to(device, non_blocking=non_blocking) if isinstance(inputs, torch.Tensor) else inputs
-
-
-def _is_ddp(engine) -> bool:
-    from catalyst.engines.torch import DistributedDataParallelEngine
-
-    return isinstance(engine, DistributedDataParallelEngine)
-
-
-def _gather_split(stored, valid, split_indices) -> Dict[str, Dict[str, torch.Tensor]]:
-    """Every process's stored rows of a split, padding dropped, in the split's order (as one process stores it)."""
-    position_in_split = torch.full((int(max(split_indices)) + 1,), -1, dtype=torch.long)
-    position_in_split[torch.as_tensor(split_indices)] = torch.arange(len(split_indices))
-    any_task = next(iter(stored.values()))
-    key = position_in_split[any_task["index"]]
-    fields = {(task, field): value for task, values in stored.items() for field, value in values.items()}
-    flat = gather_samples({str(i): value for i, value in enumerate(fields.values())}, key=key, valid=valid)
-    gathered = {task: {} for task in stored}
-    for i, (task, field) in enumerate(fields):
-        gathered[task][field] = flat[str(i)]
-    return gathered
-
-
-def _finish_split(flow, collected, positions) -> Dict[str, Dict[str, torch.Tensor]]:
-    """Concatenate a split's batches and derive activations, both masks and per-sample losses."""
-    logits = {k: torch.cat(v["logits"]) for k, v in collected.items()}
-    targets = {k: torch.cat(v["targets"]) for k, v in collected.items()}
-    available = {k: torch.cat(v["available"]) for k, v in collected.items()}
-    gt = split_masks(flow, logits, targets, available, "gt")
-    n = positions.shape[0]
-    reach = flow.graph.masks(decode_condition_sources(flow.graph, logits), None, n)
-    stored = {}
-    for name, task in flow.tasks.items():
-        stored[name] = {
-            "logits": logits[name], "activations": task.activation(logits[name]), "targets": targets[name],
-            "available": available[name], "mask_gt": gt[name], "mask_decoded": reach[name],
-            "per_sample_loss": task.per_sample_loss(logits[name], targets[name], gt[name]), "index": positions,
-        }
-    return stored

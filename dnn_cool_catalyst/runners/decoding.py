@@ -1,0 +1,98 @@
+"""``tune()``, the tuned decoding parameters read back from ``tuned.json``, and ``evaluate()``."""
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from typing import Optional
+
+import pandas as pd
+
+from ..atomic import atomic_write_json, atomic_write_text
+from ..evaluation import GATINGS, tune_flow
+from ..interpretation.pr_curves import mark_tuned_points
+from ..tasks.base import TaskError
+from .errors import RunnerError
+from .tuned_file import check_tuned_params
+
+
+class DecodingMixin:
+    """Thresholds tuned on stored validation outputs, and the per-task evaluation table, for the runner."""
+
+    def tune(self, loader: str = "valid", metric: str = "f1", min_recall: Optional[float] = None,
+             min_samples: int = 30, min_per_class: int = 5) -> dict:
+        """Tune thresholds on the stored ``loader`` outputs (ground-truth gated samples only), save them to
+        ``tuned.json``, apply them and return ``{task_path: params}``.
+
+        A threshold is only moved with at least ``min_samples`` masked samples and ``min_per_class`` of each
+        class; otherwise the task keeps its threshold, a warning names it and ``tuned.json`` says why."""
+        for name, value in (("min_samples", min_samples), ("min_per_class", min_per_class)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise RunnerError(f"{name} must be an int >= 0, got {value!r}")
+        self._use_fitted_targets()
+        logits, targets, available, _ = self._stored(loader)
+        params, report = tune_flow(self.flow, logits, targets, available, metric=metric, min_recall=min_recall,
+                                   min_samples=min_samples, min_per_class=min_per_class)
+        report = mark_tuned_points(self.flow, logits, targets, available, report)  # the point on the PR curve
+        if self._writes_files():
+            atomic_write_json(os.path.join(self.run_dir, "tuned.json"),
+                              {"loader": loader, "metric": metric, "min_recall": min_recall,
+                               "min_samples": min_samples, "min_per_class": min_per_class, "params": params,
+                               "report": report})
+        self._apply_params(params)
+        return params
+
+    def _apply_params(self, params: dict) -> None:
+        by_path = {path: name for name, path in self.flow.task_paths.items()}
+        if not isinstance(params, dict):
+            raise RunnerError(f"tuned parameters must map task paths to parameters, got {type(params).__name__}")
+        unknown = [path for path in params if path not in by_path]
+        if unknown:
+            raise RunnerError(f"tuned parameters name task(s) {unknown}, which this flow does not have; tasks are "
+                              f"{list(by_path)}")
+        # All or nothing: a bad entry must not leave the decoders half updated.
+        before = {name: task.get_decoder_params() for name, task in self.flow.tasks.items()}
+        try:
+            for path, task_params in params.items():
+                self.flow.tasks[by_path[path]].set_decoder_params(task_params)
+        except Exception:
+            for name, task_params in before.items():
+                self.flow.tasks[name].set_decoder_params(task_params)
+            raise
+
+    def load_tuned(self) -> dict:
+        """Apply the parameters saved by :meth:`tune` to the flow's decoders and return them."""
+        path = os.path.join(self.run_dir, "tuned.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                params = json.load(f)["params"]
+        except FileNotFoundError:
+            raise RunnerError(f"no tuned parameters at {path}; run runner.tune() first") from None
+        except (ValueError, KeyError, TypeError) as e:
+            raise RunnerError(f"tuned parameters file {path} is corrupted ({e}); run runner.tune() again") from None
+        check_tuned_params(path, params, self.flow)
+        try:
+            self._apply_params(params)
+        except (RunnerError, TaskError, TypeError, AttributeError) as e:
+            raise RunnerError(f"tuned parameters file {path} does not fit this flow: {e}; run runner.tune() "
+                              f"again") from None
+        return params
+
+    # -- evaluate --------------------------------------------------------------------------------------------
+    def evaluate(self, loader: str = "test", gating: str = "gt") -> pd.DataFrame:
+        """Per-task metrics on the stored ``loader`` outputs with the tuned thresholds, as a DataFrame with
+        ``task_path, metric_name, metric_res, num_samples``; also saved as ``evaluation_<loader>_<gating>.csv``."""
+        if gating not in GATINGS:
+            raise RunnerError(f"gating must be one of {GATINGS}, got {gating!r}")
+        self._use_fitted_targets()
+        logits, targets, available, _ = self._stored(loader)
+        if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
+            self.load_tuned()
+        else:
+            warnings.warn("no tuned parameters (run runner.tune() first): evaluating with default thresholds",
+                          stacklevel=2)
+        table = self.flow.get_evaluator()(logits, targets, available, gating=gating)
+        if self._writes_files():
+            atomic_write_text(os.path.join(self.run_dir, f"evaluation_{loader}_{gating}.csv"),
+                              table.to_csv(index=False))
+        return table

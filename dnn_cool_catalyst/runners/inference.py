@@ -1,0 +1,231 @@
+"""``infer()``: a checkpoint's outputs on every split, stored under ``infer/`` with a manifest, and read back only
+when that manifest still matches the split, the files and the checkpoint (see ``artifacts.py``)."""
+from __future__ import annotations
+
+import os
+from typing import Dict, Iterable
+
+import torch
+
+from .. import compat
+from ..callbacks.checkpoint import CheckpointError, is_inside, read_checkpoint
+from ..evaluation import split_masks
+from ..flow.batch import output_logits
+from ..flow.module import decode_condition_sources
+from ..interpretation.samples import SampleSource
+from ..parallel import gather_samples
+from ..parallel import world as parallel_world
+from . import artifacts
+from .errors import RunnerError
+from .lock import run_lock
+from .splits import SPLITS
+
+
+class InferenceMixin:
+    """``load_checkpoint``, ``infer`` and the checked reading of stored outputs, for the runner."""
+
+    def load_checkpoint(self, which: str = "best") -> str:
+        path = os.path.join(self.checkpoint_dir, f"runner.{which}.pth")
+        if not os.path.exists(path):
+            raise RunnerError(f"no checkpoint {path}; train first (runner.train())")
+        if not is_inside(path, self.checkpoint_dir):
+            raise RunnerError(f"checkpoint {path} leads outside {self.checkpoint_dir} (a symlink?); only the run "
+                              f"directory's own checkpoints are read")
+        self._materialize()
+        try:
+            state = read_checkpoint(path)
+        except CheckpointError as e:
+            raise RunnerError(str(e)) from None
+        try:
+            self.model.load_state_dict(state["model_state_dict"])
+        except (KeyError, RuntimeError) as e:
+            raise RunnerError(f"checkpoint {path} does not fit this model: {e}") from None
+        return path
+
+    def infer(self, splits: Iterable[str] = SPLITS, checkpoint: str = "best", verbose: bool = False,
+              engine=None) -> dict:
+        """Run the ``checkpoint`` weights on every split and store logits, activations, targets, both masks and
+        per-sample losses under ``infer/``. Decoded masks use the tuned thresholds when ``tuned.json`` exists.
+        Returns the index (split → number of samples).
+
+        With a ``DistributedDataParallelEngine`` (given here or to the constructor) the engine's processes each
+        infer a slice of every batch; rank 0 gathers the samples (padding dropped, in split order) and writes.
+        The run directory is locked meanwhile, as in :meth:`train`."""
+        with run_lock(self.run_dir, "infer", enabled=self._writes_files()):
+            return self._infer_job_or_local(list(splits), checkpoint, verbose, engine)
+
+    def _infer_job_or_local(self, splits, checkpoint: str, verbose: bool, engine) -> dict:
+        engine = engine or self._engine_arg
+        if _is_ddp(engine):
+            self._infer_job = (engine, splits, checkpoint)
+            try:
+                engine.spawn(self._infer_local)
+            finally:
+                self._infer_job = None
+            index = artifacts.read_index(self.infer_dir)
+        else:
+            index = self._infer(splits, checkpoint, verbose)
+        self.log_interpretation(splits)  # PR curves, best/worst samples, trees
+        return index
+
+    def _infer_local(self, local_rank: int, world_size: int) -> None:
+        """One DDP process of :meth:`infer` (what ``engine.spawn`` runs)."""
+        compat.apply()
+        engine, splits, checkpoint = self._infer_job
+        engine.setup(local_rank=local_rank, world_size=world_size)
+        try:
+            self._infer(splits, checkpoint, verbose=False, device=engine.device)
+        finally:
+            engine.cleanup()
+
+    @torch.no_grad()
+    def _infer(self, splits, checkpoint: str, verbose: bool, device=None) -> dict:
+        rank, world = parallel_world()
+        self._use_fitted_targets()
+        path = self.load_checkpoint(checkpoint)
+        # The digest of the weights the outputs come from; readers compare it with the checkpoint then on disk.
+        checkpoint_sha256 = artifacts.sha256_file(path) if rank == 0 else None
+        if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
+            self.load_tuned()
+        # The engine's device when the runner was given one (a CPU engine infers on the CPU), else CUDA if any.
+        device = device or getattr(self._engine_arg, "device", None) or torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
+        model = self.model.to(device).eval()
+        graph = self.flow.graph
+        try:  # splits inferred earlier stay listed; the ones run now are overwritten
+            earlier = artifacts.read_index(self.infer_dir)["splits"]
+        except (FileNotFoundError, KeyError, ValueError):
+            earlier = {}
+        index = {"checkpoint": path, "splits": dict(earlier), "fields": list(artifacts.FIELDS)}
+        for split in splits:
+            loader = self._placed_loader(self.split_loader(split), device, rank, world)
+            if verbose:
+                from tqdm.auto import tqdm
+                loader = tqdm(loader, desc=f"infer {split}")
+            collected = {name: {"logits": [], "targets": [], "available": []} for name in graph.tasks}
+            positions, valid = [], []
+            for batch in loader:
+                inputs = to_device(batch["inputs"], device)
+                n = batch["index"].shape[0]
+                logits = output_logits(graph, model(inputs), n)
+                for name in graph.tasks:
+                    collected[name]["logits"].append(logits[name].float().cpu())
+                    collected[name]["targets"].append(batch["targets"][name].cpu())
+                    collected[name]["available"].append(batch["available"][name].cpu())
+                positions.append(batch["index"].cpu())
+                valid.append(batch["valid"].cpu())
+            stored = _finish_split(self.flow, collected, torch.cat(positions))
+            if world > 1:
+                stored = _gather_split(stored, torch.cat(valid), self.splits[split])
+            if rank == 0:
+                source = SampleSource(self.dataset)
+                positions = next(iter(stored.values()))["index"].tolist()
+                artifacts.save_split(self.infer_dir, split, stored, os.path.basename(path), checkpoint_sha256,
+                                     [source.row_id(p) for p in positions])
+            index["splits"][split] = int(len(self.splits[split]))
+        if rank == 0:
+            artifacts.write_index(self.infer_dir, index)
+        return index
+
+    def _stored(self, split: str):
+        """The stored outputs of ``split`` as ``(logits, targets, available, fields)``, after checking that they
+        are complete, are this split's rows and come from the checkpoint now on disk (see runners/artifacts.py).
+        Anything else is one RunnerError saying to run infer() again."""
+        try:
+            data = self._checked_outputs(split)
+        except artifacts.ArtifactError as e:
+            raise RunnerError(str(e)) from None
+        return ({k: v["logits"] for k, v in data.items()}, {k: v["targets"] for k, v in data.items()},
+                {k: v["available"] for k, v in data.items()}, data)
+
+    def _checked_outputs(self, split: str) -> Dict[str, Dict[str, torch.Tensor]]:
+        again = artifacts.AGAIN
+        split_dir = os.path.join(self.infer_dir, split)
+        try:
+            manifest = artifacts.read_manifest(self.infer_dir, split, list(self.flow.tasks))
+        except FileNotFoundError:
+            if os.path.isdir(split_dir):
+                raise RunnerError(f"the inference outputs in {split_dir} are incomplete (no {artifacts.MANIFEST}: "
+                                  f"infer() was interrupted, or they were written by an older version); "
+                                  f"{again}") from None
+            if not os.path.isdir(self.infer_dir):
+                raise RunnerError(f"no inference outputs in {self.infer_dir}; run runner.infer() first") from None
+            names = os.listdir(self.infer_dir)
+            if any(n.startswith((f".{split}.new-", f".{split}.old-")) for n in names):
+                raise RunnerError(f"the inference outputs of split '{split}' in {self.infer_dir} are incomplete "
+                                  f"(infer() was interrupted while writing them); {again}") from None
+            known = f" (splits are {list(self.splits)})" if split not in self.splits else ""
+            inferred = sorted(n for n in names if not n.startswith(".")
+                              and os.path.isfile(os.path.join(self.infer_dir, n, artifacts.MANIFEST)))
+            raise RunnerError(f"split '{split}' was not inferred; inferred splits: {inferred}{known}") from None
+        manifest_path = os.path.join(split_dir, artifacts.MANIFEST)
+        rows = manifest["rows"]
+        expected = self.splits.get(split)
+        if expected is None or sorted(rows["positions"]) != sorted(int(p) for p in expected):
+            raise RunnerError(f"the inference outputs in {split_dir} are not those of split '{split}': their rows "
+                              f"(field 'rows.positions' of {manifest_path}) differ from the split's; {again}")
+        source = SampleSource(self.dataset)
+        labels = [artifacts.row_label(source.row_id(p)) for p in rows["positions"]]
+        if labels != rows["labels"]:
+            first = next(i for i, (a, b) in enumerate(zip(labels, rows["labels"])) if a != b)
+            raise RunnerError(f"the inference outputs in {split_dir} were computed for other rows: position "
+                              f"{rows['positions'][first]} holds row {labels[first]!r} now but "
+                              f"{rows['labels'][first]!r} in field 'rows.labels' of {manifest_path} (a changed "
+                              f"or reordered DataFrame); {again}")
+        checkpoint = os.path.join(self.checkpoint_dir, manifest["checkpoint"]["file"])
+        try:
+            current = artifacts.sha256_file(checkpoint)
+        except FileNotFoundError:
+            raise RunnerError(f"the inference outputs in {split_dir} were computed from {checkpoint}, which no "
+                              f"longer exists, so they cannot be checked against the model; {again}") from None
+        if current != manifest["checkpoint"]["sha256"]:
+            raise RunnerError(f"the inference outputs in {split_dir} are stale: {checkpoint} changed since they were "
+                              f"written (retrained?); {again}")
+        data = getattr(self.dataset, "data", None)
+        targets_like = getattr(data, "targets", None) if data is not None else None
+        return artifacts.load_split(self.infer_dir, split, list(self.flow.tasks), manifest,
+                                    targets_like if isinstance(targets_like, dict) else None)
+
+
+def to_device(inputs, device, non_blocking: bool = False):
+    if isinstance(inputs, dict):
+        return {k: to_device(v, device, non_blocking) for k, v in inputs.items()}
+    return inputs.to(device, non_blocking=non_blocking) if isinstance(inputs, torch.Tensor) else inputs
+
+
+def _is_ddp(engine) -> bool:
+    from catalyst.engines.torch import DistributedDataParallelEngine
+
+    return isinstance(engine, DistributedDataParallelEngine)
+
+
+def _gather_split(stored, valid, split_indices) -> Dict[str, Dict[str, torch.Tensor]]:
+    """Every process's stored rows of a split, padding dropped, in the split's order (as one process stores it)."""
+    position_in_split = torch.full((int(max(split_indices)) + 1,), -1, dtype=torch.long)
+    position_in_split[torch.as_tensor(split_indices)] = torch.arange(len(split_indices))
+    any_task = next(iter(stored.values()))
+    key = position_in_split[any_task["index"]]
+    fields = {(task, field): value for task, values in stored.items() for field, value in values.items()}
+    flat = gather_samples({str(i): value for i, value in enumerate(fields.values())}, key=key, valid=valid)
+    gathered = {task: {} for task in stored}
+    for i, (task, field) in enumerate(fields):
+        gathered[task][field] = flat[str(i)]
+    return gathered
+
+
+def _finish_split(flow, collected, positions) -> Dict[str, Dict[str, torch.Tensor]]:
+    """Concatenate a split's batches and derive activations, both masks and per-sample losses."""
+    logits = {k: torch.cat(v["logits"]) for k, v in collected.items()}
+    targets = {k: torch.cat(v["targets"]) for k, v in collected.items()}
+    available = {k: torch.cat(v["available"]) for k, v in collected.items()}
+    gt = split_masks(flow, logits, targets, available, "gt")
+    n = positions.shape[0]
+    reach = flow.graph.masks(decode_condition_sources(flow.graph, logits), None, n)
+    stored = {}
+    for name, task in flow.tasks.items():
+        stored[name] = {
+            "logits": logits[name], "activations": task.activation(logits[name]), "targets": targets[name],
+            "available": available[name], "mask_gt": gt[name], "mask_decoded": reach[name],
+            "per_sample_loss": task.per_sample_loss(logits[name], targets[name], gt[name]), "index": positions,
+        }
+    return stored
