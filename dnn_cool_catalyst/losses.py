@@ -83,7 +83,7 @@ class FlowLoss(nn.Module):
         """The current learned weights ``exp(-s_t)`` by task path (empty unless ``weights="uncertainty"``)."""
         if not self.uncertainty:
             return {}
-        return {self.graph.paths[name]: float(torch.exp(-s)) for name, s in zip(self.graph.tasks, self.log_vars)}
+        return {self.graph.paths[name]: float(torch.exp(-s.detach())) for name, s in zip(self.graph.tasks, self.log_vars)}
 
     def average_learned_gradients_over_processes(self) -> None:
         """Under DDP, make the learned log-variances' gradient the global batch's (once per process).
