@@ -180,7 +180,8 @@ def tabular_model(project: Project, hidden: int = 64, depth: int = 2, dropout: f
         columns[column] = flat.shape[1]
         values.append(flat)
     joined = torch.cat(values, dim=1) if values else torch.zeros(len(project.df), 0)
-    std = joined.std(dim=0, unbiased=False)
+    # std of zero columns (categorical inputs only) warns in torch; there is nothing to standardise then.
+    std = joined.std(dim=0, unbiased=False) if values else torch.ones(0)
     std = torch.where(std > 0, std, torch.ones_like(std))  # a constant column must not divide by zero
     return TabularMLP(project.get_full_flow().torch(), columns, joined.mean(dim=0), std, hidden, depth, dropout,
                       categorical=categorical)
