@@ -7,8 +7,6 @@ offending column / task / file *and* says what was expected. Related checks else
 """
 import json
 import os
-import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,10 +19,12 @@ from dnn_cool_catalyst.callbacks.checkpoint import CheckpointError
 from dnn_cool_catalyst.callbacks.nan_guard import NonFiniteError
 from dnn_cool_catalyst.data import ConverterError, Converters
 from dnn_cool_catalyst.runners import RunnerError
-from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
+from dnn_cool_catalyst.synthetic.numbers import numbers_frame, numbers_model
+
+from malformed_kit import (SAMPLES, check_refused, numbers_project, numbers_runner, private_copy, raises,
+                           trained_project)
 
 NAN = float("nan")
-SAMPLES = 160
 
 
 # -- builders ------------------------------------------------------------------------------------------------------
@@ -48,40 +48,16 @@ def build(df, inputs="age", outputs=("is_adult",), tmp_path=None, **types):
     return Project(df, inputs, list(outputs), converters=converters, project_dir=tmp_path)
 
 
-def numbers_project(project_dir, samples=SAMPLES):
-    df = numbers_frame(samples, seed=0)
-    project = Project(df, "number", list(df.columns[1:]), project_dir=project_dir)
-    return project, define_flows(project)
-
-
-def numbers_runner(project_dir, name="run", hidden=8, **kwargs):
-    torch.manual_seed(0)
-    project, flow = numbers_project(project_dir)
-    return project.runner(numbers_model(flow, hidden=hidden), name, batch_size=32, **kwargs)
-
-
 @pytest.fixture(scope="module")
 def trained_dir(tmp_path_factory):
     """A project directory with one trained, inferred and tuned run; cases work on copies of it."""
-    root = tmp_path_factory.mktemp("trained")
-    runner = numbers_runner(root)
-    runner.train(num_epochs=1)
-    runner.infer()
-    runner.tune()
-    return root
+    return trained_project(tmp_path_factory.mktemp("trained"))
 
 
 @pytest.fixture
 def run(trained_dir, tmp_path):
-    """A runner over a private copy of the trained project, so a case may damage its files."""
-    copy = tmp_path / "project"
-    shutil.copytree(trained_dir, copy)
-    return numbers_runner(copy)
-
-
-def raises(error, *patterns):
-    """Marker for the table below: the error type and regexes that must all be found in the message."""
-    return error, patterns
+    """A runner over a private copy of the trained project."""
+    return numbers_runner(private_copy(trained_dir, tmp_path))
 
 
 # -- DataFrame problems --------------------------------------------------------------------------------------------
@@ -507,10 +483,4 @@ def test_the_catalogue_covers_at_least_25_cases():
 
 @pytest.mark.parametrize("case, expected", [pytest.param(c, e, id=c.__name__) for c, e in CATALOGUE])
 def test_malformed_input_is_refused_with_a_message_naming_it(case, expected, request, tmp_path):
-    error, patterns = expected
-    argument = request.getfixturevalue("run") if "run" in case.__code__.co_varnames[:1] else tmp_path
-    with pytest.raises(error) as caught:
-        case(argument)
-    message = str(caught.value)
-    missing = [p for p in patterns if not re.search(p, message)]
-    assert not missing, f"{missing} not found in: {message}"
+    check_refused(case, *expected, request, tmp_path)

@@ -8,7 +8,6 @@ test of its own below.
 import io
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -19,15 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
-from dnn_cool_catalyst import Project
 from dnn_cool_catalyst.data import ConverterError, Converters
 from dnn_cool_catalyst.data.values import ContinuousConverter, RegressionConverter
 from dnn_cool_catalyst.runners import RunnerError, artifacts
-from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
 
-SAMPLES = 160
+from malformed_kit import check_refused, numbers_runner, private_copy, raises, trained_project
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Converting 1e39 to float32 makes numpy warn before our check raises; the error is what these tests look at.
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
@@ -35,33 +32,15 @@ pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarn
 AGAIN = "run runner.infer\\(\\) again"
 
 
-def numbers_runner(project_dir, name="run", hidden=8):
-    torch.manual_seed(0)
-    df = numbers_frame(SAMPLES, seed=0)
-    project = Project(df, "number", list(df.columns[1:]), project_dir=project_dir)
-    return project.runner(numbers_model(define_flows(project), hidden=hidden), name, batch_size=32)
-
-
 @pytest.fixture(scope="module")
 def trained_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("trained")
-    runner = numbers_runner(root)
-    runner.train(num_epochs=1)
-    runner.infer()
-    runner.tune()
-    return root
+    return trained_project(tmp_path_factory.mktemp("trained"))
 
 
 @pytest.fixture
 def run(trained_dir, tmp_path):
     """A runner over a private copy of the trained project, so a case may damage its files."""
-    copy = tmp_path / "project"
-    shutil.copytree(trained_dir, copy)
-    return numbers_runner(copy)
-
-
-def raises(error, *patterns):
-    return error, patterns
+    return numbers_runner(private_copy(trained_dir, tmp_path))
 
 
 def _manifest_path(run, split="test"):
@@ -487,13 +466,7 @@ def test_the_catalogue_has_one_case_per_variant():
 
 @pytest.mark.parametrize("case, expected", [pytest.param(c, e, id=c.__name__) for c, e in CATALOGUE])
 def test_damaged_artifact_is_refused_naming_file_and_field(case, expected, request, tmp_path):
-    error, patterns = expected
-    argument = request.getfixturevalue("run") if "run" in case.__code__.co_varnames[:1] else tmp_path
-    with pytest.raises(error) as caught:
-        case(argument)
-    message = str(caught.value)
-    missing = [p for p in patterns if not re.search(p, message)]
-    assert not missing, f"{missing} not found in: {message}"
+    check_refused(case, *expected, request, tmp_path)
 
 
 # -- what is still accepted --
@@ -551,7 +524,7 @@ KILLED_INFER = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, sys.argv[3])
     from dnn_cool_catalyst.runners import artifacts
-    from test_malformed_artifacts import numbers_runner  # the same builder as the parent's
+    from malformed_kit import numbers_runner  # the same builder as the parent's
 
     runner = numbers_runner(sys.argv[1])
     original, calls = artifacts.atomic_write_bytes, []

@@ -3,8 +3,6 @@ thing and checks the library's own error, naming the file and the field (or the 
 Companion to tests/test_malformed.py."""
 import json
 import os
-import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,32 +15,21 @@ from dnn_cool_catalyst.data import ConverterError
 from dnn_cool_catalyst.callbacks.checkpoint import CheckpointError
 from dnn_cool_catalyst.runners import RunnerError
 from dnn_cool_catalyst.runners.splits import index_fingerprint
-from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
 
-SAMPLES = 160
+from malformed_kit import SAMPLES, check_refused, numbers_runner, private_copy, trained_project
+
 VICTIM_BYTES = b"someone else's file"
-
-
-def numbers_runner(project_dir, name="run", **kwargs):
-    torch.manual_seed(0)
-    df = numbers_frame(SAMPLES, seed=0)
-    project = Project(df, "number", list(df.columns[1:]), project_dir=project_dir)
-    return project.runner(numbers_model(define_flows(project), hidden=8), name, batch_size=32, **kwargs)
 
 
 @pytest.fixture(scope="module")
 def trained_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("trained")
-    numbers_runner(root).train(num_epochs=1)
-    return root
+    return trained_project(tmp_path_factory.mktemp("trained"), infer=False)
 
 
 @pytest.fixture
 def run(trained_dir, tmp_path):
     """The path of a private copy of the trained project's run directory, so a case may damage its files."""
-    copy = tmp_path / "project"
-    shutil.copytree(trained_dir, copy)
-    return copy / "run"
+    return private_copy(trained_dir, tmp_path) / "run"
 
 
 def edit_splits(run, change):
@@ -287,12 +274,7 @@ CASES = [
 @pytest.mark.parametrize("case, error, patterns", [pytest.param(*c, id=getattr(c[0], "__name__", "lambda"))
                                                    for c in CASES])
 def test_malformed_run_directory_is_refused_naming_file_and_field(case, error, patterns, request, tmp_path):
-    argument = request.getfixturevalue("run") if "run" in case.__code__.co_varnames[:1] else tmp_path
-    with pytest.raises(error) as caught:
-        case(argument)
-    message = str(caught.value)
-    missing = [p for p in patterns if not re.search(p, message)]
-    assert not missing, f"{missing} not found in: {message}"
+    check_refused(case, error, patterns, request, tmp_path)
     victim_path = tmp_path / "victim.pth"
     if victim_path.exists():  # the file a crafted entry pointed at was neither deleted nor overwritten
         assert victim_path.read_bytes() == VICTIM_BYTES
