@@ -41,6 +41,18 @@ def private_copy(trained_dir, tmp_path):
     return copy
 
 
+@pytest.fixture(scope="module")
+def trained_dir(tmp_path_factory):
+    """A project directory with one trained, inferred and tuned run; cases work on copies of it."""
+    return trained_project(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture
+def run(trained_dir, tmp_path):
+    """A runner over a private copy of the trained project."""
+    return numbers_runner(private_copy(trained_dir, tmp_path))
+
+
 def raises(error, *patterns):
     """Marker for a catalogue: the error type and regexes that must all be found in the message."""
     return error, patterns

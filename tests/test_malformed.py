@@ -21,8 +21,8 @@ from dnn_cool_catalyst.data import ConverterError, Converters
 from dnn_cool_catalyst.runners import RunnerError
 from dnn_cool_catalyst.synthetic.numbers import numbers_frame, numbers_model
 
-from malformed_kit import (SAMPLES, check_refused, numbers_project, numbers_runner, private_copy, raises,
-                           trained_project)
+from malformed_kit import (SAMPLES, check_refused, numbers_project, numbers_runner, raises,  # noqa: F401
+                           run, trained_dir)  # fixtures
 
 NAN = float("nan")
 
@@ -46,18 +46,6 @@ def build(df, inputs="age", outputs=("is_adult",), tmp_path=None, **types):
     converters = Converters()
     converters.type.type_mapping.update(types)
     return Project(df, inputs, list(outputs), converters=converters, project_dir=tmp_path)
-
-
-@pytest.fixture(scope="module")
-def trained_dir(tmp_path_factory):
-    """A project directory with one trained, inferred and tuned run; cases work on copies of it."""
-    return trained_project(tmp_path_factory.mktemp("trained"))
-
-
-@pytest.fixture
-def run(trained_dir, tmp_path):
-    """A runner over a private copy of the trained project."""
-    return numbers_runner(private_copy(trained_dir, tmp_path))
 
 
 # -- DataFrame problems --------------------------------------------------------------------------------------------

@@ -23,24 +23,13 @@ from dnn_cool_catalyst.data import ConverterError, Converters
 from dnn_cool_catalyst.data.values import ContinuousConverter, RegressionConverter
 from dnn_cool_catalyst.runners import RunnerError, artifacts
 
-from malformed_kit import check_refused, numbers_runner, private_copy, raises, trained_project
+from malformed_kit import check_refused, numbers_runner, raises, run, trained_dir  # noqa: F401 (run, trained_dir: fixtures)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Converting 1e39 to float32 makes numpy warn before our check raises; the error is what these tests look at.
 pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning",
                                         "ignore:invalid value encountered:RuntimeWarning")
 AGAIN = "run runner.infer\\(\\) again"
-
-
-@pytest.fixture(scope="module")
-def trained_dir(tmp_path_factory):
-    return trained_project(tmp_path_factory.mktemp("trained"))
-
-
-@pytest.fixture
-def run(trained_dir, tmp_path):
-    """A runner over a private copy of the trained project, so a case may damage its files."""
-    return numbers_runner(private_copy(trained_dir, tmp_path))
 
 
 def _manifest_path(run, split="test"):
