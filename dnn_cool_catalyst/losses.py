@@ -96,13 +96,15 @@ class FlowLoss(nn.Module):
             return
         self._gradient_hook = self.log_vars.register_hook(lambda grad: all_reduce_sum(grad) / world_size())
 
-    def terms(self, outputs, batch, with_counts: bool = True):
+    def terms(self, outputs, batch, with_counts: bool = True, masks=None):
         """``(per_task, counts)``: each task's masked mean loss (in the graph, float32 or wider even under
         autocast) and its number of valid label elements (``None`` unless ``with_counts``: a plain training step
-        does not need them, except under uncertainty weighting)."""
+        does not need them, except under uncertainty weighting). ``masks``: the batch's ground-truth masks when
+        already computed (the training callbacks share them with the metrics)."""
         labels = batch_labels(self.graph, batch)
         targets = labels[0]
-        masks = ground_truth_masks(self.graph, batch, labels)
+        if masks is None:
+            masks = ground_truth_masks(self.graph, batch, labels)
         logits = output_logits(self.graph, outputs, next(iter(targets.values())).shape[0])
         per_task = {name: task.loss(at_least_float32(logits[name]), targets[name], masks[name])
                     for name, task in self.graph.tasks.items()}

@@ -6,6 +6,8 @@ import math
 import torch
 from catalyst.core.callback import CallbackOrder, ICriterionCallback
 
+from ..flow.batch import shared_ground_truth_masks
+from ..losses import FlowLoss
 from ..parallel.distributed import all_reduce_sum, world_size
 from ..parallel.replicas import REDUCTION_KEY
 
@@ -51,7 +53,10 @@ class FlowCriterionCallback(ICriterionCallback):
         reduction = runner.batch.get(REDUCTION_KEY)
         if reduction is not None:
             return reduction.losses, reduction.counts
-        return self.loss_fn.terms(runner.batch[self.output_key], runner.batch)
+        if not isinstance(self.loss_fn, FlowLoss):  # a loss of your own computes its own masks
+            return self.loss_fn.terms(runner.batch[self.output_key], runner.batch)
+        masks = shared_ground_truth_masks(self.loss_fn.graph, runner.batch)  # computed once, reused by the metrics
+        return self.loss_fn.terms(runner.batch[self.output_key], runner.batch, masks=masks)
 
     def on_batch_end(self, runner) -> None:
         per_task, counts = self._terms(runner)

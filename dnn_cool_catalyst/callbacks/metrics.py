@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from catalyst.core.callback import Callback, CallbackOrder
 
+from ..flow.batch import shared_ground_truth_masks
 from ..parallel.replicas import REDUCTION_KEY
 
 
@@ -30,7 +31,8 @@ class FlowMetricsCallback(Callback):
         if reduction is not None:
             self.metrics.merge(reduction.stats, reduction.samples)
         else:
-            self.metrics.update(runner.batch[self.output_key], runner.batch)
+            masks = shared_ground_truth_masks(self.metrics.graph, runner.batch)  # the loss's, when it ran first
+            self.metrics.update(runner.batch[self.output_key], runner.batch, masks=masks)
 
     def on_loader_end(self, runner) -> None:
         self.metrics.sync()

@@ -1,7 +1,7 @@
 """Reading model outputs and batches against the graph, with errors that name the task."""
 from __future__ import annotations
 
-from typing import Dict, Mapping
+from typing import Dict, Mapping, MutableMapping
 
 import torch
 
@@ -44,3 +44,33 @@ def ground_truth_masks(graph: CompiledGraph, batch: Mapping, labels=None) -> Dic
     Pass ``labels`` (from :func:`batch_labels`) when already validated."""
     targets, available = labels if labels is not None else batch_labels(graph, batch)
     return graph.masks(targets, available, targets[graph.leaves[0].name].shape[0])
+
+
+GROUND_TRUTH_MASKS_KEY = "ground_truth_masks"
+
+
+def shared_ground_truth_masks(graph: CompiledGraph, batch: MutableMapping) -> Dict[str, torch.Tensor]:
+    """:func:`ground_truth_masks` computed once per batch: the first caller (the loss callback) stores them in
+    ``batch[GROUND_TRUTH_MASKS_KEY]`` as ``(graph, masks)``, later ones (the metrics callback) reuse them. They
+    depend only on the batch's labels, and the runner builds a new batch dict every step, so they never go stale.
+
+    Example:
+        >>> import torch
+        >>> from dnn_cool_catalyst.flow import TaskFlow
+        >>> from dnn_cool_catalyst.tasks import BinaryTask
+        >>> def flow_fn(flow, x, out):
+        ...     out += flow.door_open(x.features)
+        ...     return out
+        >>> graph = TaskFlow.from_function(flow_fn, [BinaryTask("door_open", 4)]).graph
+        >>> batch = {"targets": {"door_open": torch.tensor([1., 0.])},
+        ...          "available": {"door_open": torch.tensor([True, False])}}
+        >>> masks = shared_ground_truth_masks(graph, batch)
+        >>> masks["door_open"].tolist(), shared_ground_truth_masks(graph, batch) is masks
+        ([True, False], True)
+    """
+    cached = batch.get(GROUND_TRUTH_MASKS_KEY)
+    if cached is not None and cached[0] is graph:
+        return cached[1]
+    masks = ground_truth_masks(graph, batch)
+    batch[GROUND_TRUTH_MASKS_KEY] = (graph, masks)
+    return masks
