@@ -240,7 +240,9 @@ def test_describe_shows_every_column_and_whether_its_type_was_guessed(tmp_path):
 
 def test_readme_tabular_example_prints_the_table_it_shows(tmp_path, monkeypatch):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    code = next(c for c in re.findall(r"```python\n(.*?)```", readme, re.S) if "project.describe()" in c)
+    # The block that prints describe() and shows the printed table in its comments.
+    code = next(c for c in re.findall(r"```python\n(.*?)```", readme, re.S)
+                if "project.describe()" in c and "\n# column" in c)
     monkeypatch.chdir(tmp_path)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
