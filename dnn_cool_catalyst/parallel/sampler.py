@@ -24,6 +24,8 @@ import torch
 from torch.utils.data import Sampler, Subset
 from torch.utils.data._utils.collate import default_collate
 
+from ..tasks.base import broadcast_to_elements
+
 Key = Tuple[int, bool]  # (position in the dataset, whether it is a real sample rather than padding)
 
 
@@ -137,22 +139,35 @@ class BatchedSubset(PaddingMarkedSubset):
     """
 
     def __getitems__(self, keys) -> dict:
-        positions, real = [], []
-        for key in keys:
-            position, is_real = key if isinstance(key, tuple) else (key, True)
-            positions.append(self.indices[position])
-            real.append(bool(is_real))
+        positions, real = split_keys(keys)
+        positions = [self.indices[p] for p in positions]
         fetch = getattr(self.dataset, "batch", None)
         if callable(fetch):
             batch = dict(fetch(positions))
         else:
             batch = dict(default_collate([self.dataset[i] for i in positions]))
-        valid = torch.tensor(real, dtype=torch.bool)
-        batch["valid"] = valid
-        if not all(real):  # padding (DDP only) has no label anywhere
-            batch["available"] = {name: mask & valid.view(-1, *([1] * (mask.dim() - 1)))
-                                  for name, mask in batch["available"].items()}
-        return batch
+        batch["valid"] = torch.tensor(real, dtype=torch.bool)
+        return mark_padding(batch, real)
+
+
+def split_keys(keys) -> Tuple[List[int], List[bool]]:
+    """Sampler keys (``(position, real)`` or plain positions) -> ``(positions, real)``."""
+    positions, real = [], []
+    for key in keys:
+        position, is_real = key if isinstance(key, tuple) else (key, True)
+        positions.append(int(position))
+        real.append(bool(is_real))
+    return positions, real
+
+
+def mark_padding(batch: dict, real: List[bool]) -> dict:
+    """Padding rows (DDP only) have no label anywhere: ``available`` is cleared where ``batch["valid"]`` is
+    False. A batch without padding is returned as it is."""
+    if not all(real):
+        valid = batch["valid"]
+        batch["available"] = {name: mask & broadcast_to_elements(valid, mask)
+                              for name, mask in batch["available"].items()}
+    return batch
 
 
 def collate_batch(batch):

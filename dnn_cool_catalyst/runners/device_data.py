@@ -31,6 +31,7 @@ from typing import Optional
 import torch
 
 from ..data.columns import StoredColumn, in_memory, stored, take
+from ..parallel.sampler import mark_padding, split_keys
 
 MODES = ("auto", "resident", "pinned", "off")
 #: "auto" keeps a split on the GPU only when its tensors take at most this share of the free memory at that time.
@@ -139,7 +140,7 @@ class DeviceBatches:
 
     # -- resident: everything on the device ------------------------------------------------------------------
     def _gather(self, keys) -> dict:
-        positions, real = _split_keys(keys)
+        positions, real = split_keys(keys)
         pos = torch.tensor(positions, dtype=torch.long).to(self.device, non_blocking=True)
         valid = torch.tensor(real, dtype=torch.bool).to(self.device, non_blocking=True)
         inputs = {}
@@ -155,11 +156,11 @@ class DeviceBatches:
                  "targets": {name: t.index_select(0, pos) for name, t in self._targets.items()},
                  "available": {name: t.index_select(0, pos) for name, t in self._available.items()},
                  "index": self._index.index_select(0, pos), "valid": valid}
-        return _mark_padding(batch, real)
+        return mark_padding(batch, real)
 
     # -- pinned: gathered on the CPU as stored, decoded on the device ---------------------------------------
     def _transfer(self, keys) -> dict:
-        positions, real = _split_keys(keys)
+        positions, real = split_keys(keys)
         rows = self._index[torch.tensor(positions, dtype=torch.long)]
         pin = self.device.type == "cuda"
 
@@ -180,21 +181,4 @@ class DeviceBatches:
                  "targets": {name: send(t.index_select(0, rows)) for name, t in self._targets.items()},
                  "available": {name: send(t.index_select(0, rows)) for name, t in self._available.items()},
                  "index": send(rows), "valid": send(torch.tensor(real, dtype=torch.bool))}
-        return _mark_padding(batch, real)
-
-
-def _split_keys(keys):
-    positions, real = [], []
-    for key in keys:
-        position, is_real = key if isinstance(key, tuple) else (key, True)
-        positions.append(int(position))
-        real.append(bool(is_real))
-    return positions, real
-
-
-def _mark_padding(batch: dict, real) -> dict:
-    if not all(real):  # DDP padding: no label anywhere (as BatchedSubset marks it)
-        valid = batch["valid"]
-        batch["available"] = {name: mask & valid.view(-1, *([1] * (mask.dim() - 1)))
-                              for name, mask in batch["available"].items()}
-    return batch
+        return mark_padding(batch, real)
