@@ -29,7 +29,8 @@ import pandas as pd
 import torch
 
 from .columns import StoredColumn, stack_rows
-from .values import ConverterError, _plain, as_float, preview
+from ..tasks.base import label_key
+from .values import ConverterError, _is_int_text, _plain, as_float, preview
 
 
 class InputConverter:
@@ -300,12 +301,8 @@ class CategoricalInput(InputConverter):
 
     @staticmethod
     def _keys(series: pd.Series) -> pd.Series:
-        def key(v):
-            v = v.item() if isinstance(v, np.generic) else v
-            if isinstance(v, float) and v.is_integer():
-                v = int(v)  # NaN turns an int column into floats; 3.0 is the label 3
-            return str(v)
-        return series.astype(object).map(key)
+        # Labels keyed as class names are (3.0 is the label 3, as NaN turns an int column into floats).
+        return series.astype(object).map(lambda v: label_key(v) or str(v))
 
     def fit(self, series, column):
         present = series.dropna()
@@ -340,12 +337,6 @@ class CategoricalInput(InputConverter):
                           f"was fitted map to the 'unknown' code: {preview(unseen)}", UserWarning, stacklevel=2)
         return torch.from_numpy(codes)
 
-
-def _is_int_text(text: str) -> bool:
-    try:
-        return str(int(text)) == text
-    except ValueError:
-        return False
 
 
 #: Default input converters by type name (zero-arg factories).
