@@ -83,7 +83,8 @@ class FlowLoss(nn.Module):
         """The current learned weights ``exp(-s_t)`` by task path (empty unless ``weights="uncertainty"``)."""
         if not self.uncertainty:
             return {}
-        return {self.graph.paths[name]: float(torch.exp(-s.detach())) for name, s in zip(self.graph.tasks, self.log_vars)}
+        weights = torch.exp(-self.log_vars.detach())
+        return {self.graph.paths[name]: float(w) for name, w in zip(self.graph.tasks, weights)}
 
     def average_learned_gradients_over_processes(self) -> None:
         """Under DDP, make the learned log-variances' gradient the global batch's (once per process).

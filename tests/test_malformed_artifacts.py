@@ -23,7 +23,8 @@ from dnn_cool_catalyst.data import ConverterError, Converters
 from dnn_cool_catalyst.data.values import ContinuousConverter, RegressionConverter
 from dnn_cool_catalyst.runners import RunnerError, artifacts
 
-from malformed_kit import check_refused, numbers_runner, raises, run, trained_dir  # noqa: F401 (run, trained_dir: fixtures)
+# run and trained_dir are fixtures: importing them makes pytest use them here.
+from malformed_kit import check_refused, numbers_runner, raises, run, trained_dir  # noqa: F401
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 # Converting 1e39 to float32 makes numpy warn before our check raises; the error is what these tests look at.

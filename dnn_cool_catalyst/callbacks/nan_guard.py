@@ -9,7 +9,7 @@ broken weights is ever written; the message still points at the first batch that
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 from catalyst.core.callback import Callback, CallbackOrder
@@ -38,7 +38,6 @@ class NanGuardCallback(Callback):
             raise ValueError(f"check_every must be a positive number of batches or None, got {check_every!r}")
         self.flow, self.output_key, self.loss_key, self.check_every = flow, output_key, loss_key, check_every
         self.slots: List[str] = list(flow.task_paths.values()) + [LOSS_SLOT]
-        self._permutations: Dict[tuple, torch.Tensor] = {}  # see _sample_nonfinite
         self._reset()
 
     def _reset(self) -> None:
@@ -64,8 +63,8 @@ class NanGuardCallback(Callback):
         elif outputs is None:  # only the loss is visible; it stands for every task
             sample_bad = torch.zeros(n, len(self.slots) - 1, dtype=torch.bool, device=loss.device)
         else:
-            sample_bad = _sample_nonfinite(list(output_logits(self.flow.graph, outputs, n).values()), n,
-                                           self._permutations)
+            logits = output_logits(self.flow.graph, outputs, n)
+            sample_bad = torch.stack([~torch.isfinite(v).reshape(n, -1).all(1) for v in logits.values()], dim=1)
         device = sample_bad.device
         loss_bad = (~torch.isfinite(loss).all()).to(device) if isinstance(loss, torch.Tensor) \
             else torch.zeros((), dtype=torch.bool, device=device)
@@ -103,36 +102,6 @@ class NanGuardCallback(Callback):
             f"{runner.loader_batch_len}, samples at dataset positions {_short(rows)}{_row_labels(runner, rows)}; "
             f"training stopped before this epoch was checkpointed. Check those inputs, lower the learning rate or "
             f"clip gradients.")
-
-
-def _sample_nonfinite(logits: List[torch.Tensor], n: int, permutations: Dict[tuple, torch.Tensor]) -> torch.Tensor:
-    """``(n, T)``: whether sample i has a non-finite logit in task t. Tasks whose logits have the same width,
-    dtype and device are checked together (one finiteness kernel per group instead of one per task).
-    ``permutations`` caches the column order back to the tasks' on the device (a copy per batch would sync).
-
-    Example:
-        >>> nan, inf = float("nan"), float("inf")
-        >>> _sample_nonfinite([torch.tensor([0., nan]), torch.ones(2, 3), torch.tensor([inf, 1.])], 2, {})
-        tensor([[False, False,  True],
-                [ True, False, False]])
-    """
-    flat = [v.reshape(n, -1) for v in logits]
-    groups: Dict[tuple, List[int]] = {}
-    for position, v in enumerate(flat):
-        groups.setdefault((v.shape[1], v.dtype, v.device), []).append(position)
-    if len(groups) == len(flat):
-        return torch.stack([~torch.isfinite(v).all(1) for v in flat], dim=1)
-    parts, order = [], []
-    for positions in groups.values():
-        parts.append(~torch.isfinite(torch.stack([flat[p] for p in positions], dim=1)).all(2))  # (n, G, width)
-        order.extend(positions)
-    bad = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
-    if order == sorted(order):
-        return bad
-    key = (tuple(order), bad.device)
-    if key not in permutations:
-        permutations[key] = torch.tensor([order.index(t) for t in range(len(order))], device=bad.device)
-    return bad.index_select(1, permutations[key])
 
 
 def _short(items, limit: int = 10) -> str:
