@@ -36,6 +36,7 @@ import torch
 from pandas.api import types as ptypes
 
 from ..atomic import atomic_write_json
+from ..messages import short_repr
 from ..tasks import (BinaryTask, BoundedRegressionTask, ClassificationTask, MultilabelTask, RegressionTask, Task,
                      TaskError, TokenClassificationTask)
 from .finite import require_finite_float32
@@ -369,7 +370,7 @@ def refuse_dates(series: pd.Series, column: str, role: str) -> None:
 
 
 def _bad_state_field(state_path: str, field: str, expected: str, got) -> ConverterError:
-    shown = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
+    shown = short_repr(got)
     return ConverterError(f"converter state file {state_path!r}: field '{field}' must be {expected}, got {shown}; "
                           f"fix or delete it to refit")
 

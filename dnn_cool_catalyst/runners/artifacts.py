@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write_bytes, atomic_write_json
+from ..messages import short_repr
 
 
 class ArtifactError(ValueError):
@@ -167,7 +168,7 @@ def read_manifest(directory: str, split: str, tasks: Sequence[str]) -> dict:
         raise ArtifactError(f"inference manifest {path} is corrupted ({e}); {AGAIN}") from None
 
     def bad(field: str, expected: str, got) -> ArtifactError:
-        shown = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
+        shown = short_repr(got)
         return ArtifactError(f"inference manifest {path}: field '{field}' must be {expected}, got {shown}; {AGAIN}")
 
     if not isinstance(manifest, dict):

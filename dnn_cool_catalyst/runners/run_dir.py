@@ -5,6 +5,7 @@ import json
 import os
 
 from ..atomic import atomic_write_json
+from ..messages import short_repr
 from .errors import RunnerError
 
 
@@ -31,7 +32,7 @@ def claim_run_dir(run_dir: str, flow) -> None:
 def _check_flow_file(path: str, saved, run_dir: str) -> None:
     """A flow.json that differs from this flow must still be a flow description before it is quoted back."""
     def bad(field: str, expected: str, got) -> RunnerError:
-        shown = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
+        shown = short_repr(got)
         return RunnerError(f"{path}: field '{field}' must be {expected}, got {shown}: the run directory {run_dir} "
                            f"is damaged; choose another runner_name or delete it. Nothing was overwritten.")
 

@@ -31,6 +31,7 @@ from typing import Dict, Hashable, List, Optional, Sequence
 import numpy as np
 
 from ..atomic import atomic_write_json
+from ..messages import short_repr
 from .errors import RunnerError
 
 SPLITS = ("train", "valid", "test")
@@ -170,8 +171,7 @@ def _read(path: str) -> dict:
 
 
 def _bad(path: str, field: str, expected: str, got) -> RunnerError:
-    shown = repr(got)
-    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    shown = short_repr(got)
     return RunnerError(f"the saved splits {path}: field '{field}' must be {expected}, got {shown}; the file is "
                        f"damaged (delete it, or pass resplit=True)")
 

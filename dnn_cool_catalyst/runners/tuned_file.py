@@ -19,13 +19,14 @@ from typing import List, Optional
 
 import numpy as np
 
+from ..messages import short_repr
 from .errors import RunnerError
 
 THRESHOLD_MAX = float(np.nextafter(1.0, np.inf))
 
 
 def _error(path: str, field: str, expected: str, got) -> Exception:
-    shown = repr(got) if len(repr(got)) <= 80 else repr(got)[:77] + "..."
+    shown = short_repr(got)
     return RunnerError(f"tuned parameters file {path}: field '{field}' must be {expected}, got {shown}; run "
                        f"runner.tune() again")
 
