@@ -27,11 +27,13 @@ from .errors import RunnerError
 from .inference import InferenceMixin, to_device
 from .interpretation import InterpretationMixin
 from .lock import run_lock
+from .prediction import PredictionMixin
 from .run_dir import claim_run_dir
 from .splits import load_or_make_splits
 
 
-class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin, dl.SupervisedRunner):
+class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, PredictionMixin, InterpretationMixin,
+                              dl.SupervisedRunner):
     """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
 
     ``model`` is any nn.Module taking the batch's ``"inputs"`` dict and returning the flow module's output (or a

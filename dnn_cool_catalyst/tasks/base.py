@@ -162,6 +162,17 @@ class Task:
         dicts."""
         return {}, {}
 
+    # -- predictions in label space (runner.predict) ----------------------------------------------------
+    def label_values(self, decoded: torch.Tensor) -> list:
+        """Decoded predictions (what :meth:`decode` returns) as the labels a user wrote, one Python value per
+        sample. Default: the decoded numbers themselves (regression values are already in label units)."""
+        return decoded.tolist()
+
+    def probabilities(self, activation: torch.Tensor) -> Dict[str, torch.Tensor]:
+        """Per-sample probabilities ``(N,)`` worth reporting, keyed by a column suffix: ``""`` for a single one
+        (a binary task's P(positive)), ``"[<label>]"`` per class. Default: none (regression)."""
+        return {}
+
     def describe(self) -> dict:
         """JSON-able description, stored with runs to detect a run directory of a different flow."""
         return {"type": self.type_name, "out_features": self.out_features()}

@@ -111,3 +111,15 @@ class BinaryTask(Task):
         if not math.isfinite(threshold):
             raise TaskError(f"binary task '{self.name}': threshold must be a finite number, got {threshold}")
         self.threshold = threshold
+
+    def label_values(self, decoded):
+        """``labels[1]`` where the prediction is positive, ``labels[0]`` elsewhere (1/0 without labels).
+
+        >>> BinaryTask("sex", labels=["male", "female"]).label_values(torch.tensor([1.0, 0.0]))
+        ['female', 'male']
+        """
+        negative, positive = self.labels if self.labels is not None else [0, 1]
+        return [positive if value > 0.5 else negative for value in decoded.tolist()]
+
+    def probabilities(self, activation):
+        return {"": activation}  # P(positive)

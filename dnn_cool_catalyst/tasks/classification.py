@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics as M
-from .base import Task, TaskError, resolve_class
+from .base import Task, TaskError, display_label, resolve_class
 
 
 class ClassificationTask(Task):
@@ -82,3 +82,12 @@ class ClassificationTask(Task):
 
     def describe(self):
         return {**super().describe(), "class_names": self.class_names}
+
+    def label_values(self, decoded):
+        """The predicted class as its label (``display_label`` of its name: ``"3"`` -> 3), the id without names."""
+        ids = decoded.long().tolist()
+        return ids if self.class_names is None else [display_label(self.class_names[i]) for i in ids]
+
+    def probabilities(self, activation):
+        names = self.class_names or [str(i) for i in range(self.n_classes)]
+        return {f"[{name}]": activation[:, i] for i, name in enumerate(names)}

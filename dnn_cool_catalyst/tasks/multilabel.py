@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics as M
-from .base import Task, TaskError, resolve_class
+from .base import Task, TaskError, display_label, resolve_class
 
 
 class MultilabelTask(Task):
@@ -111,3 +111,13 @@ class MultilabelTask(Task):
 
     def describe(self):
         return {**super().describe(), "class_names": self.class_names}
+
+    def label_values(self, decoded):
+        """Per sample, the list of the labels predicted present (class ids without names), in class order."""
+        names = self.class_names
+        return [[display_label(names[j]) if names is not None else j for j, on in enumerate(row) if on > 0.5]
+                for row in decoded.tolist()]
+
+    def probabilities(self, activation):
+        names = self.class_names or [str(i) for i in range(self.n_classes)]
+        return {f"[{name}]": activation[:, i] for i, name in enumerate(names)}
