@@ -7,11 +7,13 @@ imports and calls whatever they name.
 """
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any, Callable, List, Optional, Sequence
 
 import yaml
 
+from .saved import save_run_config
 from .validate import ConfigError, validate_config
 
 RUNNER_STAGES = ("train", "infer", "tune", "evaluate", "load_tuned", "load_checkpoint", "worst_examples",
@@ -86,21 +88,15 @@ def run_config(paths: Sequence[str], overrides: Sequence[str] = (), echo: Option
     import pandas as pd
 
     from ..runners import DnnCoolSupervisedRunner
-    from .factories import seed_everything
 
     where = " + ".join(paths)
     config = load_config(paths, overrides)
-    registry = make_registry()
-    methods = {m for m in RUNNER_STAGES if callable(getattr(DnnCoolSupervisedRunner, m, None))}
-    validate_config(config, _lookup(registry), methods, where)
-    if isinstance(config.get("seed"), int):  # a plain `seed: 0` seeds before anything is built
-        seed_everything(config["seed"])
-    stages = config.pop("run")
-    try:
-        built = registry.get_from_params(**config)
-    except RuntimeError as e:
-        raise _readable(e, where) from e
+    resolved = copy.deepcopy(config)
+    stages, built = build_config(config, where)
     runner = built["runner"]
+    if isinstance(runner, DnnCoolSupervisedRunner) and runner._writes_files():
+        # What was actually run, so that the run directory alone rebuilds it (dnn-cool-predict).
+        save_run_config(runner.run_dir, resolved, paths, overrides)
     results = []
     for i, stage in enumerate(stages):
         stage = dict(stage)
@@ -111,6 +107,25 @@ def run_config(paths: Sequence[str], overrides: Sequence[str] = (), echo: Option
             echo(result.to_string(index=False))
         results.append(result)
     return results
+
+
+def build_config(config: dict, where: str):
+    """Validate ``config``, seed, and build its objects: returns ``(run stages, built objects by key)``; the
+    ``run`` key is taken out of ``config``."""
+    from ..runners import DnnCoolSupervisedRunner
+    from .factories import seed_everything
+
+    registry = make_registry()
+    methods = {m for m in RUNNER_STAGES if callable(getattr(DnnCoolSupervisedRunner, m, None))}
+    validate_config(config, _lookup(registry), methods, where)
+    if isinstance(config.get("seed"), int):  # a plain `seed: 0` seeds before anything is built
+        seed_everything(config["seed"])
+    stages = config.pop("run")
+    try:
+        built = registry.get_from_params(**config)
+    except RuntimeError as e:
+        raise _readable(e, where) from e
+    return stages, built
 
 
 def _lookup(registry):
