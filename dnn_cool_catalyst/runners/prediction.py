@@ -38,12 +38,15 @@ class PredictionMixin:
         (per class of a classification / multilabel task) columns, see :mod:`dnn_cool_catalyst.prediction`.
         Thresholds are the tuned ones when ``runner.tune()`` has run (else 0.5, with a warning). Rows go
         through the model ``batch_size`` at a time (default: the runner's), with a progress bar if ``verbose``.
+        Like :meth:`infer`, it loads the checkpoint's weights into ``runner.model``.
         """
         if not isinstance(df, pd.DataFrame):
             raise RunnerError(f"predict() takes a pandas DataFrame of new rows, got {type(df).__name__}")
         if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
                                        or batch_size < 1):
             raise RunnerError(f"batch_size must be a positive int, got {batch_size!r}")
+        if not isinstance(checkpoint, str):
+            raise RunnerError(f"checkpoint must be a checkpoint name such as 'best' or 'last', got {checkpoint!r}")
         path = os.path.join(self.checkpoint_dir, f"runner.{checkpoint}.pth")
         if not os.path.exists(path):  # before converting anything; load_checkpoint repeats the full checks
             raise RunnerError(f"no checkpoint {path} to predict with; train first (runner.train())")
