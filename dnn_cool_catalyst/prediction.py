@@ -2,8 +2,8 @@
 
 Per task, one column named after the task with its decoded prediction as the user wrote labels (binary: one of
 its two label values; classification: the class label; multilabel: the list of labels present; regression: the
-value in label units), and with ``proba=True`` probability columns: ``proba_<task>`` (binary: P(positive)) or
-``proba_<task>[<label>]`` per class (classification, multilabel). Where a task does not apply under *decoded*
+value in label units), and with ``proba=True`` probability columns right after it: ``proba_<task>`` (binary:
+P(positive)) or ``proba_<task>[<label>]`` per class (classification, multilabel). Where a task does not apply under *decoded*
 gating (its preconditions are false on the model's own decoded predictions), its cells are None/NaN, the
 probability cells included.
 
