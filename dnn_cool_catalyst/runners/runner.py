@@ -23,6 +23,7 @@ from ..tasks.base import TaskError
 from . import device_data as placement
 from . import fitted
 from .decoding import DecodingMixin
+from .export import ExportMixin
 from .errors import RunnerError
 from .inference import InferenceMixin, to_device
 from .interpretation import InterpretationMixin
@@ -31,7 +32,8 @@ from .run_dir import claim_run_dir
 from .splits import load_or_make_splits
 
 
-class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin, dl.SupervisedRunner):
+class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, ExportMixin, InterpretationMixin,
+                              dl.SupervisedRunner):
     """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
 
     ``model`` is any nn.Module taking the batch's ``"inputs"`` dict and returning the flow module's output (or a
