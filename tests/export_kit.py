@@ -153,3 +153,31 @@ def run_deployed(artifact, rows, tmp_path, fmt="torch", python=sys.executable):
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     return torch.load(out_path)
+
+
+def readme_snippet():
+    """The README's loading function (section "Deployable export")."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text.split("## Deployable export", 1)[1].split("\n## ", 1)[0]
+    return next(c for c in re.findall(r"```python\n(.*?)```", section, re.S) if "def predict_rows" in c)
+
+
+def run_readme_snippet(artifact, rows, tmp_path, python=sys.executable):
+    """``predict_rows(artifact, rows)`` of the README, run where dnn_cool_catalyst cannot be imported."""
+    blocker = DEPLOY.split("import torch\n", 1)[0]
+    script = tmp_path / "readme_deploy.py"
+    script.write_text(blocker + readme_snippet() + textwrap.dedent('''
+        import sys
+        rows = json.load(open(sys.argv[2]))
+        json.dump(predict_rows(sys.argv[1], rows), open(sys.argv[3], "w"))
+    '''))
+    rows_path, out_path = tmp_path / "rows.json", tmp_path / "labels.json"
+    rows_path.write_text(json.dumps(rows))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([python, str(script), str(artifact), str(rows_path), str(out_path)], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(out_path.read_text())

@@ -26,6 +26,16 @@ def exported(run, tmp_path_factory):
     return path, json.loads(open(path + ".json").read())
 
 
+@pytest.fixture(scope="module")
+def deployed(run, exported, tmp_path_factory):
+    """The artifact run on the test rows in a fresh interpreter without the library, and the in-process
+    reference ``(values, applies, positions)``."""
+    project, runner = run
+    values, applies, positions = reference(runner, "test")
+    out = run_deployed(exported[0], raw_rows(project.df, positions), tmp_path_factory.mktemp("deployed"))
+    return out, (values, applies, positions)
+
+
 def test_export_writes_the_artifact_and_its_json_in_the_run_dir(run, exported):
     _, runner = run
     path, meta = exported
@@ -50,11 +60,9 @@ def test_export_writes_the_artifact_and_its_json_in_the_run_dir(run, exported):
     assert outputs["temperature"]["fitted"] == runner.fitted_targets["face_flow.temperature"]
 
 
-def test_artifact_without_the_library_equals_the_in_process_decoding(run, exported, tmp_path):
-    project, runner = run
-    path, meta = exported
-    values, applies, positions = reference(runner, "test")
-    got = run_deployed(path, raw_rows(project.df, positions), tmp_path)
+def test_artifact_without_the_library_equals_the_in_process_decoding(run, deployed):
+    _, runner = run
+    got, (values, applies, _) = deployed
     for name in runner.flow.tasks:
         assert torch.equal(got["applies"][name], applies[name]), name
         if name == "temperature":
@@ -63,13 +71,11 @@ def test_artifact_without_the_library_equals_the_in_process_decoding(run, export
             assert torch.equal(got["values"][name], values[name]), name
 
 
-def test_gating_inside_the_artifact_is_the_flows_on_its_own_predictions(run, exported, tmp_path):
+def test_gating_inside_the_artifact_is_the_flows_on_its_own_predictions(exported, deployed):
     """~out.camera_blocked, the chain door_open | level == 2, the nested flow under door_open and a class-valued
     multilabel condition inside it: each mask as the flow defines it, and none of them trivial on the test rows."""
-    project, runner = run
-    path, meta = exported
-    _, _, positions = reference(runner, "test")
-    out = run_deployed(path, raw_rows(project.df, positions), tmp_path)
+    _, meta = exported
+    out, (_, _, positions) = deployed
     v, m = out["values"], out["applies"]
     level_2 = meta["outputs"]["level"]["class_names"].index(2)
     beard = meta["outputs"]["face"]["class_names"].index("beard")
@@ -183,3 +189,31 @@ def test_export_without_tune_uses_default_thresholds_and_warns(tmp_path):
     assert meta["outputs"]["door_open"]["decoder_params"] == {"threshold": 0.5}
     assert meta["outputs"]["face"]["decoder_params"] == {"thresholds": [0.5, 0.5]}
     assert meta["tuned"] is False
+
+
+def test_readme_loading_function_gives_labels_without_the_library(run, exported, tmp_path):
+    from dnn_cool_catalyst.tasks.base import display_label
+
+    from export_kit import run_readme_snippet
+
+    project, runner = run
+    path, _ = exported
+    values, applies, positions = reference(runner, "test")
+    answers = run_readme_snippet(path, raw_rows(project.df, positions), tmp_path)
+    assert set(answers) == set(runner.flow.tasks)
+    for name, task in runner.flow.tasks.items():
+        for i, got in enumerate(answers[name]):
+            if not bool(applies[name][i]):
+                assert got is None, (name, i)
+                continue
+            value = values[name][i]
+            if task.type_name == "binary":
+                assert got == task.labels[int(value)], (name, i)
+            elif task.type_name == "classification":
+                assert got == display_label(task.class_names[int(value)]), (name, i)
+            elif task.type_name == "multilabel":
+                assert got == [n for n, on in zip(task.class_names, value.tolist()) if on], (name, i)
+            else:
+                assert got == pytest.approx(float(value), abs=1e-4), (name, i)
+    assert {type(v) for v in answers["level"] if v is not None} == {int}
+    assert None in answers["door_locked"] and set(answers["camera_blocked"]) <= {"no", "yes"}

@@ -99,8 +99,10 @@ def _reset_decoders(module: DeployableModule) -> None:
 
 
 def _temporary(path: str) -> str:
+    """An empty hidden file beside ``path`` with its extension (torch.export.save insists on ``.pt2``)."""
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.",
+                               suffix=f".tmp{os.path.splitext(path)[1]}")
     os.close(fd)
     return tmp
 

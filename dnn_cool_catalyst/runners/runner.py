@@ -62,7 +62,7 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, ExportMixin, Interp
     for), ``splits.json``, ``fitted_targets.json`` (state fitted on the training split, e.g. regression scaling),
     ``checkpoints/``, ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/<split>/manifest.json``
     (checked on every read, see runners/artifacts.py) + ``infer/index.json``, ``tuned.json``,
-    ``evaluation_<split>_<gating>.csv``.
+    ``evaluation_<split>_<gating>.csv``, ``export/`` (``export()``'s default place, see ``runners/export.py``).
     """
 
     def __init__(self, model: torch.nn.Module, flow, run_dir: str, dataset=None, batch_size: int = 64,
