@@ -169,14 +169,29 @@ class Branching(torch.nn.Module):
         return x * 2 if float(x.sum()) > 0 else x
 
 
-def test_untraceable_model_names_the_submodule_and_writes_nothing(run, tmp_path):
+class RootBranching(torch.nn.Module):
+    """The same mistake in the model's own forward."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, inputs):
+        if float(inputs["a"].sum()) > 1e9:
+            return None
+        return self.inner(inputs)
+
+
+@pytest.mark.parametrize("wrapper, where", [(DataDependent, r"in submodule 'gate' \(Branching\)"),
+                                            (RootBranching, r"in the model's own forward \(RootBranching\)")])
+def test_untraceable_model_names_where_tracing_failed_and_writes_nothing(run, tmp_path, wrapper, where):
     from dnn_cool_catalyst.export import check_target, export_model
 
     project, runner = run
     batch = next(iter(runner.split_loader("train", batch_size=4)))
     target = check_target(str(tmp_path / "m.pt2"), "torch", False)
-    with pytest.raises(ExportError, match=r"tracing failed in submodule 'gate' \(Branching\)"):
-        export_model(DataDependent(runner.model), runner.flow, batch["inputs"], target, "torch",
+    with pytest.raises(ExportError, match=rf"could not trace it {where}: .*use torch\.where"):
+        export_model(wrapper(runner.model), runner.flow, batch["inputs"], target, "torch",
                      converters=project.data.converters)
     assert os.listdir(tmp_path) == []
 

@@ -29,6 +29,7 @@ def module_trail(root: nn.Module) -> Iterator[List[str]]:
     exception propagates the list keeps the modules it left, so it names where tracing failed."""
     trail: List[str] = []
     names = {id(module): name or type(root).__name__ for name, module in root.named_modules()}
+    names[id(root)] = type(root).__name__
     failed = [False]
 
     def enter(module, args):
@@ -53,22 +54,26 @@ def module_trail(root: nn.Module) -> Iterator[List[str]]:
 
 
 def _failure(fmt: str, trail: List[str], error: BaseException, module: nn.Module) -> ExportError:
-    where = "at the top level of the model"
-    if trail:
-        inner = trail[-1]
+    root = type(module).__name__
+    if not trail:  # the model returned: the failure is in a task's decode / condition, or before the model
+        where = "outside the model's modules (in the input preprocessing, a task's decode or condition)"
+    elif trail[-1] == root:
+        where = f"in the model's own forward ({root})"
+    else:
         try:
-            kind = type(module.get_submodule(inner)).__name__ if inner != type(module).__name__ else inner
+            kind = type(module.get_submodule(trail[-1])).__name__
         except AttributeError:
             kind = "?"
-        where = f"in submodule '{inner}' ({kind})"
+        where = f"in submodule '{trail[-1]}' ({kind})"
     summary = " ".join(str(error).split())[:400]
-    other = "onnx" if fmt == "torch" else "torch"
-    hint = ("the torch format needs every forward to be traceable by torch.export: no Python branching on tensor "
-            "values (use torch.where / torch.cond), no .item() / .tolist() / numpy on tensors")
-    return ExportError(f"cannot export the model to format={fmt!r}: tracing failed {where}: "
-                       f"{type(error).__name__}: {summary}. {hint}; both formats trace the same way, so "
-                       f"format={other!r} will not help until that module traces (or export the run's raw model "
-                       f"yourself)")
+    if fmt == "onnx" and type(error).__name__ != "TorchExportError" and not trail:
+        # torch.export traced it (step 1 of torch's ONNX exporter); the ONNX translation failed.
+        return ExportError(f"cannot convert the model to ONNX: {type(error).__name__}: {summary}. An operator may "
+                           f"have no ONNX translation; format='torch' exports the same model (it traces)")
+    return ExportError(f"cannot export the model to format={fmt!r}: torch.export could not trace it {where}: "
+                       f"{type(error).__name__}: {summary}. Both formats need a model torch.export can trace: no "
+                       f"Python branching on tensor values (use torch.where / torch.cond), no .item() / .tolist() / "
+                       f"numpy on tensors")
 
 
 def _dynamic_batch(columns: List[str]):

@@ -25,7 +25,8 @@ class ExportMixin:
         artifact takes a dict (ONNX: named inputs) of one tensor per input column, batch first, and returns per
         task its decoded value and an ``applies`` mask. ``path`` defaults to ``<run_dir>/export/model.pt2`` (or
         ``.onnx``); an existing file is replaced only with ``overwrite=True``. Everything is checked before the
-        model is traced, and the files appear complete or not at all."""
+        model is traced, and the files appear complete or not at all. As :meth:`infer` does, this loads the
+        checkpoint into ``runner.model``; the traced model is a CPU copy."""
         from .. import export as ex  # the export package imports this package's errors: imported when used
 
         fmt = ex.check_format(format)
@@ -33,8 +34,7 @@ class ExportMixin:
             from ..export.writers import check_onnx_available
 
             check_onnx_available()
-        default = path is None
-        if default:
+        if path is None:
             path = os.path.join(self.run_dir, EXPORT_DIR, f"model{ex.EXTENSIONS[fmt]}")
             os.makedirs(os.path.dirname(path), exist_ok=True)
         path = ex.check_target(path, fmt, overwrite)
