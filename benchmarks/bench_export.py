@@ -11,7 +11,8 @@ the same batches of the run's own inputs:
 - ``onnxruntime``: the ONNX artifact in ONNX Runtime, when the ``onnx`` extra is installed (``--no-onnx`` skips it).
 
 Each figure is the median of ``--repeats`` calls after warm-up, sides alternated so machine noise hits each alike;
-printed with the ratio exported / eager (below 1: the export is faster). Takes well under a minute:
+printed with the ratio exported / eager (below 1: the export is faster). About 15 s of CPU time (training
+included), so well under a minute on an idle 2-core machine:
 
     python benchmarks/bench_export.py [--workload tabular|cnn] [--repeats 200] [--threads N] [--no-onnx]
 """

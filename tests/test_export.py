@@ -2,7 +2,6 @@
 and runs, giving the decoded values and decoded gating the library computes in-process."""
 import json
 import os
-import warnings
 
 import numpy as np
 import pytest
