@@ -76,14 +76,15 @@ def _failure(fmt: str, trail: List[str], error: BaseException, module: nn.Module
                        f"numpy on tensors")
 
 
-def _dynamic_batch(columns: List[str]):
+def _dynamic_batch(columns: List[str]) -> dict:
+    """Dynamic shapes of the input columns: one batch dimension shared by all, any size from 1."""
     batch = torch.export.Dim("batch", min=1)
-    return batch, {column: {0: batch} for column in columns}
+    return {column: {0: batch} for column in columns}
 
 
 def trace_program(module: DeployableModule, example: Dict[str, torch.Tensor]) -> "torch.export.ExportedProgram":
     """``torch.export`` of ``module`` on ``example`` with a dynamic batch dimension."""
-    _, shapes = _dynamic_batch(list(example))
+    shapes = _dynamic_batch(list(example))
     trail_list: List[str] = []
     try:
         with module_trail(module.model) as trail_list, torch.no_grad():
@@ -145,7 +146,7 @@ def write_onnx(module: DeployableModule, example: Dict[str, torch.Tensor], path:
     check_onnx_available()
     flat = FlatOutputs(module, list(example))
     names = flat.output_names()
-    _, shapes = _dynamic_batch(list(example))
+    shapes = _dynamic_batch(list(example))
     tmp = _temporary(path)
     trail_list: List[str] = []
     try:
