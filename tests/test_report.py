@@ -79,7 +79,7 @@ def _fold_group(root, folds_values, ensemble_value, hidden=32):
 def test_three_runs_and_a_fold_group(real_runs, tmp_path):
     root = real_runs
     folds = [0.5, 0.75, 1.0]
-    group = _fold_group(root, folds, ensemble_value=0.9)
+    _fold_group(root, folds, ensemble_value=0.9)
     table = compare(root, metric="is_interesting/accuracy")
 
     assert sorted(table.experiment) == ["cv_group", "numbers/large", "numbers/medium", "numbers/small"]
@@ -215,25 +215,34 @@ def test_statuses_and_fold_group_from_its_summary(tmp_path):
     assert {"lr", "train.lr"} <= set(table.columns)
 
 
-def test_bad_input_is_one_line_exit_2(tmp_path):
+def _cli(argv, capsys):
+    """Exit status and standard error of ``dnn-cool-report argv``, run in this process."""
+    from dnn_cool_catalyst.report.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main([str(a) for a in argv])
+    return exited.value.code, capsys.readouterr().err
+
+
+def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     empty = tmp_path / "nothing"
     empty.mkdir()
-    done = subprocess.run([sys.executable, "-m", "dnn_cool_catalyst.report", str(empty), "--out",
-                           str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "no runs under" in done.stderr and not (tmp_path / "r").exists()
+    code, err = _cli([empty, "--out", tmp_path / "r"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "no runs under" in err and not (tmp_path / "r").exists()
 
     run = tmp_path / "runs" / "a"
     run.mkdir(parents=True)
     (run / "flow.json").write_text("{}")
     _evaluation([("door", "accuracy", 0.5, 4), ("door", "f1", 0.4, 4)], run / "evaluation_test_gt.csv")
-    done = subprocess.run([sys.executable, "-m", "dnn_cool_catalyst.report", str(tmp_path / "runs"), "--metric",
-                           "door/acc", "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 2 and done.stderr.count("\n") == 1
-    assert "unknown metric 'door/acc'" in done.stderr and "door/accuracy, door/f1" in done.stderr
+    code, err = _cli([tmp_path / "runs", "--metric", "door/acc", "--out", tmp_path / "r"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "unknown metric 'door/acc'" in err and "door/accuracy, door/f1" in err
+    assert not (tmp_path / "r").exists()
     with pytest.raises(ReportError, match="gating must be one of"):
         compare(tmp_path / "runs", gating="predicted")
     with pytest.raises(ReportError, match="available: none"):
         compare(tmp_path / "runs", metric="door/accuracy", split="valid")
+    assert list(compare(run).experiment) == ["a"]  # DIR may be a run itself
     csv_path, html_path, _ = write_report(tmp_path / "runs", tmp_path / "r")
     assert os.path.exists(csv_path) and "<svg" in open(html_path, encoding="utf-8").read()

@@ -74,10 +74,10 @@ def compare(root, metric: Optional[str] = None, split: str = "test", gating: str
     """One row per run or fold group under ``root`` (searched recursively), sorted by ``metric``.
 
     Columns: ``experiment`` (path relative to ``root``), ``kind`` (``run`` / ``folds``), ``status`` (``done``,
-    ``running``, ``failed``, ``incomplete``: no experiment is left out), then one column per configuration key
-    that differs between experiments (flattened: ``run.0.num_epochs``, ``runner.batch_size``), then the sort
-    metric ``task/metric`` (a fold group's mean over folds, with ``<metric> std`` and the ensemble's
-    ``<metric> ensemble`` beside it), then every other metric of ``evaluation_<split>_<gating>.csv``, and last
+    ``running``, ``failed``, ``incomplete``: no experiment is left out), the sort metric ``task/metric`` (a fold
+    group's mean over folds, with ``<metric> std`` and the ensemble's ``<metric> ensemble`` beside it), then one
+    column per configuration key that differs between experiments (flattened: ``run.0.num_epochs``,
+    ``runner.batch_size``), then every other metric of ``evaluation_<split>_<gating>.csv``, and last
     ``metrics_source``, ``config_source``, ``detail`` (why a run is not done, unreadable files) and ``path``.
 
     ``metric`` defaults to the first one found; errors (names with ``loss``, ``mae``, ``mse``, ``rmse``,
@@ -111,16 +111,18 @@ def _table(experiments: List[Experiment], parameters: List[str], metric: Optiona
     rows = []
     for exp in experiments:
         row = {"experiment": exp.name, "kind": exp.kind, "status": exp.status}
+        values, stds, ensemble = _values(exp.metrics), _values(exp.metrics, "std"), _values(exp.ensemble)
+        if metric:  # the sort metric first, where it is seen without scrolling
+            row[metric] = values.get(metric, float("nan"))
+            if has_folds:
+                row[f"{metric} std"] = stds.get(metric, float("nan"))
+            if has_ensemble:
+                row[f"{metric} ensemble"] = ensemble.get(metric, float("nan"))
         for key, column in param_columns.items():
             row[column] = exp.config.get(key) if exp.config is not None else None
-        values, stds, ensemble = _values(exp.metrics), _values(exp.metrics, "std"), _values(exp.ensemble)
-        ordered = ([metric] if metric else []) + [m for m in available if m != metric]
-        for name in ordered:
-            row[name] = values.get(name, float("nan"))
-            if name == metric and has_folds:
-                row[f"{name} std"] = stds.get(name, float("nan"))
-            if name == metric and has_ensemble:
-                row[f"{name} ensemble"] = ensemble.get(name, float("nan"))
+        for name in available:
+            if name != metric:
+                row[name] = values.get(name, float("nan"))
         row.update(metrics_source=exp.metrics_source, config_source=exp.config_source,
                    detail="; ".join(exp.detail), path=exp.path)
         rows.append(row)

@@ -63,6 +63,8 @@ def find_experiments(root: str) -> List[Experiment]:
     for current, dirs, _files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         name = os.path.relpath(current, root)
+        if name == ".":  # ROOT is itself a run or a fold group: show its own name
+            name = os.path.basename(os.path.abspath(root)) or name
         if os.path.exists(os.path.join(current, CV_FILE)):
             found.append(Experiment(current, name, "folds"))
             dirs[:] = []  # its folds belong to it

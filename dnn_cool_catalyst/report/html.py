@@ -24,10 +24,11 @@ h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:22px 0 6px}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;font-size:12px}
 th,td{border:1px solid #ddd;padding:3px 6px;text-align:right;white-space:nowrap}
-th{background:#f3f3f3;cursor:pointer;position:sticky;top:0} th:hover{background:#e6e6e6}
+th{background:#f3f3f3;cursor:pointer;position:sticky;top:0;white-space:normal;max-width:150px;
+   vertical-align:bottom} th:hover{background:#e6e6e6}
 th.sorted-asc::after{content:" \\25B2"} th.sorted-desc::after{content:" \\25BC"}
 td.text{text-align:left} th.param{background:#fff4d6} th.metric{background:#e3f0ff}
-td.detail{text-align:left;white-space:normal;max-width:360px;color:#555}
+td.detail{text-align:left;white-space:normal;min-width:260px;max-width:520px;color:#555;font-size:11px}
 .swatch{display:inline-block;width:10px;height:10px;margin-right:5px;vertical-align:middle}
 .status{padding:1px 6px;border-radius:8px;color:#fff;font-size:11px}
 .done{background:#2e7d32} .running{background:#1565c0} .failed{background:#c62828} .incomplete{background:#9e9e9e}
@@ -95,7 +96,8 @@ def render_html(comparison: Comparison, out_dir: str) -> str:
         "<h2>Experiments</h2>", _table_html(comparison, colors, out_dir),
     ]
     if metric:
-        parts += ["<h2>Per-task metrics</h2>", _legend(comparison, colors), _bars_html(comparison, colors)]
+        parts += ["<h2>Per-task metrics</h2>", _legend(comparison, colors, with_metrics=True),
+                  _bars_html(comparison, colors)]
     parts += ["<h2>Learning curves (TensorBoard scalars)</h2>", _legend(comparison, colors),
               _curves_html(comparison, colors)]
     parts += [f"<script>{_JS}</script>", "</body></html>"]
@@ -119,7 +121,9 @@ def _table_html(comparison: Comparison, colors: dict, out_dir: str) -> str:
     head = []
     for c in columns:
         cls = "param" if c in params else "metric" if c in metric_columns else ""
-        head.append(f'<th class="{cls}" title="{escape(c)}">{escape(c)}</th>')
+        # Long dotted names may break after a dot or slash instead of widening the whole column.
+        shown = escape(c).replace(".", ".<wbr>").replace("/", "/<wbr>")
+        head.append(f'<th class="{cls}" title="{escape(c)}">{shown}</th>')
     rows = []
     for record in table.to_dict("records"):
         cells = []
@@ -131,8 +135,8 @@ def _table_html(comparison: Comparison, colors: dict, out_dir: str) -> str:
                              f'style="background:{colors[record["path"]]}"></span><a href="{href}">'
                              f'{escape(str(value))}</a></td>')
             elif c == "status":
-                cells.append(f'<td class="text" data-v="{escape(value)}"><span class="status {escape(value)}">'
-                             f'{escape(value)}</span></td>')
+                cells.append(f'<td class="text" data-v="{escape(value)}"><span class="status {escape(value)}" '
+                             f'title="{escape(str(record.get("detail", "")))}">{escape(value)}</span></td>')
             elif c == "detail":
                 cells.append(f'<td class="detail">{escape(str(value))}</td>')
             else:
@@ -144,10 +148,11 @@ def _table_html(comparison: Comparison, colors: dict, out_dir: str) -> str:
             + "\n".join(rows) + "</tbody></table></div>")
 
 
-def _legend(comparison: Comparison, colors: dict) -> str:
+def _legend(comparison: Comparison, colors: dict, with_metrics: bool = False) -> str:
+    shown = [e for e in comparison.experiments if e.metrics is not None or not with_metrics]
     return '<div class="legend">' + "".join(
         f'<span><span class="swatch" style="background:{colors[e.path]}"></span>{escape(e.name)}</span>'
-        for e in comparison.experiments) + "</div>"
+        for e in shown) + "</div>"
 
 
 def _bars_html(comparison: Comparison, colors: dict) -> str:

@@ -48,7 +48,8 @@ def _frame(width: int, height: int, title: str, ticks: Sequence[float], scale, l
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" role="img">',
              f'<title>{escape(title)}</title>',
-             f'<text x="{width / 2:.0f}" y="14" text-anchor="middle" {_FONT} font-weight="bold">'
+             f'<text x="{left + (width - left - right) / 2:.0f}" y="14" text-anchor="middle" {_FONT} '
+             f'font-weight="bold">'
              f'{escape(title)}</text>']
     for tick in ticks:
         y = scale(tick)
@@ -65,9 +66,14 @@ def bar_chart(title: str, groups: Sequence[str], series: Sequence[Tuple[str, str
               height: int = 260) -> str:
     """Grouped bars: one group per entry of ``groups`` (tasks), one bar per ``series`` ``(label, color)``
     (experiments); ``values[s][g]`` (NaN: no bar), optional ``errors[s][g]`` drawn as +-whiskers."""
-    left, right, top, bottom = 48, 10, 24, 70
     bar_w = max(4, min(18, 360 // max(1, len(series))))
     group_w = bar_w * len(series) + 14
+    # Task names are written at -35 degrees under their group: room below and, for the first one, on the left.
+    longest = max((len(g) for g in groups), default=0)
+    first = len(groups[0]) if groups else 0
+    left = max(48, int(first * 6.2 * 0.82 - group_w / 2) + 8)
+    right, top, bottom = 10, 24, min(200, int(longest * 5.8 * 0.57) + 18)
+    height += bottom - 70
     width = max(320, left + right + group_w * len(groups))
     finite = [v + (errors[s][g] if errors and math.isfinite(errors[s][g]) else 0)
               for s, row in enumerate(values) for g, v in enumerate(row) if math.isfinite(v)]
@@ -100,7 +106,7 @@ def bar_chart(title: str, groups: Sequence[str], series: Sequence[Tuple[str, str
                              f'y2="{scale(v + err):.1f}" stroke="#222"/>')
         label_x = x0 + bar_w * len(series) / 2
         parts.append(f'<text x="{label_x:.1f}" y="{height - bottom + 12}" text-anchor="end" '
-                     f'transform="rotate(-30 {label_x:.1f} {height - bottom + 12})" {_FONT}>{escape(group)}</text>')
+                     f'transform="rotate(-35 {label_x:.1f} {height - bottom + 12})" {_FONT}>{escape(group)}</text>')
     parts.append("</svg>")
     return "\n".join(parts)
 
