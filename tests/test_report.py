@@ -246,3 +246,21 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
     assert list(compare(run).experiment) == ["a"]  # DIR may be a run itself
     csv_path, html_path, _ = write_report(tmp_path / "runs", tmp_path / "r")
     assert os.path.exists(csv_path) and "<svg" in open(html_path, encoding="utf-8").read()
+
+
+def test_names_are_escaped_and_a_cut_event_file_is_read_up_to_the_cut(tmp_path):
+    run = tmp_path / "runs" / 'lr<0.1>&"x"'
+    run.mkdir(parents=True)
+    (run / "flow.json").write_text("{}")
+    _evaluation([("door", "accuracy", 0.5, 4)], run / "evaluation_test_gt.csv")
+    logdir = run / "tensorboard" / "valid"
+    with SummaryWriter(str(logdir)) as writer:
+        for epoch in (1, 2, 3):
+            writer.add_scalar("loss/epoch", 1.0 / epoch, epoch)
+    event_file = next(logdir.glob("events.out.tfevents.*"))
+    data = event_file.read_bytes()
+    event_file.write_bytes(data[:-5])  # the last record cut short, as while a run is still writing
+    assert read_scalars(str(run / "tensorboard"))["valid"]["loss/epoch"] == [(1, 1.0), (2, 0.5)]
+    _, html_path, _ = write_report(tmp_path / "runs", tmp_path / "out")
+    page = open(html_path, encoding="utf-8").read()
+    assert "lr&lt;0.1&gt;&amp;&quot;x&quot;" in page and 'lr<0.1>' not in page

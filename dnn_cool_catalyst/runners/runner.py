@@ -58,7 +58,7 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
     Catalyst criterion (so learned weights are optimised and checkpointed).
 
     Layout of ``run_dir``: ``.lock`` (while training or inferring), ``flow.json`` (what the run was trained
-    for), ``splits.json``, ``fitted_targets.json`` (state fitted on the training split, e.g. regression scaling),
+    for), ``run_config.json`` (settings and train arguments, see runners/run_config.py), ``splits.json``, ``fitted_targets.json`` (state fitted on the training split, e.g. regression scaling),
     ``checkpoints/``, ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/<split>/manifest.json``
     (checked on every read, see runners/artifacts.py) + ``infer/index.json``, ``tuned.json``,
     ``evaluation_<split>_<gating>.csv``.
