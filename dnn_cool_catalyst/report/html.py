@@ -28,7 +28,7 @@ th{background:#f3f3f3;cursor:pointer;position:sticky;top:0;white-space:normal;ma
    vertical-align:bottom} th:hover{background:#e6e6e6}
 th.sorted-asc::after{content:" \\25B2"} th.sorted-desc::after{content:" \\25BC"}
 td.text{text-align:left} th.param{background:#fff4d6} th.metric{background:#e3f0ff}
-td.detail{text-align:left;white-space:normal;min-width:260px;max-width:520px;color:#555;font-size:11px}
+td.detail{text-align:left;white-space:normal;min-width:140px;max-width:300px;color:#555;font-size:11px}
 .swatch{display:inline-block;width:10px;height:10px;margin-right:5px;vertical-align:middle}
 .status{padding:1px 6px;border-radius:8px;color:#fff;font-size:11px}
 .done{background:#2e7d32} .running{background:#1565c0} .failed{background:#c62828} .incomplete{background:#9e9e9e}
@@ -115,7 +115,9 @@ def _cell(value) -> Tuple[str, str]:
 
 def _table_html(comparison: Comparison, colors: dict, out_dir: str) -> str:
     table = comparison.table
-    columns = [c for c in table.columns if c not in _HIDDEN_IN_HTML]
+    columns = [c for c in table.columns if c not in _HIDDEN_IN_HTML and c != "detail"]
+    if "detail" in table.columns:  # why a run is not done belongs next to its status, not off-screen
+        columns.insert(columns.index("status") + 1, "detail")
     params = set(comparison.parameters) | {f"config.{p}" for p in comparison.parameters}
     metric_columns = {c for c in columns if "/" in c and c not in params}
     head = []
