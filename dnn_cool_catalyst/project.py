@@ -79,8 +79,11 @@ class Project:
 
         check_runner_name(runner_name)
         flow = flow or self.get_full_flow()
-        return DnnCoolSupervisedRunner(model=model, flow=flow, run_dir=os.path.join(self.project_dir, runner_name),
-                                       dataset=self.get_dataset(flow), **kwargs)
+        runner = DnnCoolSupervisedRunner(model=model, flow=flow, run_dir=os.path.join(self.project_dir, runner_name),
+                                         dataset=self.get_dataset(flow), **kwargs)
+        # The columns' converters and label counts go into the run's run_config.json (runners/run_config.py).
+        runner.converter_summary = self.describe().to_dict("records")
+        return runner
 
     def describe(self) -> pd.DataFrame:
         """One row per input and output column, so that no guessed type goes unnoticed.

@@ -29,6 +29,7 @@ from .inference import InferenceMixin, to_device
 from .interpretation import InterpretationMixin
 from .lock import run_lock
 from .prediction import PredictionMixin
+from .run_config import recording_train, runner_settings
 from .run_dir import claim_run_dir
 from .splits import load_or_make_splits
 
@@ -60,7 +61,8 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, PredictionMixin, Ex
     Catalyst criterion (so learned weights are optimised and checkpointed).
 
     Layout of ``run_dir``: ``.lock`` (while training or inferring), ``flow.json`` (what the run was trained
-    for), ``splits.json``, ``fitted_targets.json`` (state fitted on the training split, e.g. regression scaling),
+    for), ``run_config.json`` (settings and train arguments, see runners/run_config.py), ``splits.json``,
+    ``fitted_targets.json`` (state fitted on the training split, e.g. regression scaling),
     ``checkpoints/``, ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/<split>/manifest.json``
     (checked on every read, see runners/artifacts.py) + ``infer/index.json``, ``tuned.json``,
     ``evaluation_<split>_<gating>.csv``, ``export/`` (``export()``'s default place, see ``runners/export.py``),
@@ -82,6 +84,11 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, PredictionMixin, Ex
         self.loader_batch, self.num_workers, self.split_seed = batch_size, num_workers, seed
         self.loss_weights = loss_weights
         self.device_data = placement.check_mode(device_data)
+        # Saved with each training in run_config.json (runners/run_config.py) for comparing experiments.
+        self.run_settings = runner_settings(
+            batch_size=batch_size, num_workers=num_workers, seed=seed, split_fractions=split_fractions,
+            loss_weights=loss_weights, stratify=stratify, device_data=device_data, engine=engine,
+            balance_dataparallel_memory=balance_dataparallel_memory)
         try:  # validated now, not at the first batch; an nn.Module: learned weights train and checkpoint with it
             self.flow_loss = flow.get_loss(loss_weights)
         except TaskError as e:
@@ -269,7 +276,10 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, PredictionMixin, Ex
         The run directory is locked meanwhile (``.lock``): another process training or inferring into it fails
         at once naming this one.
         """
-        with run_lock(self.run_dir, "train", enabled=self._writes_files()):
+        train_args = dict(num_epochs=num_epochs, resume=resume, lr=lr, early_stopping_patience=early_stopping_patience,
+                          verbose=verbose, valid_metric=valid_metric, **kwargs)
+        with run_lock(self.run_dir, "train", enabled=self._writes_files()), \
+                recording_train(self, train_args, enabled=self._writes_files()):
             return self._train(num_epochs=num_epochs, resume=resume, lr=lr,
                                early_stopping_patience=early_stopping_patience, verbose=verbose,
                                valid_metric=valid_metric, **kwargs)

@@ -1,0 +1,89 @@
+"""An experiment's configuration read back and flattened, and the keys that differ between experiments.
+
+A run made by ``dnn-cool-run`` has the resolved YAML it ran (``config.yml``); a Python run has the
+``run_config.json`` that ``runner.train`` writes (runners/run_config.py). Nested keys are flattened with dots,
+list items by position (``run.0.num_epochs``), so two configurations are compared key by key.
+
+Example:
+    >>> flatten({"model": {"hidden": 8}, "run": [{"num_epochs": 2}], "tags": []})
+    {'model.hidden': 8, 'run.0.num_epochs': 2, 'tags': '[]'}
+    >>> differing_keys([{"a": 1, "b": 2}, {"a": 1, "b": 3}, {"a": 1}])
+    ['b']
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Optional, Tuple
+
+from ..runners.run_config import RUN_CONFIG_FILE, read_run_config
+
+CONFIG_YAML = "config.yml"
+# Bookkeeping sections of run_config.json: they differ between any two runs and say nothing about the setting.
+NOT_SETTINGS = ("status",)
+_MISSING = object()
+
+
+def flatten(config, prefix: str = "") -> dict:
+    """``{dotted.key: scalar}``; an empty dict or list is kept as ``'{}'`` / ``'[]'`` so that it still shows."""
+    flat = {}
+    if isinstance(config, dict) and config:
+        items = ((str(k), v) for k, v in config.items())
+    elif isinstance(config, (list, tuple)) and config:
+        items = ((str(i), v) for i, v in enumerate(config))
+    else:
+        return {prefix: json.dumps(config) if isinstance(config, (dict, list, tuple)) else config} if prefix \
+            else {}
+    for key, value in items:
+        flat.update(flatten(value, f"{prefix}.{key}" if prefix else key))
+    return flat
+
+
+def read_config(directory: str) -> Tuple[Optional[dict], str, Optional[str]]:
+    """``(flattened config or None, the file it came from or '', a problem or None)`` for one directory:
+    ``config.yml`` first, else ``run_config.json``."""
+    yaml_path, json_path = os.path.join(directory, CONFIG_YAML), os.path.join(directory, RUN_CONFIG_FILE)
+    if os.path.exists(yaml_path):
+        import yaml
+
+        try:
+            with open(yaml_path, encoding="utf-8") as f:
+                loaded = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError) as e:
+            return None, CONFIG_YAML, f"{CONFIG_YAML} unreadable ({_one_line(e)})"
+        if not isinstance(loaded, dict):
+            return None, CONFIG_YAML, f"{CONFIG_YAML} is not a mapping"
+        return flatten(loaded), CONFIG_YAML, None
+    if os.path.exists(json_path):
+        try:
+            record = read_run_config(json_path)
+        except (OSError, ValueError) as e:
+            return None, RUN_CONFIG_FILE, f"{RUN_CONFIG_FILE} unreadable ({_one_line(e)})"
+        return flatten({k: v for k, v in record.items() if k not in NOT_SETTINGS}), RUN_CONFIG_FILE, None
+    return None, "", None
+
+
+def differing_keys(configs: List[Optional[Dict]]) -> List[str]:
+    """Keys whose value is not the same in every configuration (a key absent somewhere counts as differing),
+    in first-seen order; configurations that could not be read (``None``) are left out of the comparison."""
+    known = [c for c in configs if c is not None]
+    order: Dict[str, None] = {}
+    for config in known:
+        order.update(dict.fromkeys(config))
+    keys = []
+    for key in order:
+        seen = {_canonical(c.get(key, _MISSING)) for c in known}
+        if len(seen) > 1:
+            keys.append(key)
+    return keys
+
+
+def _canonical(value) -> str:
+    if value is _MISSING:
+        return "\0missing"
+    return json.dumps(value, sort_keys=True, default=repr)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__

@@ -1,0 +1,230 @@
+"""Finding the experiments under a folder and reading each one's status and evaluation.
+
+An experiment is a run directory (it has ``flow.json``, ``run_config.json``, ``config.yml``, ``checkpoints/``,
+a ``.lock`` or an ``evaluation_*.csv``) or a fold group (it has ``cv.json``; its ``fold_<k>/`` run directories
+belong to it and are not experiments of their own). Hidden folders are not searched.
+
+Status of a run: ``running`` (its lock is held by a live process), ``failed`` (training raised, or the process
+holding its lock or training it is gone), ``done`` (it has the evaluation file asked for), else ``incomplete``.
+A fold group is ``failed`` / ``running`` when a fold is, ``done`` when every fold is done and the folds'
+metrics are there, else ``incomplete``.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import pandas as pd
+
+from ..evaluation import COLUMNS
+from ..runners.lock import LOCK_NAME, _is_stale, read_holder
+from ..runners.run_config import RUN_CONFIG_FILE, read_run_config
+from .configs import CONFIG_YAML, read_config
+from .tensorboard import read_scalars
+
+CV_FILE = "cv.json"
+CV_SUMMARY = "cv_summary.csv"
+_RUN_MARKERS = ("flow.json", RUN_CONFIG_FILE, CONFIG_YAML, LOCK_NAME, "checkpoints")
+
+
+@dataclass
+class Experiment:
+    """One row of the comparison: a run or a fold group, with what was read from it."""
+    path: str
+    name: str
+    kind: str  # "run" or "folds"
+    status: str = "incomplete"
+    detail: List[str] = field(default_factory=list)
+    config: Optional[dict] = None
+    config_source: str = ""
+    run_dirs: List[str] = field(default_factory=list)
+    # Long table: task_path, metric_name, value, std, num_samples (std only for fold groups).
+    metrics: Optional[pd.DataFrame] = None
+    metrics_source: str = ""
+    ensemble: Optional[pd.DataFrame] = None  # a fold group's own evaluation file (its ensemble), long table
+    curves: dict = field(default_factory=dict)  # run dir -> read_scalars(...)
+
+
+def evaluation_name(split: str, gating: str) -> str:
+    return f"evaluation_{split}_{gating}.csv"
+
+
+def is_run_dir(path: str) -> bool:
+    if any(os.path.exists(os.path.join(path, marker)) for marker in _RUN_MARKERS):
+        return True
+    return any(n.startswith("evaluation_") and n.endswith(".csv") for n in _listdir(path))
+
+
+def find_experiments(root: str) -> List[Experiment]:
+    """Every run and fold group under ``root`` (``root`` itself included), in path order."""
+    found = []
+    for current, dirs, _files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        name = os.path.relpath(current, root)
+        if name == ".":  # ROOT is itself a run or a fold group: show its own name
+            name = os.path.basename(os.path.abspath(root)) or name
+        if os.path.exists(os.path.join(current, CV_FILE)):
+            found.append(Experiment(current, name, "folds"))
+            dirs[:] = []  # its folds belong to it
+        elif is_run_dir(current):
+            found.append(Experiment(current, name, "run"))
+            dirs[:] = []  # a run's subfolders (checkpoints, tensorboard, infer) hold no runs
+    return found
+
+
+def load_run(exp: Experiment, split: str, gating: str) -> None:
+    """Status, configuration, metrics and curves of a single run."""
+    exp.run_dirs = [exp.path]
+    exp.config, exp.config_source, problem = read_config(exp.path)
+    if problem:
+        exp.detail.append(problem)
+    exp.status, why = run_status(exp.path, split, gating)
+    if why:
+        exp.detail.append(why)
+    table, problem = read_evaluation(os.path.join(exp.path, evaluation_name(split, gating)))
+    if problem:
+        exp.detail.append(problem)
+    if table is not None:
+        exp.metrics = table.assign(std=float("nan"))
+        exp.metrics_source = evaluation_name(split, gating)
+    exp.curves = {exp.path: read_scalars(os.path.join(exp.path, "tensorboard"))}
+
+
+def run_status(path: str, split: str, gating: str):
+    """``(status, why or None)`` of one run directory (see the module docstring)."""
+    lock = os.path.join(path, LOCK_NAME)
+    if os.path.exists(lock):
+        holder = read_holder(lock)
+        if not _is_stale(lock, holder):
+            purpose = f" ({holder.get('purpose')})" if holder else ""
+            return "running", f"locked{purpose}"
+        return "failed", f"its process is gone (stale {LOCK_NAME} of pid {holder['pid'] if holder else '?'})"
+    train = _train_status(path)
+    if train and train.get("train") == "failed":
+        return "failed", f"training failed: {train.get('error', '?')}"
+    if train and train.get("train") == "running":  # the lock is held while training: nobody holds it
+        return "failed", "training stopped before it finished (process killed?)"
+    if os.path.exists(os.path.join(path, evaluation_name(split, gating))):
+        return "done", None
+    return "incomplete", f"no {evaluation_name(split, gating)}"
+
+
+def _train_status(path: str) -> Optional[dict]:
+    try:
+        status = read_run_config(os.path.join(path, RUN_CONFIG_FILE)).get("status")
+    except (OSError, ValueError):
+        return None
+    return status if isinstance(status, dict) else None
+
+
+def read_evaluation(path: str):
+    """``(table or None, problem or None)``: an evaluation CSV as ``task_path, metric_name, value,
+    num_samples``."""
+    if not os.path.exists(path):
+        return None, None
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as e:
+        return None, f"{os.path.basename(path)} unreadable ({str(e).splitlines()[0] if str(e) else e!r})"
+    if list(table.columns) != COLUMNS:
+        return None, f"{os.path.basename(path)} has columns {list(table.columns)}, expected {COLUMNS}"
+    return table.rename(columns={"metric_res": "value"}), None
+
+
+def load_fold_group(exp: Experiment, split: str, gating: str) -> None:
+    """Status, configuration, fold mean/std and curves of a cross-validation group (H5's layout: ``cv.json``,
+    ``fold_<k>/`` runs, ``cv_summary.csv``, the ensemble's ``evaluation_<split>_<gating>.csv``)."""
+    try:
+        with open(os.path.join(exp.path, CV_FILE), encoding="utf-8") as f:
+            cv = json.load(f)
+        if not isinstance(cv, dict):
+            raise ValueError("expected a JSON object")
+    except (OSError, ValueError) as e:
+        exp.status = "failed"
+        exp.detail.append(f"{CV_FILE} unreadable ({str(e).splitlines()[0] if str(e) else e!r})")
+        return
+    fold_names = cv.get("fold_dirs")
+    if not isinstance(fold_names, list) or not all(isinstance(n, str) for n in fold_names):
+        fold_names = sorted(n for n in _listdir(exp.path) if n.startswith("fold_")
+                            and os.path.isdir(os.path.join(exp.path, n)))
+    exp.run_dirs = [os.path.join(exp.path, n) for n in fold_names]
+    _fold_group_config(exp)
+    statuses = cv.get("status") if isinstance(cv.get("status"), dict) else {}
+    fold_status = {}
+    for name, run_dir in zip(fold_names, exp.run_dirs):
+        status, _ = run_status(run_dir, split, gating) if os.path.isdir(run_dir) else ("incomplete", None)
+        declared = statuses.get(name)
+        # The group file says what the fold job reported; the run directory may know better (a killed process).
+        fold_status[name] = status if status in ("failed", "running") else (declared or status)
+    _fold_metrics(exp, split, gating)
+    exp.status = _group_status(fold_status, exp.metrics is not None)
+    done = sum(s == "done" for s in fold_status.values())
+    exp.detail.insert(0, f"{done}/{len(fold_status)} folds done" + "".join(
+        f", {n} {s}" for n, s in fold_status.items() if s in ("failed", "running")))
+    table, problem = read_evaluation(os.path.join(exp.path, evaluation_name(split, gating)))
+    exp.ensemble = table
+    if problem:
+        exp.detail.append(problem)
+    exp.curves = {d: read_scalars(os.path.join(d, "tensorboard")) for d in exp.run_dirs}
+
+
+def _fold_group_config(exp: Experiment) -> None:
+    """The group's own config.yml / run_config.json, else its first fold's. (cv.json's fold settings are not
+    added: the group's config already holds them when a config run made it, and ``kind`` and ``detail`` say
+    that it is a fold group and how many folds it has.)"""
+    config, source, problem = read_config(exp.path)
+    if config is None and not problem and exp.run_dirs:
+        config, source, problem = read_config(exp.run_dirs[0])
+        source = f"{os.path.basename(exp.run_dirs[0])}/{source}" if source else ""
+    if problem:
+        exp.detail.append(problem)
+    exp.config, exp.config_source = config, source
+
+
+def _fold_metrics(exp: Experiment, split: str, gating: str) -> None:
+    """Mean and std (ddof 1, as pandas) over the folds' own evaluation files when every fold has one; else the
+    group's ``cv_summary.csv``."""
+    tables = [read_evaluation(os.path.join(d, evaluation_name(split, gating)))[0] for d in exp.run_dirs]
+    if tables and all(t is not None for t in tables):
+        stacked = pd.concat(tables, ignore_index=True)
+        grouped = stacked.groupby(["task_path", "metric_name"], sort=False)
+        exp.metrics = grouped.agg(value=("value", "mean"), std=("value", "std"),
+                                  num_samples=("num_samples", "sum")).reset_index()
+        exp.metrics_source = f"{len(tables)} folds' {evaluation_name(split, gating)}"
+        return
+    path = os.path.join(exp.path, CV_SUMMARY)
+    if not os.path.exists(path):
+        return
+    try:
+        summary = pd.read_csv(path)
+        missing = [c for c in ("task_path", "metric_name", "mean", "std") if c not in summary.columns]
+        if missing:
+            raise ValueError(f"missing columns {missing}")
+    except (OSError, ValueError) as e:
+        exp.detail.append(f"{CV_SUMMARY} unreadable ({str(e).splitlines()[0] if str(e) else e!r})")
+        return
+    if "num_samples" not in summary.columns:
+        summary["num_samples"] = float("nan")
+    exp.metrics = summary.rename(columns={"mean": "value"})[["task_path", "metric_name", "value", "std",
+                                                            "num_samples"]]
+    exp.metrics_source = CV_SUMMARY
+
+
+def _group_status(fold_status: dict, has_metrics: bool) -> str:
+    values = set(fold_status.values())
+    if "failed" in values:
+        return "failed"
+    if "running" in values:
+        return "running"
+    if fold_status and values == {"done"} and has_metrics:
+        return "done"
+    return "incomplete"
+
+
+def _listdir(path: str) -> List[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
