@@ -107,6 +107,7 @@ def test_fold_labels_depend_on_the_set_of_labels_only():
                                           r"fewer than folds=5"),
     ({"folds": 2, "stratify": "nope"}, r"stratify='nope' is not a task"),
     ({"folds": 2, "num_epochs": 0}, r"num_epochs must be a positive int"),
+    ({"folds": 2, "resume": True}, r"cross_validate\(\) sets \['resume'\] itself"),
     ({"folds": 2, "tune_kwargs": {"loader": "train"}}, r"tune_kwargs must not set 'loader'"),
     ({"folds": 2, "tune_kwargs": {"min_samples": -1}}, r"min_samples must be an int >= 0"),
     ({"folds": 2, "tune_kwargs": {"thresholds": 1}}, r"tune_kwargs \['thresholds'\] do not fit runner.tune\(\)"),
@@ -158,6 +159,8 @@ def test_layout_and_cv_json(group):
             assert os.path.exists(os.path.join(runner.run_dir, f"fold_{k}", name)), name
     for name in ("cv_summary.csv", "evaluation_test_gt.csv", "evaluation_test_decoded.csv", "tuned.json"):
         assert os.path.exists(os.path.join(runner.run_dir, name)), name
+    assert not runner.experiment_metrics  # the folds trained on copies: the group runner's state is its own
+    assert not os.path.exists(os.path.join(runner.run_dir, "checkpoints"))
 
 
 def test_summary_values_equal_the_fold_evaluations_read_back(group):
@@ -328,13 +331,16 @@ def test_tabular_cv_config_runs_end_to_end(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
     done = subprocess.run([sys.executable, "-m", "dnn_cool_catalyst.config", "--config",
                            os.path.join(REPO, "configs", "tabular_cv.yml"), "--set",
-                           f"project.project_dir={tmp_path / 'proj'}", "run.0.folds=2", "run.0.num_epochs=1"],
+                           f"project.project_dir={tmp_path / 'proj'}", "run.0.folds=2", "run.0.num_epochs=1", "--dev", "300"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "cross_validate (folds=2" in done.stdout and "fold_1" in done.stdout
-    group = tmp_path / "proj" / "numbers_cv"
+    group = tmp_path / "proj" / "numbers_cv-dev300"  # --dev: 300 rows, in a directory of its own
+    assert not (tmp_path / "proj" / "numbers_cv").exists()
     summary = pd.read_csv(group / "cv_summary.csv")
     assert list(summary.columns) == ["task_path", "metric_name", "mean", "std", "fold_0", "fold_1", "num_samples"]
     with open(group / "cv.json") as f:
         assert json.load(f)["stratify"] == "is_interesting"
+    with open(group / "splits.json") as f:
+        assert json.load(f)["num_samples"] == 300
     assert (group / "evaluation_test_decoded.csv").exists() and (group / "fold_1" / "tuned.json").exists()

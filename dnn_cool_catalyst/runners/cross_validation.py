@@ -63,6 +63,10 @@ class CrossValidationMixin:
         ``evaluation_test_gt.csv``. The ensemble's evaluation is saved as ``evaluation_test_<gating>.csv``.
         """
         tune_kwargs = self._checked_tune_kwargs(tune_kwargs)
+        fixed = sorted(set(train_kwargs) & {"resume", "loaders"})
+        if fixed:
+            raise RunnerError(f"cross_validate() sets {fixed} itself (each fold trains on its own splits and resumes "
+                              f"when it was interrupted); leave them out")
         if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
             raise RunnerError(f"num_epochs must be a positive int, got {num_epochs!r}")
         plan = self.fold_splits(folds, stratify)
@@ -143,6 +147,10 @@ class CrossValidationMixin:
         its own directory, splits, fitted state, model and loss (so constructor options added to the runner
         carry over without being listed here)."""
         fold = copy.copy(self)
+        # Containers of its own (Catalyst fills e.g. experiment_metrics in place): a fold must not write into
+        # this runner's or another fold's.
+        fold.__dict__.update({key: copy.copy(value) for key, value in vars(self).items()
+                              if isinstance(value, (dict, list, set))})
         fold.run_dir = os.path.join(self.run_dir, fold_files.fold_name(k))
         fold.model = copy.deepcopy(initial_model)
         try:
