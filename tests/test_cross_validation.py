@@ -139,6 +139,21 @@ def test_a_run_directory_with_a_single_runs_checkpoints_is_refused(tmp_path):
         runner.cross_validate(folds=2, num_epochs=1)
 
 
+@pytest.mark.parametrize("content, pattern", [
+    ("{not json", r"cannot read .*cv.json .*: the fold group .* is damaged"),
+    (json.dumps({"kind": "single"}), r"cv.json: field 'kind' must be 'cross_validation'"),
+    (json.dumps({"kind": "cross_validation", "folds": 2, "seed": 42, "stratify": None, "test_fraction": 0.15,
+                 "status": {"fold_0": "finished"}}), r"cv.json: field 'status' must map fold names to one of"),
+])
+def test_a_damaged_cv_json_is_refused_before_training(tmp_path, content, pattern):
+    runner = runner_for(numbers_frame(SAMPLES, seed=0), tmp_path)
+    with open(os.path.join(runner.run_dir, "cv.json"), "w") as f:
+        f.write(content)
+    with pytest.raises(RunnerError, match=pattern):
+        runner.cross_validate(folds=2, num_epochs=1)
+    assert not os.path.exists(os.path.join(runner.run_dir, "fold_0"))
+
+
 # -- the fold group --------------------------------------------------------------------------------------------
 
 def test_layout_and_cv_json(group):
@@ -331,7 +346,8 @@ def test_tabular_cv_config_runs_end_to_end(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": REPO}
     done = subprocess.run([sys.executable, "-m", "dnn_cool_catalyst.config", "--config",
                            os.path.join(REPO, "configs", "tabular_cv.yml"), "--set",
-                           f"project.project_dir={tmp_path / 'proj'}", "run.0.folds=2", "run.0.num_epochs=1", "--dev", "300"],
+                           f"project.project_dir={tmp_path / 'proj'}", "run.0.folds=2", "run.0.num_epochs=1",
+                           "--dev", "300"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "cross_validate (folds=2" in done.stdout and "fold_1" in done.stdout

@@ -118,7 +118,10 @@ def load_or_start(group: str, settings: dict, write: bool = True) -> dict:
     if not isinstance(status, dict) or any(v not in STATUSES for v in status.values()):
         raise RunnerError(f"{path}: field 'status' must map fold names to one of {list(STATUSES)}, got "
                           f"{status!r}; delete the file to start the folds again")
-    state.setdefault("trained", [])
+    trained = state.setdefault("trained", [])
+    if not isinstance(trained, list) or not all(isinstance(name, str) for name in trained):
+        raise RunnerError(f"{path}: field 'trained' must list fold names, got {trained!r}; delete the file to start "
+                          f"the folds again")
     return state
 
 
