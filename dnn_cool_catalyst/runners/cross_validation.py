@@ -91,6 +91,7 @@ class CrossValidationMixin:
                         self._apply_decoders(decoders)  # not the previous fold's thresholds
                         self._run_fold(fold, k, state, num_epochs, tune_kwargs, train_kwargs, writes)
                 summary = self._fold_summary(runners)
+                self._apply_decoders(decoders)  # a task the out-of-fold tuning cannot move keeps these
                 self._ensemble(runners, tune_kwargs)
             finally:
                 self._use_fitted_targets()  # the shared task objects back to this runner's own state
