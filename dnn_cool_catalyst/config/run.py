@@ -17,7 +17,7 @@ from .saved import save_run_config
 from .validate import ConfigError, validate_config
 
 RUNNER_STAGES = ("train", "infer", "tune", "evaluate", "load_tuned", "load_checkpoint", "worst_examples",
-                 "best_examples", "explain")
+                 "best_examples", "explain", "cross_validate")
 
 
 def load_config(paths: Sequence[str], overrides: Sequence[str] = ()) -> dict:
@@ -82,15 +82,18 @@ def make_registry():
     return registry
 
 
-def run_config(paths: Sequence[str], overrides: Sequence[str] = (), echo: Optional[Callable[[str], None]] = print
-               ) -> List[Any]:
-    """Build and run a config; return each stage's result. ``echo`` receives the evaluation tables."""
+def run_config(paths: Sequence[str], overrides: Sequence[str] = (), echo: Optional[Callable[[str], None]] = print,
+               dev: Optional[int] = None) -> List[Any]:
+    """Build and run a config; return each stage's result. ``echo`` receives the evaluation tables. ``dev=N``
+    runs every stage on N seeded rows in the run directory ``<runner_name>-dev<N>`` (the runner's ``dev``)."""
     import pandas as pd
 
     from ..runners import DnnCoolSupervisedRunner
 
     where = " + ".join(paths)
     config = load_config(paths, overrides)
+    if dev is not None:
+        _set_dev(config, dev, where)
     resolved = copy.deepcopy(config)
     stages, built = build_config(config, where)
     runner = built["runner"]
@@ -126,6 +129,17 @@ def build_config(config: dict, where: str):
     except RuntimeError as e:
         raise _readable(e, where) from e
     return stages, built
+
+
+def _set_dev(config: dict, dev, where: str) -> None:
+    """``--dev N``: the runner's ``dev`` argument, checked for a number before anything is built."""
+    if isinstance(dev, bool) or not isinstance(dev, int) or dev < 1:
+        raise ConfigError(f"--dev must be a positive number of rows, got {dev!r}")
+    runner = config.get("runner")
+    if not isinstance(runner, dict) or "_target_" not in runner:
+        raise ConfigError(f"{where}: --dev {dev} sets the runner's 'dev' argument, but 'runner' is not an object "
+                          f"with a _target_")
+    runner["dev"] = dev
 
 
 def _lookup(registry):

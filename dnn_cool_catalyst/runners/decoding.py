@@ -26,11 +26,15 @@ class DecodingMixin:
 
         A threshold is only moved with at least ``min_samples`` masked samples and ``min_per_class`` of each
         class; otherwise the task keeps its threshold, a warning names it and ``tuned.json`` says why."""
-        for name, value in (("min_samples", min_samples), ("min_per_class", min_per_class)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise RunnerError(f"{name} must be an int >= 0, got {value!r}")
+        check_tune_limits(min_samples, min_per_class)
         self._use_fitted_targets()
         logits, targets, available, _ = self._stored(loader)
+        return self._tune_outputs(loader, logits, targets, available, metric, min_recall, min_samples,
+                                  min_per_class)
+
+    def _tune_outputs(self, loader: str, logits, targets, available, metric: str, min_recall: Optional[float],
+                      min_samples: int, min_per_class: int) -> dict:
+        """Tune on the given outputs (named ``loader`` in ``tuned.json``), save, apply and return the params."""
         params, report = tune_flow(self.flow, logits, targets, available, metric=metric, min_recall=min_recall,
                                    min_samples=min_samples, min_per_class=min_per_class)
         report = mark_tuned_points(self.flow, logits, targets, available, report)  # the point on the PR curve
@@ -91,8 +95,20 @@ class DecodingMixin:
         else:
             warnings.warn("no tuned parameters (run runner.tune() first): evaluating with default thresholds",
                           stacklevel=2)
+        return self._evaluate_outputs(loader, gating, logits, targets, available)
+
+    def _evaluate_outputs(self, loader: str, gating: str, logits, targets, available) -> pd.DataFrame:
+        """The evaluation table of the given outputs with the decoders as they are, saved as
+        ``evaluation_<loader>_<gating>.csv``."""
         table = self.flow.get_evaluator()(logits, targets, available, gating=gating)
         if self._writes_files():
             atomic_write_text(os.path.join(self.run_dir, f"evaluation_{loader}_{gating}.csv"),
                               table.to_csv(index=False))
         return table
+
+
+def check_tune_limits(min_samples, min_per_class) -> None:
+    """:meth:`DecodingMixin.tune`'s sample limits must be ints >= 0."""
+    for name, value in (("min_samples", min_samples), ("min_per_class", min_per_class)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise RunnerError(f"{name} must be an int >= 0, got {value!r}")

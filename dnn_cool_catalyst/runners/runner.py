@@ -21,7 +21,8 @@ from ..parallel import (REDUCTION_KEY, BatchedSubset, ShardedBatchSampler, autoc
                         balanced_forward, collate_batch, reshard_loader)
 from ..tasks.base import TaskError
 from . import device_data as placement
-from . import fitted
+from . import dev_subset, fitted
+from .cross_validation import CrossValidationMixin
 from .decoding import DecodingMixin
 from .export import ExportMixin
 from .errors import RunnerError
@@ -34,7 +35,8 @@ from .run_dir import claim_run_dir
 from .splits import load_or_make_splits
 
 
-class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, PredictionMixin, ExportMixin, InterpretationMixin,
+class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixin, PredictionMixin, ExportMixin,
+                              InterpretationMixin,
                               dl.SupervisedRunner):
     """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
 
@@ -67,6 +69,10 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, PredictionMixin, Ex
     (checked on every read, see runners/artifacts.py) + ``infer/index.json``, ``tuned.json``,
     ``evaluation_<split>_<gating>.csv``, ``export/`` (``export()``'s default place, see ``runners/export.py``),
     and ``config.yml`` for runs made by ``dnn-cool-run`` (config/saved.py).
+
+    ``dev=N`` (README, "Cross-validation and development subsets"): the same pipeline on N seeded rows, in the run
+    directory ``<run_dir>-dev<N>``; ``cross_validate()`` (runners/cross_validation.py) turns the run directory into
+    a fold group.
     """
 
     def __init__(self, model: torch.nn.Module, flow, run_dir: str, dataset=None, batch_size: int = 64,
@@ -74,7 +80,7 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, PredictionMixin, Ex
                  split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
                  engine=None, loss_weights=None,
                  balance_dataparallel_memory: bool = False, stratify: Optional[str] = None,
-                 resplit: bool = False, device_data: str = "auto"):
+                 resplit: bool = False, device_data: str = "auto", dev: Optional[int] = None):
         compat.apply()
         super().__init__(model=model, input_key="inputs", output_key="outputs", target_key="targets",
                          loss_key="loss")
@@ -96,12 +102,21 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, PredictionMixin, Ex
         self._engine_arg = engine
         # Under nn.DataParallel, reduce loss and metric statistics on each replica (see parallel/replicas.py).
         self.balance_dataparallel_memory = balance_dataparallel_memory
+        # dev=N: N seeded rows in <run_dir>-dev<N>, never the full run's directory (runners/dev_subset.py).
+        self.dev = None if dev is None else dev_subset.check_dev(dev, len(self.dataset))
+        dev_rows = None
+        if self.dev is not None:
+            self.run_dir = dev_subset.dev_run_dir(self.run_dir, self.dev)
+            dev_rows = dev_subset.dev_positions(self._row_ids(), self.dev, seed)
         self._claim_run_dir()
         # Positions into self.dataset; splits.json stores row labels (runners/splits.py). Replacing the splits
         # of a run another process is training on would pull its rows away: resplit takes the run's lock.
         with run_lock(self.run_dir, "resplit", enabled=resplit):
-            self.splits = load_or_make_splits(os.path.join(self.run_dir, "splits.json"), self._row_ids(),
-                                              split_fractions, seed, stratify, self._strata(stratify), resplit)
+            splits = load_or_make_splits(os.path.join(self.run_dir, "splits.json"),
+                                         dev_subset.subset(self._row_ids(), dev_rows), split_fractions, seed,
+                                         stratify, dev_subset.subset(self._strata(stratify), dev_rows), resplit)
+            self.splits = dev_subset.to_dataset_positions(splits, dev_rows)
+        self.split_fractions, self.stratify = split_fractions, stratify
         try:  # e.g. regression target scaling, fitted on the training split only and saved with the run
             self.fitted_targets = fitted.load_or_fit(self.run_dir, self.flow, self.dataset, self.splits["train"],
                                                      write=self._writes_files())

@@ -72,6 +72,13 @@ class Task:
     def activation(self, logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def inverse_activation(self, activations: torch.Tensor) -> torch.Tensor:
+        """Logits whose :meth:`activation` gives ``activations`` back (up to clipping of probabilities 0 and 1).
+        Ensembles average activations and evaluate the average as if one model had produced it; a task without
+        an inverse cannot be ensembled."""
+        raise TaskError(f"{self.type_name} task '{self.name}' ({type(self).__name__}) does not define "
+                        f"inverse_activation(), which ensembles need to evaluate averaged activations")
+
     def decode(self, logits: torch.Tensor) -> torch.Tensor:
         """Prediction in the same space (and shape) as the target, used by metrics and decoded gating."""
         raise NotImplementedError
@@ -179,6 +186,28 @@ class Task:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
+
+
+def logit_of(probabilities: torch.Tensor) -> torch.Tensor:
+    """Inverse of the sigmoid, in float64 so that ``sigmoid(logit_of(p))`` gives ``p`` back to float32 precision;
+    0 and 1 are clipped to 1e-12 and 1 - 1e-12 (finite logits).
+
+    >>> torch.sigmoid(logit_of(torch.tensor([0.25, 0.5, 0.75]))).float()
+    tensor([0.2500, 0.5000, 0.7500])
+    >>> logit_of(torch.tensor([0.0, 1.0])).float()
+    tensor([-27.6310,  27.6310])
+    """
+    return torch.logit(probabilities.double(), eps=1e-12)
+
+
+def log_of(probabilities: torch.Tensor) -> torch.Tensor:
+    """Inverse of the softmax over the last dimension (up to a constant per row, which softmax ignores), in float64;
+    a probability 0 becomes a very negative finite logit.
+
+    >>> torch.softmax(log_of(torch.tensor([[0.5, 0.5, 0.0]])), dim=-1).float()
+    tensor([[0.5000, 0.5000, 0.0000]])
+    """
+    return torch.log(probabilities.double().clamp_min(1e-300))
 
 
 def label_key(value) -> Optional[str]:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics as M
-from .base import Task, TaskError, label_key
+from .base import Task, TaskError, label_key, logit_of
 
 
 def squeeze_single(task: Task, logits: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -56,6 +56,9 @@ class BinaryTask(Task):
 
     def activation(self, logits):
         return torch.sigmoid(logits)
+
+    def inverse_activation(self, activations):
+        return logit_of(activations)
 
     def decode(self, logits):
         return (torch.sigmoid(logits) >= self.threshold).to(logits.dtype)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics as M
-from .base import Task, TaskError, display_label, resolve_class
+from .base import Task, TaskError, display_label, log_of, resolve_class
 
 
 class ClassificationTask(Task):
@@ -51,6 +51,9 @@ class ClassificationTask(Task):
 
     def activation(self, logits):
         return torch.softmax(logits, dim=-1)
+
+    def inverse_activation(self, activations):
+        return log_of(activations)
 
     def decode(self, logits):
         return logits.argmax(dim=-1)

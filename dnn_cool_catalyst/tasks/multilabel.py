@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics as M
-from .base import Task, TaskError, display_label, resolve_class
+from .base import Task, TaskError, display_label, logit_of, resolve_class
 
 
 class MultilabelTask(Task):
@@ -53,6 +53,9 @@ class MultilabelTask(Task):
 
     def activation(self, logits):
         return torch.sigmoid(logits)
+
+    def inverse_activation(self, activations):
+        return logit_of(activations)
 
     def _threshold_tensor(self, like):
         key = (like.device, like.dtype)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics as M
-from .base import Task, TaskError
+from .base import Task, TaskError, logit_of
 from .binary import squeeze_single
 
 
@@ -42,6 +42,9 @@ class BoundedRegressionTask(Task):
 
     def activation(self, logits):
         return torch.sigmoid(logits)
+
+    def inverse_activation(self, activations):
+        return logit_of(activations)
 
     def decode(self, logits):
         return self.lo + (self.hi - self.lo) * torch.sigmoid(logits)
@@ -142,6 +145,10 @@ class RegressionTask(Task):
     # -- model outputs -------------------------------------------------------------------------------------
     def activation(self, logits):
         return self._to_units(logits)
+
+    def inverse_activation(self, activations):
+        # Back to the standardised scale of this task's current fitted state.
+        return (activations.double() - self.mean) / self.std
 
     def decode(self, logits):
         return self._to_units(logits)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics as M
-from .base import Task, TaskError
+from .base import Task, TaskError, log_of
 
 
 class TokenClassificationTask(Task):
@@ -42,6 +42,9 @@ class TokenClassificationTask(Task):
 
     def activation(self, logits):
         return torch.softmax(logits, dim=-1)
+
+    def inverse_activation(self, activations):
+        return log_of(activations)
 
     def decode(self, logits):
         return logits.argmax(dim=-1)
