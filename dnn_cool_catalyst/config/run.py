@@ -15,7 +15,7 @@ import yaml
 from .validate import ConfigError, validate_config
 
 RUNNER_STAGES = ("train", "infer", "tune", "evaluate", "load_tuned", "load_checkpoint", "worst_examples",
-                 "best_examples", "explain")
+                 "best_examples", "explain", "lr_find")
 
 
 def load_config(paths: Sequence[str], overrides: Sequence[str] = ()) -> dict:
@@ -86,6 +86,7 @@ def run_config(paths: Sequence[str], overrides: Sequence[str] = (), echo: Option
     import pandas as pd
 
     from ..runners import DnnCoolSupervisedRunner
+    from ..runners.lr_finder import LRFinderResult
     from .factories import seed_everything
 
     where = " + ".join(paths)
@@ -106,7 +107,7 @@ def run_config(paths: Sequence[str], overrides: Sequence[str] = (), echo: Option
         stage = dict(stage)
         name = stage.pop("_call_")
         result = getattr(runner, name)(**stage)
-        if echo is not None and isinstance(result, pd.DataFrame):
+        if echo is not None and isinstance(result, (pd.DataFrame, LRFinderResult)):
             echo(f"\n{name} ({', '.join(f'{k}={v}' for k, v in stage.items()) or 'defaults'}):")
             echo(result.to_string(index=False))
         results.append(result)
