@@ -117,7 +117,7 @@ def test_constant_rate_and_optimizer_spec(tmp_path):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ({"name": "one_cycl"}, r"'one_cycl' is neither one of \['plateau', 'one_cycle'"),
+    ({"name": "one_cycl"}, r"^scheduler name 'one_cycl' is neither one of \['plateau', 'one_cycle'"),
     ({"name": "one_cycle", "max_lrr": 1.0}, "scheduler one_cycle with .*max_lrr"),
     ({"name": "cyclic", "interval": "step"}, "interval must be 'batch' or 'epoch'"),
     ({"max_lr": 1.0}, "must have a 'name'"),

@@ -185,8 +185,11 @@ def test_initial_weights_from_an_earlier_stage_and_loss_weights_per_stage(tmp_pa
     ([{"num_epochs": 1, "name": "../x"}], "letters, digits"),
     ([{"num_epochs": 1, "initial_weights": "missing.pth"}], "missing.pth does not exist"),
     ([{"num_epochs": 1, "loss_weights": {"nope": 1.0}}], "stage 'stage1'.*nope"),
-    ([{"num_epochs": 1, "optimizer": {"name": "Adamm"}}], "'Adamm' is not a torch.optim optimizer"),
-    ([{"num_epochs": 1, "scheduler": {"name": "one_cycles"}}], "'one_cycles' is neither"),
+    ([{"num_epochs": 1}, {"num_epochs": 1, "optimizer": {"name": "Adamm"}}],
+     "stage 'stage2': optimizer name 'Adamm' is not a torch.optim optimizer"),
+    ([{"num_epochs": 1}, {"num_epochs": 1, "scheduler": {"name": "one_cycles"}}],
+     "stage 'stage2': scheduler name 'one_cycles' is neither"),
+    ([{"num_epochs": 1}, {"num_epochs": 1, "valid_metric": "nope/accuracy"}], "stage 'stage2': .*nope"),
     ({"num_epochs": 1}, "non-empty list"),
 ])
 def test_bad_stages_fail_before_training(tmp_path, stages, message):

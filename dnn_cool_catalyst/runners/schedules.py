@@ -141,6 +141,8 @@ def build_scheduler(spec, optimizer, *, lr: float, steps_per_epoch: int, num_epo
                 raise RunnerError(f"scheduler name {name!r} is neither one of {list(SCHEDULE_NAMES)} nor a "
                                   f"torch.optim.lr_scheduler class taking plain arguments")
             scheduler, default = cls(optimizer, **kwargs), "epoch"
+    except RunnerError:
+        raise
     except (TypeError, ValueError) as e:
         raise RunnerError(f"scheduler {name} with {kwargs}: {e}") from None
     # An instance attribute: torch's state_dict saves it (a plain string), so a resumed scheduler keeps it.

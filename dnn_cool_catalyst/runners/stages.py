@@ -126,6 +126,27 @@ def model_state_of(state: dict) -> dict:
     return inner if isinstance(inner, dict) else {}
 
 
+def _check_specs(stage: Stage, settings: dict, flow) -> None:
+    """Build the stage's optimizer and scheduler specs on a stand-in parameter, and resolve its valid_metric, so
+    a typo in the last stage fails before the first one trains."""
+    from ..callbacks.selection import ValidMetricError, resolve_valid_metric
+    from .schedules import build_optimizer, build_scheduler
+
+    try:
+        resolve_valid_metric(flow, settings.get("valid_metric", "loss"))
+    except ValidMetricError as e:
+        raise RunnerError(f"stage '{stage.name}': {e}") from None
+    lr = settings.get("lr", 1e-3)
+    try:
+        optimizer = build_optimizer(settings.get("optimizer"), [torch.nn.Parameter(torch.zeros(1))], lr)
+        scheduler = settings.get("scheduler", "default")
+        if scheduler != "default":
+            build_scheduler(scheduler, optimizer, lr=lr, steps_per_epoch=1, num_epochs=stage.num_epochs,
+                            minimize=True)
+    except RunnerError as e:
+        raise RunnerError(f"stage '{stage.name}': {e}") from None
+
+
 class StagesMixin:
     """``train(stages=...)`` for the runner (see the module docstring)."""
 
@@ -152,7 +173,7 @@ class StagesMixin:
                               f"({self._plan_path()}); resume with the same stages=[...]")
 
     # -- checks before anything trains -----------------------------------------------------------------------
-    def _check_stages_against_model(self, stages: List[Stage]) -> None:
+    def _check_stages_against_model(self, stages: List[Stage], settings: dict) -> None:
         names = [n for n, _ in self.model.named_parameters()]
         tops = sorted({n.split(".")[0] for n in names})
         earlier: List[str] = []
@@ -168,6 +189,7 @@ class StagesMixin:
             if names and len(frozen) == len(names) and not list(self._stage_loss(stage).parameters()):
                 raise RunnerError(f"{where}: freeze={stage.freeze} freezes every parameter; nothing would train")
             self._stage_loss(stage)  # validates loss_weights now
+            _check_specs(stage, {**settings, **stage.settings}, self.flow)
             if stage.initial_weights is not None and not self._stage_reference(stage.initial_weights, earlier):
                 stage.initial_state = self._checked_initial_state(stage)
             earlier.append(stage.name)
@@ -222,7 +244,7 @@ class StagesMixin:
         parsed = parse_stages(stages)
         self._use_fitted_targets()
         self._materialize()  # lazy heads get their parameters before prefixes and files are checked
-        self._check_stages_against_model(parsed)
+        self._check_stages_against_model(parsed, settings)
         completed = self._read_plan(parsed) if resume else []
         if resume and not os.path.exists(self._plan_path()):
             import warnings
