@@ -210,3 +210,7 @@ def test_stages_conflicts_and_resume_mismatches(tmp_path):
         runner.train(stages=[{"name": "b", "num_epochs": 1}], resume=True)
     with pytest.raises(RunnerError, match="trained in stages"):
         runner.train(num_epochs=2, resume=True)
+    runner.train(num_epochs=1)  # a fresh single-stage training: the stages are forgotten, resume works again
+    assert not os.path.exists(os.path.join(runner.run_dir, "checkpoints", "stages.json"))
+    runner.train(num_epochs=2, resume=True)
+    assert read_checkpoint(os.path.join(runner.run_dir, "checkpoints", "runner.last.pth"))["epoch_step"] == 2

@@ -167,10 +167,14 @@ class StagesMixin:
 
     def _check_not_staged(self, resume: bool) -> None:
         """A staged run resumes with its stages: without them the top-level checkpoint's epoch and optimizer
-        would be taken for a single-stage run's."""
-        if resume and os.path.exists(self._plan_path()):
+        would be taken for a single-stage run's. A fresh single-stage training forgets the stages."""
+        if not os.path.exists(self._plan_path()):
+            return
+        if resume:
             raise RunnerError(f"resume=True without stages, but this run was trained in stages "
                               f"({self._plan_path()}); resume with the same stages=[...]")
+        if self._writes_files():
+            os.remove(self._plan_path())
 
     # -- checks before anything trains -----------------------------------------------------------------------
     def _check_stages_against_model(self, stages: List[Stage], settings: dict) -> None:
