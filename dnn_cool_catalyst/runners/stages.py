@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -251,7 +252,6 @@ class StagesMixin:
         self._check_stages_against_model(parsed, settings)
         completed = self._read_plan(parsed) if resume else []
         if resume and not os.path.exists(self._plan_path()):
-            import warnings
             warnings.warn(f"resume=True but {self._plan_path()} does not exist: training the stages from scratch",
                           stacklevel=3)
         self._write_plan(parsed, completed)
