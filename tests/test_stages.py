@@ -214,3 +214,19 @@ def test_stages_conflicts_and_resume_mismatches(tmp_path):
     assert not os.path.exists(os.path.join(runner.run_dir, "checkpoints", "stages.json"))
     runner.train(num_epochs=2, resume=True)
     assert read_checkpoint(os.path.join(runner.run_dir, "checkpoints", "runner.last.pth"))["epoch_step"] == 2
+
+
+def test_loggers_given_to_train_serve_every_stage(tmp_path):
+    from catalyst import dl
+
+    runner = make_runner(tmp_path)
+    loggers = {"tb": dl.TensorboardLogger(logdir=str(tmp_path / "tb"))}
+    runner.train(stages=[{"num_epochs": 1}, {"num_epochs": 1}], loggers=loggers)
+    assert list(loggers) == ["tb"]  # Catalyst's CSV logger went into a copy, closed with its stage
+    from helpers import read_scalar_tags
+
+    # Each stage reopens the shared writers; tensorboardX names event files by the second, so two stages within
+    # one second share a file name (the default per-stage directories avoid that): at least the last is there.
+    losses = [v for path in glob.glob(str(tmp_path / "tb" / "valid" / "events.*"))
+              for v in read_scalar_tags(path).get("loss/epoch", read_scalar_tags(path).get("loss", []))]
+    assert 1 <= len(losses) <= 2

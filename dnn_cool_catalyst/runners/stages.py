@@ -24,6 +24,9 @@ objectives or freeze parts of the model, so their scores do not compare).
 ``resume=True`` skips the completed stages and continues the interrupted one from its own last checkpoint, with
 that stage's optimizer, scheduler and epoch counter (``num_epochs`` of a stage is its total); a stage not yet
 started starts from the previous stage's last checkpoint.
+
+``loggers=`` given to ``train`` are shared by every stage (Catalyst closes them at each stage's end; they reopen
+new files, so stages are not told apart there): the default TensorBoard logger is the per-stage one above.
 """
 from __future__ import annotations
 
@@ -283,6 +286,8 @@ class StagesMixin:
                 if any(name == prefix or name.startswith(prefix + ".") for prefix in stage.freeze):
                     p.requires_grad_(False)
             kwargs = {**settings, **stage.settings}
+            if isinstance(kwargs.get("loggers"), dict):  # Catalyst adds its CSV logger into the dict it is given
+                kwargs["loggers"] = dict(kwargs["loggers"])
             self._train(num_epochs=stage.num_epochs, resume=within, **kwargs)
         finally:
             for name, p in self.model.named_parameters():
