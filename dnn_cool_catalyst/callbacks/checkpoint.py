@@ -136,6 +136,8 @@ class ResumableCheckpointCallback(CheckpointCallback):
             obj = dict(model=runner.model, criterion=runner.criterion, optimizer=runner.optimizer,
                        scheduler=runner.scheduler, epoch_step=runner.epoch_step, batch_step=runner.batch_step,
                        sample_step=runner.sample_step, valid_history=list(self._history))
+            # Which stage of train(stages=...) this epoch belongs to (runners/stages.py): plain values.
+            obj.update(getattr(runner, "stage_checkpoint_fields", None) or {})
         data = self._encode(runner, obj)
         if self.save_last:
             self._write(runner, data, f"{self.logdir}/{self.mode}.last")

@@ -17,7 +17,7 @@ from .saved import save_run_config
 from .validate import ConfigError, validate_config
 
 RUNNER_STAGES = ("train", "infer", "tune", "evaluate", "load_tuned", "load_checkpoint", "worst_examples",
-                 "best_examples", "explain", "cross_validate")
+                 "best_examples", "explain", "cross_validate", "lr_find")
 
 
 def load_config(paths: Sequence[str], overrides: Sequence[str] = ()) -> dict:
@@ -89,6 +89,7 @@ def run_config(paths: Sequence[str], overrides: Sequence[str] = (), echo: Option
     import pandas as pd
 
     from ..runners import DnnCoolSupervisedRunner
+    from ..runners.lr_finder import LRFinderResult
 
     where = " + ".join(paths)
     config = load_config(paths, overrides)
@@ -105,7 +106,7 @@ def run_config(paths: Sequence[str], overrides: Sequence[str] = (), echo: Option
         stage = dict(stage)
         name = stage.pop("_call_")
         result = getattr(runner, name)(**stage)
-        if echo is not None and isinstance(result, pd.DataFrame):
+        if echo is not None and isinstance(result, (pd.DataFrame, LRFinderResult)):
             echo(f"\n{name} ({', '.join(f'{k}={v}' for k, v in stage.items()) or 'defaults'}):")
             echo(result.to_string(index=False))
         results.append(result)

@@ -29,14 +29,17 @@ from .errors import RunnerError
 from .inference import InferenceMixin, to_device
 from .interpretation import InterpretationMixin
 from .lock import run_lock
+from .lr_finder import LRFinderMixin
 from .prediction import PredictionMixin
 from .run_config import recording_train, runner_settings
 from .run_dir import claim_run_dir
+from .schedules import build_optimizer, build_scheduler, scheduler_interval, steps_per_epoch
 from .splits import load_or_make_splits
+from .stages import StagesMixin
 
 
 class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixin, PredictionMixin, ExportMixin,
-                              InterpretationMixin,
+                              InterpretationMixin, StagesMixin, LRFinderMixin,
                               dl.SupervisedRunner):
     """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
 
@@ -162,7 +165,12 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixi
 
     @property
     def checkpoint_dir(self) -> str:
-        return os.path.join(self.run_dir, "checkpoints")
+        # While a stage of train(stages=...) runs, its own subdirectory (runners/stages.py).
+        return self._stage_subdir(os.path.join(self.run_dir, "checkpoints"))
+
+    @property
+    def tensorboard_dir(self) -> str:
+        return self._stage_subdir(os.path.join(self.run_dir, "tensorboard"))
 
     @property
     def infer_dir(self) -> str:
@@ -272,8 +280,9 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixi
         self.batch = {**batch, "outputs": outputs}
 
     # -- train -----------------------------------------------------------------------------------------------
-    def train(self, *, num_epochs: int = 10, resume: bool = False, lr: float = 1e-3, early_stopping_patience: int = 5,
-              verbose: bool = False, valid_metric: str = "loss", **kwargs) -> "DnnCoolSupervisedRunner":
+    def train(self, *, num_epochs: Optional[int] = None, resume: bool = False, lr: float = 1e-3,
+              early_stopping_patience: int = 5, verbose: bool = False, valid_metric: str = "loss",
+              stages: Optional[Sequence[dict]] = None, **kwargs) -> "DnnCoolSupervisedRunner":
         """Train with sensible defaults; every default can be replaced with the usual Catalyst argument.
 
         Defaults: AdamW(lr), ReduceLROnPlateau on ``valid_metric`` (with its SchedulerCallback), early
@@ -288,13 +297,29 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixi
         ``"door_open/accuracy"``; errors minimised, the rest maximised) or ``"task_mean"`` (the mean over tasks of
         accuracy / R^2, maximised); see :mod:`dnn_cool_catalyst.callbacks.selection`.
 
+        ``optimizer`` and ``scheduler`` also take plain specs (``{"name": "SGD", "momentum": 0.9}``,
+        ``{"name": "one_cycle", "max_lr": 0.01}``, ``"warmup_cosine"``; see :mod:`.schedules`); per-batch schedules
+        are stepped after every training batch. ``num_epochs`` defaults to 10.
+
+        ``stages``: a list of stages trained one after the other, each a dict with ``num_epochs`` and optionally
+        ``name``, ``lr``, ``optimizer``, ``scheduler``, ``loss_weights``, ``freeze``, ``initial_weights``,
+        ``strict``, ``early_stopping_patience``, ``valid_metric`` (the other arguments of this call are their
+        defaults); see :mod:`.stages` for checkpoints, TensorBoard and resume.
+
         The run directory is locked meanwhile (``.lock``): another process training or inferring into it fails
         at once naming this one.
         """
         train_args = dict(num_epochs=num_epochs, resume=resume, lr=lr, early_stopping_patience=early_stopping_patience,
-                          verbose=verbose, valid_metric=valid_metric, **kwargs)
+                          verbose=verbose, valid_metric=valid_metric, **({} if stages is None else {"stages": stages}),
+                          **kwargs)
         with run_lock(self.run_dir, "train", enabled=self._writes_files()), \
                 recording_train(self, train_args, enabled=self._writes_files()):
+            if stages is not None:
+                return self._train_stages(stages, num_epochs=num_epochs, resume=resume, lr=lr,
+                                          early_stopping_patience=early_stopping_patience, verbose=verbose,
+                                          valid_metric=valid_metric, **kwargs)
+            self._check_not_staged(resume)
+            num_epochs = 10 if num_epochs is None else num_epochs
             return self._train(num_epochs=num_epochs, resume=resume, lr=lr,
                                early_stopping_patience=early_stopping_patience, verbose=verbose,
                                valid_metric=valid_metric, **kwargs)
@@ -317,11 +342,12 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixi
             train=self.split_loader("train", shuffle=True), valid=self.split_loader("valid"))
         optimizer = kwargs.pop("optimizer", None)
         loss_params = list(self.flow_loss.parameters())
-        if optimizer is None:
+        if optimizer is None or isinstance(optimizer, (str, dict)):
             # The learned loss weights train too, without weight decay (it would pull every task towards s_t = 0).
-            groups = [{"params": list(self.model.parameters())}]
+            # Frozen parameters (requires_grad=False, e.g. a stage's `freeze`) stay out of the optimizer.
+            groups = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
             groups += [{"params": loss_params, "weight_decay": 0.0}] if loss_params else []
-            optimizer = torch.optim.AdamW(groups, lr=lr)
+            optimizer = build_optimizer(optimizer, groups, lr)
         elif loss_params and isinstance(optimizer, torch.optim.Optimizer):
             given = {id(p) for group in optimizer.param_groups for p in group["params"]}
             if not all(id(p) in given for p in loss_params):
@@ -332,6 +358,9 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixi
         if scheduler == "default":
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min" if minimize else "max",
                                                                    factor=0.5, patience=2)
+        elif scheduler is None or isinstance(scheduler, (str, dict)):
+            scheduler = build_scheduler(scheduler, optimizer, lr=lr, steps_per_epoch=steps_per_epoch(loaders),
+                                        num_epochs=num_epochs, minimize=minimize)
         callbacks = kwargs.pop("callbacks", None) or {}
         callbacks = OrderedDict(callbacks if isinstance(callbacks, dict) else enumerate(callbacks))
         if resume and not os.path.exists(last):
@@ -344,13 +373,14 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixi
             # Best/worst validation samples per task in TensorBoard; off with runner.interpretation_k = 0.
             **({"_interpretation": InterpretationCallback(
                 self.flow, k=self.interpretation_k, loaders=("valid",), publishers=self.publishers,
-                logdir=os.path.join(self.run_dir, "tensorboard"))} if self.interpretation_k > 0 else {}),
+                logdir=self.tensorboard_dir)} if self.interpretation_k > 0 else {}),
             _backward=dl.BackwardCallback(metric_key="loss"),
             _optimizer=dl.OptimizerCallback(metric_key="loss"),
             _early_stopping=dl.EarlyStoppingCallback(patience=early_stopping_patience, loader_key="valid",
                                                      metric_key=monitored, minimize=minimize),
             # Same order as the checkpoint: listed first so the scheduler steps before its state is saved.
-            **compat.scheduler_callbacks(scheduler, loader_key="valid", metric_key=monitored),
+            **compat.scheduler_callbacks(scheduler, mode=scheduler_interval(scheduler), loader_key="valid",
+                                         metric_key=monitored),
             _checkpoint=ResumableCheckpointCallback(
                 logdir=self.checkpoint_dir, loader_key="valid", metric_key=monitored, minimize=minimize,
                 mode="runner",
@@ -359,7 +389,7 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixi
         for key, callback in defaults.items():
             callbacks.setdefault(key, callback)
         loggers = kwargs.pop("loggers", None) or {
-            "tensorboard": dl.TensorboardLogger(logdir=os.path.join(self.run_dir, "tensorboard")),
+            "tensorboard": dl.TensorboardLogger(logdir=self.tensorboard_dir),
             **({"console": dl.ConsoleLogger()} if verbose else {})}
         engine = kwargs.pop("engine", None) or self._engine_arg or compat.default_engine()
         super().train(loaders=loaders, model=self.model, engine=engine, criterion=self.flow_loss,
