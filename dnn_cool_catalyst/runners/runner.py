@@ -22,6 +22,7 @@ from ..parallel import (REDUCTION_KEY, BatchedSubset, ShardedBatchSampler, autoc
 from ..tasks.base import TaskError
 from . import device_data as placement
 from . import fitted
+from .augmentation import AugmentationMixin
 from .decoding import DecodingMixin
 from .errors import RunnerError
 from .inference import InferenceMixin, to_device
@@ -31,7 +32,8 @@ from .run_dir import claim_run_dir
 from .splits import load_or_make_splits
 
 
-class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin, dl.SupervisedRunner):
+class DnnCoolSupervisedRunner(AugmentationMixin, InferenceMixin, DecodingMixin, InterpretationMixin,
+                              dl.SupervisedRunner):
     """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
 
     ``model`` is any nn.Module taking the batch's ``"inputs"`` dict and returning the flow module's output (or a
@@ -61,6 +63,10 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
     ``checkpoints/``, ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/<split>/manifest.json``
     (checked on every read, see runners/artifacts.py) + ``infer/index.json``, ``tuned.json``,
     ``evaluation_<split>_<gating>.csv``.
+
+    ``box_tasks``: which bounded regression tasks are box coordinates in the image (``augment/boxes.py``), so that
+    flips in ``train(augment=...)`` and ``infer(tta=...)`` move them too; ``None`` refuses geometric augmentation
+    on flows with regression tasks (README, "Augmentation, test-time augmentation and class balancing").
     """
 
     def __init__(self, model: torch.nn.Module, flow, run_dir: str, dataset=None, batch_size: int = 64,
@@ -68,7 +74,7 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
                  split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
                  engine=None, loss_weights=None,
                  balance_dataparallel_memory: bool = False, stratify: Optional[str] = None,
-                 resplit: bool = False, device_data: str = "auto"):
+                 resplit: bool = False, device_data: str = "auto", box_tasks=None):
         compat.apply()
         super().__init__(model=model, input_key="inputs", output_key="outputs", target_key="targets",
                          loss_key="loss")
@@ -83,6 +89,7 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
         except TaskError as e:
             raise RunnerError(str(e)) from None
         self._engine_arg = engine
+        self._set_box_tasks(box_tasks)
         # Under nn.DataParallel, reduce loss and metric statistics on each replica (see parallel/replicas.py).
         self.balance_dataparallel_memory = balance_dataparallel_memory
         self._claim_run_dir()
@@ -152,8 +159,8 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
         # Our own batch sampler, so that under DDP each process gets its slice of the very batches one process
         # would see (parallel/sampler.py); batches carry "valid" (False marks distributed padding). Each batch is
         # fetched whole (BatchedSubset: columns indexed by the batch's positions, no per-item dicts).
-        sampler = ShardedBatchSampler(len(self.splits[split]), batch_size or self.loader_batch, shuffle=shuffle,
-                                      seed=self.split_seed)
+        # With train(balance=...), the training split's sampler draws a balanced epoch (runners/augmentation.py).
+        sampler = self._make_batch_sampler(split, shuffle, batch_size or self.loader_batch)
         workers = self.num_workers if self.num_workers is not None else default_num_workers(self.dataset)
         return DataLoader(BatchedSubset(self.dataset, self.splits[split]), batch_sampler=sampler,
                           collate_fn=collate_batch, num_workers=workers, persistent_workers=workers > 0)
@@ -236,6 +243,7 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
         device = self.engine.device
         if device.type != "cpu" and not isinstance(self.loader, placement.DeviceBatches):
             batch = to_device(batch, device, non_blocking=True)
+        batch = self._augmented(batch)  # train(augment=...): train loaders only
         dtype = autocast_dtype(self.engine)
         if self._balanced():
             self.batch = {**batch, REDUCTION_KEY: balanced_forward(self.model, batch, self.flow.graph, dtype)}
@@ -264,8 +272,13 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
 
         The run directory is locked meanwhile (``.lock``): another process training or inferring into it fails
         at once naming this one.
+
+        ``augment={"img": ["hflip", "brightness"]}`` augments the training batches per input column and
+        ``balance={"task": "inverse_frequency"}`` / ``{"task": {"negatives_per_positive": 3}}`` balances the
+        training split's sampling (README, "Augmentation, test-time augmentation and class balancing").
         """
-        with run_lock(self.run_dir, "train", enabled=self._writes_files()):
+        augment, balance = kwargs.pop("augment", None), kwargs.pop("balance", None)
+        with self._training_extras(augment, balance), run_lock(self.run_dir, "train", enabled=self._writes_files()):
             return self._train(num_epochs=num_epochs, resume=resume, lr=lr,
                                early_stopping_patience=early_stopping_patience, verbose=verbose,
                                valid_metric=valid_metric, **kwargs)

@@ -72,6 +72,12 @@ class Task:
     def activation(self, logits: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def activation_to_logits(self, activations: torch.Tensor) -> torch.Tensor:
+        """Logits whose :meth:`activation` is ``activations`` (up to clamping at the ends): how averaged
+        activations (test-time augmentation) are stored as logits for tuning and decoding. Optional; without
+        it such averages are refused naming the task."""
+        raise NotImplementedError
+
     def decode(self, logits: torch.Tensor) -> torch.Tensor:
         """Prediction in the same space (and shape) as the target, used by metrics and decoded gating."""
         raise NotImplementedError

@@ -57,6 +57,9 @@ class BinaryTask(Task):
     def activation(self, logits):
         return torch.sigmoid(logits)
 
+    def activation_to_logits(self, activations):
+        return torch.logit(activations, eps=1e-6)
+
     def decode(self, logits):
         return (torch.sigmoid(logits) >= self.threshold).to(logits.dtype)
 

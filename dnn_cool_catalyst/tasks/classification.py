@@ -52,6 +52,9 @@ class ClassificationTask(Task):
     def activation(self, logits):
         return torch.softmax(logits, dim=-1)
 
+    def activation_to_logits(self, activations):
+        return torch.log(activations.clamp_min(1e-12))
+
     def decode(self, logits):
         return logits.argmax(dim=-1)
 

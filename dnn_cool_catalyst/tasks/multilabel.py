@@ -54,6 +54,9 @@ class MultilabelTask(Task):
     def activation(self, logits):
         return torch.sigmoid(logits)
 
+    def activation_to_logits(self, activations):
+        return torch.logit(activations, eps=1e-6)
+
     def _threshold_tensor(self, like):
         key = (like.device, like.dtype)
         cached = self._threshold_cache.get(key)

@@ -43,6 +43,9 @@ class BoundedRegressionTask(Task):
     def activation(self, logits):
         return torch.sigmoid(logits)
 
+    def activation_to_logits(self, activations):
+        return torch.logit(activations, eps=1e-6)
+
     def decode(self, logits):
         return self.lo + (self.hi - self.lo) * torch.sigmoid(logits)
 
@@ -142,6 +145,11 @@ class RegressionTask(Task):
     # -- model outputs -------------------------------------------------------------------------------------
     def activation(self, logits):
         return self._to_units(logits)
+
+    def activation_to_logits(self, activations):
+        if self.mean == 0.0 and self.std == 1.0:
+            return activations
+        return (activations - self.mean) / self.std
 
     def decode(self, logits):
         return self._to_units(logits)
