@@ -14,13 +14,15 @@ from .boxes import Box, check_boxes, check_geometric, flip_targets
 from .transforms import AugmentationError, BatchTransform, check_images, make_transform
 
 
-def image_columns(dataset) -> List[str]:
-    """The input columns of ``dataset`` typed ``"img"`` (image files or in-memory image arrays)."""
+def image_columns(dataset) -> Optional[List[str]]:
+    """The input columns of ``dataset`` typed ``"img"`` (image files or in-memory image arrays); ``None`` for a
+    user's own dataset without column types (its batches are then checked to be image batches as they come)."""
     inner = getattr(dataset, "dataset", dataset)
     data = getattr(inner, "data", None)
-    types = getattr(data, "types", None) or {}
-    names = getattr(inner, "input_names", None) or list(getattr(data, "inputs", {}) or {})
-    return [name for name in names if types.get(name) == "img"]
+    types = getattr(data, "types", None)
+    if not isinstance(types, dict):
+        return None
+    return [name for name in input_columns(dataset) if types.get(name) == "img"]
 
 
 def input_columns(dataset) -> List[str]:
@@ -57,7 +59,7 @@ class AugmentationPlan:
             if column not in known:
                 raise AugmentationError(f"{where}: '{column}' is not an input column of the flow's data; input "
                                         f"columns are {known}")
-            if images and column not in images:
+            if images is not None and column not in images:
                 raise AugmentationError(f"{where}: input column '{column}' is not an image column; image columns "
                                         f"are {images}")
             self.columns[column] = _transform_list(specs, f"{where} column '{column}'")
@@ -92,7 +94,8 @@ class TTAPlan:
 
     def __init__(self, tta, flow, dataset, boxes: Optional[List[Box]]):
         where = "infer(tta=...)"
-        self.columns = image_columns(dataset)
+        columns = image_columns(dataset)
+        self.columns = input_columns(dataset) if columns is None else columns
         if not self.columns:
             raise AugmentationError(f"{where}: flow '{flow.name}' has no image input column (input columns: "
                                     f"{input_columns(dataset)}); test-time augmentation transforms images")
