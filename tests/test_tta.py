@@ -90,3 +90,31 @@ def test_tta_errors(trained, tmp_path):
         numbers.infer(tta=["hflip"])
     with pytest.raises(RunnerError, match=r"'number' is not an image column"):
         numbers.train(num_epochs=1, augment={"number": ["noise"]})
+
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = [os.path.join(REPO, "configs", "security.yml"), os.path.join(REPO, "configs", "security_augment.yml")]
+
+
+def test_yaml_config_trains_with_augment_and_balance_and_infers_with_tta(tmp_path):
+    from dnn_cool_catalyst.config.run import run_config
+
+    overrides = [f"project.project_dir={tmp_path / 'proj'}", "project.n_samples=80", "run.0.num_epochs=1",
+                 "runner.model.width=4", "runner.model.features=8"]
+    results = run_config(CONFIGS, overrides, echo=None)
+    run_dir = tmp_path / "proj" / "security_augment"
+    for split in ("train", "valid", "test"):
+        with open(run_dir / "infer" / split / "manifest.json", encoding="utf-8") as f:
+            assert json.load(f)["tta"] == ["hflip(p=1.0)"]
+    assert (run_dir / "evaluation_test_gt.csv").exists() and results[-1].shape[0] > 0
+
+
+def test_yaml_config_with_an_unknown_augmentation_exits_with_the_error(tmp_path, capsys):
+    from dnn_cool_catalyst.config.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", *CONFIGS, "--set", f"project.project_dir={tmp_path / 'proj'}", "project.n_samples=40",
+              "run.0.augment.img=[hflip, blur]"])
+    assert exit_info.value.code == 2
+    assert "unknown augmentation 'blur'" in capsys.readouterr().err
+    assert not (tmp_path / "proj" / "security_augment" / "checkpoints").exists()
