@@ -118,3 +118,18 @@ def test_yaml_config_with_an_unknown_augmentation_exits_with_the_error(tmp_path,
     assert exit_info.value.code == 2
     assert "unknown augmentation 'blur'" in capsys.readouterr().err
     assert not (tmp_path / "proj" / "security_augment" / "checkpoints").exists()
+
+
+def test_tune_records_the_tta_and_evaluate_warns_on_a_mismatch(trained):
+    trained.infer(splits=["valid", "test"], tta=["vflip"])
+    trained.tune(min_samples=0, min_per_class=0)
+    with open(os.path.join(trained.run_dir, "tuned.json"), encoding="utf-8") as f:
+        assert json.load(f)["tta"] == ["vflip(p=1.0)"]
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trained.evaluate(loader="test")
+    trained.infer(splits=["test"])
+    with pytest.warns(UserWarning, match=r"tuned on outputs inferred with tta=\['vflip\(p=1.0\)'\].*'test' outputs "
+                                         r"were inferred with tta=\[\]"):
+        trained.evaluate(loader="test")

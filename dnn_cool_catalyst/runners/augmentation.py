@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import warnings
 from typing import Dict, List, Optional
 
 import torch
@@ -121,6 +123,20 @@ class AugmentationMixin:
             total = acts if total is None else {name: total[name] + acts[name] for name in total}
             views += 1
         return {name: self.flow.tasks[name].activation_to_logits(value / views) for name, value in total.items()}
+
+    def _warn_tta_mismatch(self, split: str) -> None:
+        """Warn when the thresholds in ``tuned.json`` were tuned on outputs averaged over other views than the
+        stored outputs of ``split`` (averaged probabilities are calibrated differently)."""
+        try:
+            with open(os.path.join(self.run_dir, "tuned.json"), encoding="utf-8") as f:
+                tuned = json.load(f).get("tta", [])
+        except (OSError, ValueError, AttributeError):
+            return  # load_tuned reports a damaged file itself
+        stored = self.stored_tta(split)
+        if tuned != stored:
+            warnings.warn(f"the thresholds in tuned.json were tuned on outputs inferred with tta={tuned}, but the "
+                          f"'{split}' outputs were inferred with tta={stored}: infer both with the same tta",
+                          stacklevel=3)
 
     def stored_tta(self, split: str) -> List[str]:
         """The test-time augmentation views the stored outputs of ``split`` were averaged over (``[]``: none)."""
