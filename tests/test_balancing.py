@@ -1,4 +1,5 @@
 """Class-balanced sampling of the training split: epoch contents, seeding, DDP slices, training, errors."""
+import json
 import os
 
 import pytest
@@ -36,6 +37,13 @@ def epoch_rows(runner, balance, epoch=0):
         loader.batch_sampler.set_epoch(epoch)
         assert isinstance(loader.batch_sampler, BalancedBatchSampler)
         return torch.cat([batch["index"] for batch in loader])
+
+
+def _sampler(runner, balance, epoch):
+    with runner._training_extras(balance=balance):
+        sampler = runner.split_loader("train", shuffle=True).batch_sampler
+    sampler.set_epoch(epoch)
+    return sampler
 
 
 def labels(runner, task, rows):
@@ -155,3 +163,42 @@ def test_balance_needs_a_binary_or_classification_task(tmp_path):
     assert len(totals) > 1 and max(totals) == pytest.approx(min(totals))
     assert sum(totals) == pytest.approx(int(known.sum()))
     assert torch.all(weights[~known] == 1)
+
+
+class RowsPerRank(dl.Callback):
+    """Writes, per DDP rank, the real training rows of every (epoch, step): module-level, so spawn can pickle it."""
+
+    def __init__(self, outdir: str):
+        super().__init__(order=dl.CallbackOrder.External)
+        self.outdir, self.rows = outdir, []
+
+    def on_batch_end(self, runner):
+        if runner.is_train_loader:
+            valid = runner.batch["valid"].cpu()
+            self.rows.append([runner.epoch_step, runner.loader_batch_step,
+                              runner.batch["index"].cpu()[valid].tolist()])
+
+    def on_experiment_end(self, runner):
+        rank = max(0, runner.engine.process_index)
+        with open(os.path.join(self.outdir, f"rows{rank}.json"), "w", encoding="utf-8") as f:
+            json.dump(self.rows, f)
+
+
+def test_balanced_epochs_under_ddp_are_the_single_process_batches_sliced(project, tmp_path):
+    from test_ddp import free_port
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    engine = dl.DistributedDataParallelEngine(port=free_port(), world_size=2, num_node_workers=2,
+                                              process_group_kwargs={"backend": "gloo"}, cpu=True)
+    runner = runner_of(project, "ddp_balanced", engine=engine)
+    balance = {"is_interesting": {"negatives_per_positive": 1}}
+    runner.train(num_epochs=2, balance=balance, callbacks={"rows": RowsPerRank(str(tmp_path))})
+    ranks = []
+    for rank in range(2):
+        with open(tmp_path / f"rows{rank}.json", encoding="utf-8") as f:
+            ranks.append(json.load(f))
+    dataset_rows = runner.splits["train"]
+    for epoch in (1, 2):
+        expected = [[dataset_rows[i] for i, _ in batch] for batch in _sampler(runner, balance, epoch)]
+        got = [r0[2] + r1[2] for r0, r1 in zip(*ranks) if r0[0] == epoch]
+        assert got == expected
