@@ -197,3 +197,17 @@ def test_augmented_training_is_reproducible_and_differs_from_plain(project):
     plain = weights("rep_plain", None)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], plain[k]) for k in a if a[k].is_floating_point())
+
+
+def test_boxes_cannot_follow_independent_flips_of_two_image_columns(project):
+    import types
+
+    runner = small_runner(project, "two_columns", box_tasks=BOXES)
+    data = runner.dataset.data
+    two = types.SimpleNamespace(data=types.SimpleNamespace(types={**data.types, "img2": "img"},
+                                                           inputs={**data.inputs, "img2": data.inputs["img"]}),
+                                input_names=["img", "img2"])
+    with pytest.raises(AugmentationError, match=r"several image columns \['img', 'img2'\]"):
+        AugmentationPlan({"img": ["hflip"], "img2": ["vflip"]}, runner.flow, two, runner.box_tasks)
+    plan = AugmentationPlan({"img": ["hflip"], "img2": ["brightness"]}, runner.flow, two, runner.box_tasks)
+    assert plan.describe() == {"img": ["hflip(p=0.5)"], "img2": ["brightness(delta=0.2)"]}

@@ -65,6 +65,10 @@ class AugmentationPlan:
             self.columns[column] = _transform_list(specs, f"{where} column '{column}'")
         check_boxes(boxes, flow)
         check_geometric(flow, boxes, [t for ts in self.columns.values() for t in ts], where)
+        moving = [column for column, ts in self.columns.items() if any(t.geometric for t in ts)]
+        if boxes and len(moving) > 1:  # each column flips at random on its own: the boxes cannot follow both
+            raise AugmentationError(f"{where}: geometric augmentations on several image columns {moving} with "
+                                    f"box_tasks: the boxes can follow one column's flips only")
         self.flow, self.boxes = flow, boxes
 
     def describe(self) -> Dict[str, List[str]]:
