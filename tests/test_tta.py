@@ -133,3 +133,19 @@ def test_tune_records_the_tta_and_evaluate_warns_on_a_mismatch(trained):
     with pytest.warns(UserWarning, match=r"tuned on outputs inferred with tta=\['vflip\(p=1.0\)'\].*'test' outputs "
                                          r"were inferred with tta=\[\]"):
         trained.evaluate(loader="test")
+
+
+def test_a_manifest_with_a_malformed_tta_field_is_refused_naming_it(trained):
+    trained.infer(splits=["valid"], tta=["hflip"])
+    path = os.path.join(trained.infer_dir, "valid", "manifest.json")
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    data["tta"] = "hflip"
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f)
+    with pytest.raises(RunnerError, match=r"field 'tta' must be a list of test-time augmentation names"):
+        trained.evaluate(loader="valid")
+    with pytest.raises(RunnerError, match=r"field 'tta'"):
+        trained.stored_tta("valid")
+    trained.infer(splits=["valid"])
+    assert trained.stored_tta("valid") == []
