@@ -211,3 +211,15 @@ def test_boxes_cannot_follow_independent_flips_of_two_image_columns(project):
         AugmentationPlan({"img": ["hflip"], "img2": ["vflip"]}, runner.flow, two, runner.box_tasks)
     plan = AugmentationPlan({"img": ["hflip"], "img2": ["brightness"]}, runner.flow, two, runner.box_tasks)
     assert plan.describe() == {"img": ["hflip(p=0.5)"], "img2": ["brightness(delta=0.2)"]}
+
+
+def test_device_gathered_batches_augment_and_balance_alike(project):
+    # "resident" gathers every batch from the split's tensors held on the device (the CPU stands in for it here):
+    # same balanced batches, same augmentation draws, same weights as the DataLoader path.
+    def weights(name, device_data):
+        runner = small_runner(project, name, box_tasks=BOXES, device_data=device_data)
+        runner.train(num_epochs=1, augment={"img": ["hflip", "noise"]}, balance={"door_open": "inverse_frequency"})
+        return runner.model.state_dict()
+
+    off, resident = weights("path_off", "off"), weights("path_resident", "resident")
+    assert all(torch.equal(off[k], resident[k]) for k in off)
