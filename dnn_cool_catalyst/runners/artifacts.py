@@ -86,11 +86,12 @@ def row_label(label):
 # -- writing -------------------------------------------------------------------------------------------------
 
 def save_split(directory: str, split: str, arrays: Dict[str, Dict[str, torch.Tensor]], checkpoint: str,
-               checkpoint_sha256: str, labels: Sequence) -> None:
+               checkpoint_sha256: str, labels: Sequence, tta: Sequence[str] = ()) -> None:
     """``arrays[task][field]`` → ``<directory>/<split>/<task>.npz`` plus the manifest, swapped in as a whole.
 
     ``checkpoint`` is the checkpoint's file name, ``labels`` the DataFrame index labels of the stored rows (in
-    the order of the ``index`` field)."""
+    the order of the ``index`` field), ``tta`` the test-time augmentation views averaged (``runners/augmentation.py``).
+    """
     positions = next(iter(arrays.values()))["index"].tolist() if arrays else []
     if len(labels) != len(positions):
         raise ValueError(f"{len(labels)} row labels for {len(positions)} stored rows")
@@ -109,7 +110,7 @@ def save_split(directory: str, split: str, arrays: Dict[str, Dict[str, torch.Ten
         manifest = {"version": MANIFEST_VERSION, "split": split,
                     "checkpoint": {"file": checkpoint, "sha256": checkpoint_sha256},
                     "rows": {"positions": [int(p) for p in positions], "labels": [row_label(r) for r in labels]},
-                    "tasks": files}
+                    "tasks": files, "tta": [str(view) for view in tta]}
         atomic_write_json(os.path.join(fresh, MANIFEST), manifest)  # last: its presence means "complete"
         _swap_in(fresh, os.path.join(directory, split))
     except BaseException:
@@ -195,6 +196,9 @@ def read_manifest(directory: str, split: str, tasks: Sequence[str]) -> dict:
     labels = rows.get("labels")
     if not isinstance(labels, list) or len(labels) != len(positions):
         raise bad("rows.labels", f"a list of {len(positions)} row labels", labels)
+    tta = manifest.get("tta", [])  # absent in manifests written before test-time augmentation existed
+    if not isinstance(tta, list) or not all(isinstance(view, str) for view in tta):
+        raise bad("tta", "a list of test-time augmentation names", tta)
     files = manifest.get("tasks")
     if not isinstance(files, dict):
         raise bad("tasks", "an object", files)

@@ -42,7 +42,7 @@ class DecodingMixin:
             atomic_write_json(os.path.join(self.run_dir, "tuned.json"),
                               {"loader": loader, "metric": metric, "min_recall": min_recall,
                                "min_samples": min_samples, "min_per_class": min_per_class, "params": params,
-                               "report": report})
+                               "report": report, "tta": self.stored_tta(loader)})
         self._apply_params(params)
         return params
 
@@ -92,6 +92,7 @@ class DecodingMixin:
         logits, targets, available, _ = self._stored(loader)
         if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
             self.load_tuned()
+            self._warn_tta_mismatch(loader)
         else:
             warnings.warn("no tuned parameters (run runner.tune() first): evaluating with default thresholds",
                           stacklevel=2)

@@ -10,7 +10,6 @@ import torch
 from .. import compat
 from ..callbacks.checkpoint import CheckpointError, is_inside, read_checkpoint
 from ..evaluation import split_masks
-from ..flow.batch import output_logits
 from ..flow.module import decode_condition_sources
 from ..interpretation.samples import SampleSource
 from ..parallel import gather_samples
@@ -43,15 +42,18 @@ class InferenceMixin:
         return path
 
     def infer(self, splits: Iterable[str] = SPLITS, checkpoint: str = "best", verbose: bool = False,
-              engine=None) -> dict:
+              engine=None, tta=None) -> dict:
         """Run the ``checkpoint`` weights on every split and store logits, activations, targets, both masks and
         per-sample losses under ``infer/``. Decoded masks use the tuned thresholds when ``tuned.json`` exists.
         Returns the index (split → number of samples).
 
         With a ``DistributedDataParallelEngine`` (given here or to the constructor) the engine's processes each
         infer a slice of every batch; rank 0 gathers the samples (padding dropped, in split order) and writes.
-        The run directory is locked meanwhile, as in :meth:`train`."""
-        with run_lock(self.run_dir, "infer", enabled=self._writes_files()):
+        The run directory is locked meanwhile, as in :meth:`train`.
+
+        ``tta=["hflip", ...]``: test-time augmentation, activations averaged over the original and each view
+        (README, "Augmentation, test-time augmentation and class balancing"; ``runners/augmentation.py``)."""
+        with self._tta_context(tta), run_lock(self.run_dir, "infer", enabled=self._writes_files()):
             return self._infer_job_or_local(list(splits), checkpoint, verbose, engine)
 
     def _infer_job_or_local(self, splits, checkpoint: str, verbose: bool, engine) -> dict:
@@ -107,7 +109,7 @@ class InferenceMixin:
             for batch in loader:
                 inputs = to_device(batch["inputs"], device)
                 n = batch["index"].shape[0]
-                logits = output_logits(graph, model(inputs), n)
+                logits = self._batch_logits(model, inputs, n)
                 for name in graph.tasks:
                     collected[name]["logits"].append(logits[name].float().cpu())
                     collected[name]["targets"].append(batch["targets"][name].cpu())
@@ -121,7 +123,7 @@ class InferenceMixin:
                 source = SampleSource(self.dataset)
                 positions = next(iter(stored.values()))["index"].tolist()
                 artifacts.save_split(self.infer_dir, split, stored, os.path.basename(path), checkpoint_sha256,
-                                     [source.row_id(p) for p in positions])
+                                     [source.row_id(p) for p in positions], **self._tta_manifest())
             index["splits"][split] = int(len(self.splits[split]))
         if rank == 0:
             artifacts.write_index(self.infer_dir, index)

@@ -22,6 +22,7 @@ from ..parallel import (REDUCTION_KEY, BatchedSubset, ShardedBatchSampler, autoc
 from ..tasks.base import TaskError
 from . import device_data as placement
 from . import dev_subset, fitted
+from .augmentation import AugmentationMixin
 from .cross_validation import CrossValidationMixin
 from .decoding import DecodingMixin
 from .export import ExportMixin
@@ -38,8 +39,8 @@ from .splits import load_or_make_splits
 from .stages import StagesMixin
 
 
-class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixin, PredictionMixin, ExportMixin,
-                              InterpretationMixin, StagesMixin, LRFinderMixin,
+class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, InferenceMixin, DecodingMixin, PredictionMixin,
+                              ExportMixin, InterpretationMixin, StagesMixin, LRFinderMixin,
                               dl.SupervisedRunner):
     """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
 
@@ -76,6 +77,10 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixi
     ``dev=N`` (README, "Cross-validation and development subsets"): the same pipeline on N seeded rows, in the run
     directory ``<run_dir>-dev<N>``; ``cross_validate()`` (runners/cross_validation.py) turns the run directory into
     a fold group.
+
+    ``box_tasks``: which bounded regression tasks are box coordinates in the image (``augment/boxes.py``), so that
+    flips in ``train(augment=...)`` and ``infer(tta=...)`` move them too; ``None`` refuses geometric augmentation
+    on flows with regression tasks (README, "Augmentation, test-time augmentation and class balancing").
     """
 
     def __init__(self, model: torch.nn.Module, flow, run_dir: str, dataset=None, batch_size: int = 64,
@@ -83,7 +88,7 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixi
                  split_fractions: Sequence[float] = (0.7, 0.15, 0.15),
                  engine=None, loss_weights=None,
                  balance_dataparallel_memory: bool = False, stratify: Optional[str] = None,
-                 resplit: bool = False, device_data: str = "auto", dev: Optional[int] = None):
+                 resplit: bool = False, device_data: str = "auto", dev: Optional[int] = None, box_tasks=None):
         compat.apply()
         super().__init__(model=model, input_key="inputs", output_key="outputs", target_key="targets",
                          loss_key="loss")
@@ -103,6 +108,7 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixi
         except TaskError as e:
             raise RunnerError(str(e)) from None
         self._engine_arg = engine
+        self._set_box_tasks(box_tasks)
         # Under nn.DataParallel, reduce loss and metric statistics on each replica (see parallel/replicas.py).
         self.balance_dataparallel_memory = balance_dataparallel_memory
         # dev=N: N seeded rows in <run_dir>-dev<N>, never the full run's directory (runners/dev_subset.py).
@@ -186,8 +192,8 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixi
         # Our own batch sampler, so that under DDP each process gets its slice of the very batches one process
         # would see (parallel/sampler.py); batches carry "valid" (False marks distributed padding). Each batch is
         # fetched whole (BatchedSubset: columns indexed by the batch's positions, no per-item dicts).
-        sampler = ShardedBatchSampler(len(self.splits[split]), batch_size or self.loader_batch, shuffle=shuffle,
-                                      seed=self.split_seed)
+        # With train(balance=...), the training split's sampler draws a balanced epoch (runners/augmentation.py).
+        sampler = self._make_batch_sampler(split, shuffle, batch_size or self.loader_batch)
         workers = self.num_workers if self.num_workers is not None else default_num_workers(self.dataset)
         return DataLoader(BatchedSubset(self.dataset, self.splits[split]), batch_sampler=sampler,
                           collate_fn=collate_batch, num_workers=workers, persistent_workers=workers > 0)
@@ -270,6 +276,7 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixi
         device = self.engine.device
         if device.type != "cpu" and not isinstance(self.loader, placement.DeviceBatches):
             batch = to_device(batch, device, non_blocking=True)
+        batch = self._augmented(batch)  # train(augment=...): train loaders only
         dtype = autocast_dtype(self.engine)
         if self._balanced():
             self.batch = {**batch, REDUCTION_KEY: balanced_forward(self.model, batch, self.flow.graph, dtype)}
@@ -308,11 +315,17 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, InferenceMixin, DecodingMixi
 
         The run directory is locked meanwhile (``.lock``): another process training or inferring into it fails
         at once naming this one.
+
+        ``augment={"img": ["hflip", "brightness"]}`` augments the training batches per input column and
+        ``balance={"task": "inverse_frequency"}`` / ``{"task": {"negatives_per_positive": 3}}`` balances the
+        training split's sampling (README, "Augmentation, test-time augmentation and class balancing").
         """
+        augment, balance = kwargs.pop("augment", None), kwargs.pop("balance", None)
         train_args = dict(num_epochs=num_epochs, resume=resume, lr=lr, early_stopping_patience=early_stopping_patience,
                           verbose=verbose, valid_metric=valid_metric, **({} if stages is None else {"stages": stages}),
-                          **kwargs)
-        with run_lock(self.run_dir, "train", enabled=self._writes_files()), \
+                          **({} if augment is None else {"augment": augment}),
+                          **({} if balance is None else {"balance": balance}), **kwargs)
+        with self._training_extras(augment, balance), run_lock(self.run_dir, "train", enabled=self._writes_files()), \
                 recording_train(self, train_args, enabled=self._writes_files()):
             if stages is not None:
                 return self._train_stages(stages, num_epochs=num_epochs, resume=resume, lr=lr,
