@@ -197,9 +197,11 @@ class FlowMetrics:
     """Every task's :class:`TaskMetric`, updated from model outputs and a batch under ground-truth gating
     (or with masks you pass, e.g. decoded gating for end-to-end evaluation)."""
 
-    #: Batches wait (detached) until this many bytes of logits, targets and masks are pending, then their
-    #: statistics are computed in one pass: per batch, the dozen small kernels each task's statistics take cost
-    #: as much as a small model's whole step (measured on the 6-task tabular flow, benchmarks/README.md).
+    #: Batches wait (detached) until this many are pending, or this many bytes of logits, targets and masks,
+    #: then their statistics are computed in one pass: per batch, the dozen small kernels each task's statistics
+    #: take cost as much as a small model's whole step (the 6-task tabular flow, benchmarks/README.md). Not a
+    #: whole loader: tensors kept over many steps grow the C heap (see :mod:`dnn_cool_catalyst.kept_batches`).
+    pending_batches_limit = 8
     pending_bytes_limit = 32 * 2 ** 20
 
     def __init__(self, graph):
@@ -228,7 +230,7 @@ class FlowMetrics:
             self.flush()
         self._pending.append(entry)
         self._pending_bytes += sum(t.numel() * t.element_size() for parts in entry.values() for t in parts)
-        if self._pending_bytes >= self.pending_bytes_limit:
+        if len(self._pending) >= self.pending_batches_limit or self._pending_bytes >= self.pending_bytes_limit:
             self.flush()
 
     def flush(self) -> None:
