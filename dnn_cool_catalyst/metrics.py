@@ -197,22 +197,56 @@ class FlowMetrics:
     """Every task's :class:`TaskMetric`, updated from model outputs and a batch under ground-truth gating
     (or with masks you pass, e.g. decoded gating for end-to-end evaluation)."""
 
+    #: Batches wait (detached) until this many are pending, or this many bytes of logits, targets and masks,
+    #: then their statistics are computed in one pass: per batch, the dozen small kernels each task's statistics
+    #: take cost as much as a small model's whole step (the 6-task tabular flow, benchmarks/README.md). Not a
+    #: whole loader: tensors kept over many steps grow the C heap (see :mod:`dnn_cool_catalyst.kept_batches`).
+    pending_batches_limit = 8
+    pending_bytes_limit = 32 * 2 ** 20
+
     def __init__(self, graph):
         self.graph = graph
         self.metrics = {name: TaskMetric(task) for name, task in graph.tasks.items()}
         self._thresholds: Dict[tuple, torch.Tensor] = {}
+        self._pending: list = []
+        self._pending_bytes = 0
 
     def reset(self) -> None:
+        self._pending, self._pending_bytes = [], 0
         for metric in self.metrics.values():
             metric.reset()
 
     def update(self, outputs, batch, masks=None) -> None:
+        """Add one batch. Its statistics are computed with later batches' (at the latest by :meth:`compute`,
+        :meth:`sync` or :meth:`flush`), so decoding settings such as thresholds must not change in between."""
         from .flow.batch import batch_labels, ground_truth_masks, output_logits
 
         labels = batch_labels(self.graph, batch)
         targets = labels[0]
         masks = ground_truth_masks(self.graph, batch, labels) if masks is None else masks
         logits = output_logits(self.graph, outputs, next(iter(targets.values())).shape[0])
+        entry = {name: (logits[name].detach(), targets[name], masks[name]) for name in self.metrics}
+        if self._pending and not _same_layout(self._pending[0], entry):  # e.g. token tasks padded per batch
+            self.flush()
+        self._pending.append(entry)
+        self._pending_bytes += sum(t.numel() * t.element_size() for parts in entry.values() for t in parts)
+        if len(self._pending) >= self.pending_batches_limit or self._pending_bytes >= self.pending_bytes_limit:
+            self.flush()
+
+    def flush(self) -> None:
+        """Compute the statistics of the pending batches (all at once) and add them to each task's state."""
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        if not pending:
+            return
+        if len(pending) == 1:
+            joined = pending[0]
+        else:
+            joined = {name: tuple(torch.cat([entry[name][k] for entry in pending]) for k in range(3))
+                      for name in self.metrics}
+        self._update_now({n: v[0] for n, v in joined.items()}, {n: v[1] for n, v in joined.items()},
+                         {n: v[2] for n, v in joined.items()})
+
+    def _update_now(self, logits, targets, masks) -> None:
         fused = self._fusable_binary(logits, targets, masks)
         if fused:
             self._update_binary(fused, logits, targets, masks)
@@ -250,6 +284,7 @@ class FlowMetrics:
 
     def merge(self, stats: Dict[str, torch.Tensor], num_samples: Dict[str, torch.Tensor]) -> None:
         """Add statistics computed elsewhere, e.g. summed over DataParallel replicas."""
+        self.flush()
         for name, metric in self.metrics.items():
             metric.merge(stats[name], num_samples[name])
 
@@ -262,6 +297,7 @@ class FlowMetrics:
         """
         from .parallel.distributed import all_reduce_max, all_reduce_sum, world_size
 
+        self.flush()
         if world_size() == 1:
             return
         packed = {name: metric.packed() for name, metric in self.metrics.items()}
@@ -275,4 +311,11 @@ class FlowMetrics:
 
     def compute(self) -> Dict[str, Dict[str, float]]:
         """``{task_path: {metric_name: value}}``."""
+        self.flush()
         return {self.graph.paths[name]: metric.compute() for name, metric in self.metrics.items()}
+
+
+def _same_layout(first: dict, entry: dict) -> bool:
+    """Whether ``entry``'s tensors can be concatenated with ``first``'s along the batch dimension."""
+    return all(a.shape[1:] == b.shape[1:] and a.dtype == b.dtype and a.device == b.device
+               for name, parts in entry.items() for a, b in zip(first[name], parts))

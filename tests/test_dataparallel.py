@@ -98,6 +98,7 @@ def single_device(flow, model, batch):
     total, per_task, counts = flow.get_loss().compute(outputs, batch, with_counts=True)
     metrics = flow.get_metrics()
     metrics.update(outputs, batch)
+    metrics.flush()  # the per-task states are read directly below
     return total, per_task, counts, metrics, flow.get_per_sample_loss()(outputs, batch)
 
 

@@ -263,6 +263,7 @@ def test_fused_binary_statistics_equal_per_task_statistics():
     assert fused._fusable_binary(*_labels_logits(flow, outputs, batch)) == ["a", "b", "c"]
     fused.update(outputs, batch)
     fused.update(outputs, batch)
+    fused.flush()
     logits, targets, masks = _labels_logits(flow, outputs, batch)
     for name, metric in fused.metrics.items():
         one = TaskMetric(metric.task)

@@ -103,3 +103,53 @@ def test_flow_metrics_use_ground_truth_gating_and_paths():
     assert values["numerical_flow.is_even"]["accuracy"] == 1.0
     assert values["numerical_flow.multiple_three"]["accuracy"] == 0.0
     assert metrics.metrics["predict_positive"].num_samples == 2
+
+
+def test_pending_batches_give_the_statistics_of_batch_by_batch_updates():
+    """Flow metrics wait for several batches before computing statistics; the result must not depend on when
+    they are computed (binary counts fused, classification, regression sums, an empty batch)."""
+    from helpers import numbers_batch, numbers_flows
+
+    flow, _ = numbers_flows()
+    g = torch.Generator().manual_seed(3)
+    batches = []
+    for size in (8, 0, 8, 5):
+        batch = numbers_batch(values=range(size), interesting=[int(v) for v in torch.rand(size, generator=g) > 0.5])
+        logits = {k: torch.randn(size, generator=g) for k in batch["targets"]}
+        batches.append(({"logits": logits}, batch))
+    pending, eager = flow.get_metrics(), flow.get_metrics()
+    eager.pending_bytes_limit = 0  # every update computes its statistics at once
+    for outputs, batch in batches:
+        pending.update(outputs, batch)
+        eager.update(outputs, batch)
+        assert not eager._pending
+    assert len(pending._pending) == len(batches)
+    for name in flow.tasks:
+        assert pending.metrics[name].state is None  # nothing computed yet
+    values = pending.compute()
+    assert not pending._pending
+    assert values == eager.compute()
+    for name, metric in pending.metrics.items():
+        assert torch.equal(metric.state, eager.metrics[name].state), name
+        assert metric.num_samples == eager.metrics[name].num_samples
+
+
+def test_pending_batches_of_another_layout_are_computed_first():
+    def flow_fn(flow, x, out):
+        out += flow.a(x.features)
+        return out
+
+    flow = TaskFlow.from_function(flow_fn, [BinaryTask("a", 2)])
+    metrics = flow.get_metrics()
+
+    def batch(dtype, n=4):
+        return ({"logits": {"a": torch.ones(n, dtype=dtype)}},
+                {"targets": {"a": torch.ones(n)}, "available": {"a": torch.ones(n, dtype=torch.bool)}})
+
+    metrics.update(*batch(torch.float32))
+    metrics.update(*batch(torch.float32))
+    assert len(metrics._pending) == 2
+    metrics.update(*batch(torch.float64))  # cannot be concatenated with the pending ones: they are computed first
+    assert len(metrics._pending) == 1 and metrics.metrics["a"].num_samples == 8
+    metrics.reset()
+    assert not metrics._pending and metrics.metrics["a"].state is None

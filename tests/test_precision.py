@@ -55,6 +55,7 @@ def test_losses_and_metric_states_are_float32_or_wider_for_half_logits(dtype):
     assert float(total) == float(expected_total)  # computed on the upcast logits, not in half precision
     metrics = flow.get_metrics()
     metrics.update({"logits": half}, batch)
+    metrics.flush()
     assert all(m.state.dtype == torch.float64 for m in metrics.metrics.values())
     per_sample = flow.get_per_sample_loss()({"logits": half}, batch)
     assert per_sample["overall"]["loss"].dtype == torch.float32

@@ -44,7 +44,7 @@ class FlowCriterionCallback(ICriterionCallback):
 
     def _reset(self):
         self._total = self._samples = None
-        self._task_sums, self._task_counts = {}, {}
+        self._task_names = self._task_sums = self._task_counts = None
 
     def on_loader_start(self, runner) -> None:
         self._reset()
@@ -82,27 +82,24 @@ class FlowCriterionCallback(ICriterionCallback):
             batch_total = share.detach() * summed[-1]  # summed over processes at loader end: loss x batch size
         self._total = batch_total if self._total is None else self._total + batch_total
         self._samples = n if self._samples is None else self._samples + n
-        for name, loss in per_task.items():
-            weighted = loss.detach() * counts[name]
-            if name in self._task_sums:
-                self._task_sums[name] = self._task_sums[name] + weighted
-                self._task_counts[name] = self._task_counts[name] + counts[name]
-            else:
-                self._task_sums[name], self._task_counts[name] = weighted, counts[name]
+        # All tasks in one vector: a few kernels per batch instead of three per task.
+        names = list(per_task)
+        task_counts = torch.stack([torch.as_tensor(counts[name]).reshape(()) for name in names])
+        weighted = torch.stack([per_task[name].detach().reshape(()) for name in names]) * task_counts
+        if self._task_names is None:
+            self._task_names, self._task_sums, self._task_counts = names, weighted, task_counts
+        else:
+            self._task_sums, self._task_counts = self._task_sums + weighted, self._task_counts + task_counts
 
     def on_loader_end(self, runner) -> None:
         if self._total is None:
             return
-        names = list(self._task_sums)
-        if world_size() > 1:
-            device = self._total.device
-            packed = torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device).reshape(())
-                                  for v in [self._total, self._samples]
-                                  + [self._task_sums[k] for k in names] + [self._task_counts[k] for k in names]])
-            values = all_reduce_sum(packed).tolist()
-        else:
-            values = [float(self._total), float(self._samples)] + [float(self._task_sums[k]) for k in names] \
-                + [float(self._task_counts[k]) for k in names]
+        names = self._task_names
+        device = self._total.device
+        packed = torch.cat([torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device).reshape(())
+                                         for v in (self._total, self._samples)]),
+                            self._task_sums.to(device, torch.float64), self._task_counts.to(device, torch.float64)])
+        values = (all_reduce_sum(packed) if world_size() > 1 else packed).tolist()  # the one host read
         total, samples = values[0], values[1]
         runner.loader_metrics[self.loss_key] = total / max(samples, 1)
         paths = self.flow.task_paths

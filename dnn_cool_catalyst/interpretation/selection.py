@@ -22,6 +22,7 @@ import torch
 
 from ..flow.batch import batch_labels, ground_truth_masks, output_logits
 from ..flow.graph import CompiledGraph
+from ..kept_batches import keep
 from ..tasks.base import sample_mask
 
 OVERALL = "overall"
@@ -64,15 +65,15 @@ class LossCollector:
         DataParallel replicas) with the rows' dataset ``index``."""
         # Boolean indexing would make the host wait for the device; keep full rows and the masks instead.
         for name in self.graph.tasks:
-            self._losses[name].append(losses[name].detach())
-            self._valid[name].append(valid[name])
-        self._index.append(index)
+            keep(self._losses[name], losses[name].detach())
+            keep(self._valid[name], valid[name])
+        keep(self._index, index.reshape(-1))
 
     def finish(self) -> Losses:
         """Everything collected so far on the host, tasks keyed by name, plus ``overall``."""
         if not self._index:
             return {}
-        index = torch.cat([i.reshape(-1) for i in self._index]).cpu().numpy()
+        index = torch.cat(self._index).cpu().numpy()
         result, overall, any_valid = {}, np.zeros(index.shape[0]), np.zeros(index.shape[0], dtype=bool)
         for name in self.graph.tasks:
             losses = torch.cat(self._losses[name]).float().cpu().numpy().astype(np.float64)

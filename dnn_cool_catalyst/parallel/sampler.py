@@ -152,6 +152,9 @@ class BatchedSubset(PaddingMarkedSubset):
 
 def split_keys(keys) -> Tuple[List[int], List[bool]]:
     """Sampler keys (``(position, real)`` or plain positions) -> ``(positions, real)``."""
+    if keys and all(type(key) is tuple for key in keys):  # the samplers' own keys: unzipped in C
+        positions, real = zip(*keys)
+        return list(positions), list(real)
     positions, real = [], []
     for key in keys:
         position, is_real = key if isinstance(key, tuple) else (key, True)

@@ -13,6 +13,7 @@ from ..evaluation import split_masks
 from ..flow.module import decode_condition_sources
 from ..interpretation.samples import SampleSource
 from ..parallel import gather_samples
+from ..kept_batches import keep
 from ..parallel import world as parallel_world
 from . import artifacts
 from .errors import RunnerError
@@ -111,11 +112,11 @@ class InferenceMixin:
                 n = batch["index"].shape[0]
                 logits = self._batch_logits(model, inputs, n)
                 for name in graph.tasks:
-                    collected[name]["logits"].append(logits[name].float().cpu())
-                    collected[name]["targets"].append(batch["targets"][name].cpu())
-                    collected[name]["available"].append(batch["available"][name].cpu())
-                positions.append(batch["index"].cpu())
-                valid.append(batch["valid"].cpu())
+                    keep(collected[name]["logits"], logits[name].float().cpu())
+                    keep(collected[name]["targets"], batch["targets"][name].cpu())
+                    keep(collected[name]["available"], batch["available"][name].cpu())
+                keep(positions, batch["index"].cpu())
+                keep(valid, batch["valid"].cpu())
             stored = _finish_split(self.flow, collected, torch.cat(positions))
             if world > 1:
                 stored = _gather_split(stored, torch.cat(valid), self.splits[split])
