@@ -231,3 +231,25 @@ def test_readme_loading_function_gives_labels_without_the_library(run, exported,
                 assert got == pytest.approx(float(value), abs=1e-4), (name, i)
     assert {type(v) for v in answers["level"] if v is not None} == {int}
     assert None in answers["door_locked"] and set(answers["camera_blocked"]) <= {"no", "yes"}
+
+
+def test_deployed_labels_equal_runner_predict_on_the_same_rows(run, exported, tmp_path):
+    """What a deployment answers from the export alone (README loader, library blocked) is what
+    ``runner.predict`` answers in-process: labels, units, and None exactly where a task does not apply."""
+    from export_kit import INPUTS, run_readme_snippet
+
+    project, runner = run
+    path, _ = exported
+    _, _, positions = reference(runner, "test")
+    predicted = runner.predict(project.df.iloc[positions][INPUTS])
+    answers = run_readme_snippet(path, raw_rows(project.df, positions), tmp_path)
+    for name, task in runner.flow.tasks.items():
+        column = predicted[name]
+        for got, want in zip(answers[name], column.tolist()):
+            if got is None:
+                assert want is None or (isinstance(want, float) and np.isnan(want)), name
+            elif task.type_name == "regression":
+                assert got == pytest.approx(want, abs=1e-3), name
+            else:
+                assert got == want, name
+        assert any(v is None for v in answers[name]) == bool(column.isna().any()), name

@@ -155,12 +155,21 @@ def test_a_failed_training_is_recorded(tmp_path):
     project = Project(df, input_col="number", output_col=list(df.columns[1:]), project_dir=str(tmp_path / "p"))
     flow = define_flows(project)
     runner = project.runner(model=numbers_model(flow, hidden=4), runner_name="broken", batch_size=20)
-    with pytest.raises(TypeError):
-        runner.train(num_epochs=1, optimizer="not an optimizer")
+    from catalyst.core.callback import Callback, CallbackOrder
+
+    class Boom(Callback):  # a failure inside training, after run_config.json was written
+        def __init__(self):
+            super().__init__(order=CallbackOrder.External)
+
+        def on_epoch_start(self, runner):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        runner.train(num_epochs=1, callbacks={"boom": Boom()})
     record = json.loads((tmp_path / "p" / "broken" / RUN_CONFIG_FILE).read_text())
-    assert record["status"]["train"] == "failed" and record["status"]["error"].startswith("TypeError")
+    assert record["status"]["train"] == "failed" and record["status"]["error"].startswith("RuntimeError")
     table = compare(tmp_path / "p")
-    assert table.loc[0, "status"] == "failed" and "training failed: TypeError" in table.loc[0, "detail"]
+    assert table.loc[0, "status"] == "failed" and "training failed: RuntimeError" in table.loc[0, "detail"]
 
 
 def _dead_pid() -> int:

@@ -19,7 +19,7 @@ from typing import List, Optional
 import pandas as pd
 
 from ..evaluation import COLUMNS
-from ..runners.lock import LOCK_NAME, _is_stale, read_holder
+from ..runners.lock import LOCK_NAME, is_stale, read_holder
 from ..runners.run_config import RUN_CONFIG_FILE, read_run_config
 from .configs import CONFIG_YAML, read_config
 from .tensorboard import read_scalars
@@ -97,7 +97,7 @@ def run_status(path: str, split: str, gating: str):
     lock = os.path.join(path, LOCK_NAME)
     if os.path.exists(lock):
         holder = read_holder(lock)
-        if not _is_stale(lock, holder):
+        if not is_stale(lock, holder):
             purpose = f" ({holder.get('purpose')})" if holder else ""
             return "running", f"locked{purpose}"
         return "failed", f"its process is gone (stale {LOCK_NAME} of pid {holder['pid'] if holder else '?'})"

@@ -30,11 +30,12 @@ class DecodingMixin:
         self._use_fitted_targets()
         logits, targets, available, _ = self._stored(loader)
         return self._tune_outputs(loader, logits, targets, available, metric, min_recall, min_samples,
-                                  min_per_class)
+                                  min_per_class, tta=self.stored_tta(loader))
 
     def _tune_outputs(self, loader: str, logits, targets, available, metric: str, min_recall: Optional[float],
-                      min_samples: int, min_per_class: int) -> dict:
-        """Tune on the given outputs (named ``loader`` in ``tuned.json``), save, apply and return the params."""
+                      min_samples: int, min_per_class: int, tta=()) -> dict:
+        """Tune on the given outputs (named ``loader`` in ``tuned.json``, inferred with the test-time
+        augmentation views ``tta``), save, apply and return the params."""
         params, report = tune_flow(self.flow, logits, targets, available, metric=metric, min_recall=min_recall,
                                    min_samples=min_samples, min_per_class=min_per_class)
         report = mark_tuned_points(self.flow, logits, targets, available, report)  # the point on the PR curve
@@ -42,7 +43,7 @@ class DecodingMixin:
             atomic_write_json(os.path.join(self.run_dir, "tuned.json"),
                               {"loader": loader, "metric": metric, "min_recall": min_recall,
                                "min_samples": min_samples, "min_per_class": min_per_class, "params": params,
-                               "report": report, "tta": self.stored_tta(loader)})
+                               "report": report, "tta": list(tta)})
         self._apply_params(params)
         return params
 

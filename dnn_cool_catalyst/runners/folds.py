@@ -24,7 +24,7 @@ import numpy as np
 
 from ..atomic import atomic_write_json
 from .errors import RunnerError
-from .splits import FORMAT, SPLITS, _canonical, _read, _validated, index_fingerprint
+from .splits import FORMAT, SPLITS, _read, _validated, index_fingerprint, stratum_groups
 
 CV_FILE = "cv.json"
 KIND = "cross_validation"
@@ -39,14 +39,7 @@ def fold_labels(labels: Sequence, folds: int, seed: int, strata: Optional[Sequen
                 ) -> List[list]:
     """``labels`` (unique ints/strs) dealt into ``folds`` seeded folds; each fold lists its labels in the order of
     ``labels``. ``strata`` (one key per label, ``None`` for "no label") deals each class separately."""
-    canonical = sorted(range(len(labels)), key=lambda i: _canonical(labels[i]))
-    if strata is None:
-        groups = [canonical]
-    else:
-        by_key: Dict[Hashable, list] = {}
-        for i in canonical:
-            by_key.setdefault(strata[i], []).append(i)
-        groups = [by_key[key] for key in sorted(by_key, key=lambda k: (k is None, 0 if k is None else k))]
+    groups = stratum_groups(labels, strata)
     # A stream of its own: the folds must not repeat the pattern of the train/valid/test permutation.
     rng = np.random.default_rng([int(seed), folds])
     members: List[List[int]] = [[] for _ in range(folds)]

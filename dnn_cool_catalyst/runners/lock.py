@@ -59,7 +59,8 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _is_stale(path: str, holder: Optional[dict]) -> bool:
+def is_stale(path: str, holder: Optional[dict]) -> bool:
+    """Whether the lock file at ``path`` (its parsed ``holder``) was left by a process that is gone."""
     if holder is None:  # garbage, or the creator is between O_EXCL and its write
         try:
             return time.time() - os.path.getmtime(path) > _UNREADABLE_GRACE_S
@@ -99,7 +100,7 @@ def acquire(run_dir: str, purpose: str) -> str:
         except FileExistsError:
             with _takeover_guard(path):
                 holder = read_holder(path)
-                if os.path.exists(path) and not _is_stale(path, holder):
+                if os.path.exists(path) and not is_stale(path, holder):
                     who = (f"pid {holder['pid']} on host {holder['host']} ({holder.get('purpose')}, since "
                            f"{holder.get('started')})" if holder else "a process that is still writing the lock")
                     raise RunnerError(f"run directory {run_dir} is in use by {who}: wait for it to finish, or use "

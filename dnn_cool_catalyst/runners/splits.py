@@ -82,20 +82,26 @@ def index_fingerprint(labels) -> str:
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def stratum_groups(labels: Sequence, strata: Optional[Sequence[Hashable]] = None) -> List[List[int]]:
+    """Positions of ``labels`` grouped by stratum (one group without ``strata``), each group in the labels'
+    canonical order and the groups in a fixed order (``None``, "no label", last): what a seeded draw needs to
+    give the same result for the same rows in any order."""
+    canonical = sorted(range(len(labels)), key=lambda i: _canonical(labels[i]))
+    if strata is None:
+        return [canonical]
+    by_key: Dict[Hashable, list] = {}
+    for i in canonical:
+        by_key.setdefault(strata[i], []).append(i)
+    return [by_key[key] for key in sorted(by_key, key=lambda k: (k is None, 0 if k is None else k))]
+
+
 def split_labels(labels: Sequence, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 42,
                  strata: Optional[Sequence[Hashable]] = None) -> Dict[str, list]:
     """Seeded split of ``labels`` (JSON-able, unique) by ``fractions`` (train, valid, test); each split lists its
     labels in the order of ``labels``. ``strata`` (one key per label, ``None`` for "no label") splits each
     stratum by the fractions separately."""
     fractions = check_fractions(fractions)
-    canonical = sorted(range(len(labels)), key=lambda i: _canonical(labels[i]))
-    if strata is None:
-        groups = [canonical]
-    else:
-        by_key: Dict[Hashable, list] = {}
-        for i in canonical:
-            by_key.setdefault(strata[i], []).append(i)
-        groups = [by_key[key] for key in sorted(by_key, key=lambda k: (k is None, 0 if k is None else k))]
+    groups = stratum_groups(labels, strata)
     rng = np.random.default_rng(seed)
     chosen = {name: [] for name in SPLITS}
     for group in groups:
