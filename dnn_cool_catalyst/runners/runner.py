@@ -29,9 +29,11 @@ from .interpretation import InterpretationMixin
 from .lock import run_lock
 from .run_dir import claim_run_dir
 from .splits import load_or_make_splits
+from .tensorboard_runs import FlowTensorboardLogger, TensorboardRunsMixin
 
 
-class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin, dl.SupervisedRunner):
+class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin, TensorboardRunsMixin,
+                              dl.SupervisedRunner):
     """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
 
     ``model`` is any nn.Module taking the batch's ``"inputs"`` dict and returning the flow module's output (or a
@@ -58,7 +60,7 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
 
     Layout of ``run_dir``: ``.lock`` (while training or inferring), ``flow.json`` (what the run was trained
     for), ``splits.json``, ``fitted_targets.json`` (state fitted on the training split, e.g. regression scaling),
-    ``checkpoints/``, ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/<split>/manifest.json``
+    ``checkpoints/``, ``tensorboard/run-<N>/<loader>/`` (one TensorBoard run per runner object), ``infer/<split>/<task>.npz`` + ``infer/<split>/manifest.json``
     (checked on every read, see runners/artifacts.py) + ``infer/index.json``, ``tuned.json``,
     ``evaluation_<split>_<gating>.csv``.
     """
@@ -186,13 +188,20 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
         loggers = super().get_loggers()
         if not self._verbose:  # Catalyst always adds a console logger; keep quiet runs quiet
             loggers.pop("_console", None)
+        if "_tensorboard" in loggers:  # Catalyst's default (user loggers without one): ours, in this runner's run
+            loggers["_tensorboard"] = FlowTensorboardLogger(logdir=self.tensorboard_dir)
         return loggers
 
     def on_batch_start(self, runner) -> None:
         super().on_batch_start(runner)
         # Catalyst takes len() of the batch dict's first value, which for our nested batch is the number of
-        # input columns, not samples.
+        # input columns, not samples, and has already added it to the sample counters (checkpointed, and the
+        # step of batch metrics in TensorBoard): correct both.
+        counted = self.batch_size
         self.batch_size = int(self.batch["index"].shape[0])
+        correction = (self.batch_size - counted) * self.engine.num_processes
+        self.sample_step += correction
+        self.loader_sample_step += correction
 
     def on_loader_start(self, runner) -> None:
         super().on_loader_start(runner)
@@ -252,7 +261,8 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
 
         Defaults: AdamW(lr), ReduceLROnPlateau on ``valid_metric`` (with its SchedulerCallback), early
         stopping after ``early_stopping_patience`` epochs without improvement, best + last checkpoints in
-        ``checkpoints/``, TensorBoard logs in ``tensorboard/``, an explicit engine (GPU when available).
+        ``checkpoints/``, TensorBoard logs in ``tensorboard/run-<N>/`` (see :attr:`tensorboard_dir`), an explicit
+        engine (GPU when available).
         ``resume=True`` continues from ``checkpoints/runner.last.pth`` with the optimizer, scheduler and epoch
         counters restored (``num_epochs`` is the total), and the learned loss weights with ``loss_weights=
         "uncertainty"``.
@@ -315,7 +325,8 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
             # Best/worst validation samples per task in TensorBoard; off with runner.interpretation_k = 0.
             **({"_interpretation": InterpretationCallback(
                 self.flow, k=self.interpretation_k, loaders=("valid",), publishers=self.publishers,
-                logdir=os.path.join(self.run_dir, "tensorboard"))} if self.interpretation_k > 0 else {}),
+                logdir=self.tensorboard_dir, every=self.interpretation_every, metric_key=monitored,
+                minimize=minimize)} if self.interpretation_k > 0 else {}),
             _backward=dl.BackwardCallback(metric_key="loss"),
             _optimizer=dl.OptimizerCallback(metric_key="loss"),
             _early_stopping=dl.EarlyStoppingCallback(patience=early_stopping_patience, loader_key="valid",
@@ -330,7 +341,7 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
         for key, callback in defaults.items():
             callbacks.setdefault(key, callback)
         loggers = kwargs.pop("loggers", None) or {
-            "tensorboard": dl.TensorboardLogger(logdir=os.path.join(self.run_dir, "tensorboard")),
+            "tensorboard": FlowTensorboardLogger(logdir=self.tensorboard_dir),
             **({"console": dl.ConsoleLogger()} if verbose else {})}
         engine = kwargs.pop("engine", None) or self._engine_arg or compat.default_engine()
         super().train(loaders=loaders, model=self.model, engine=engine, criterion=self.flow_loss,
