@@ -88,10 +88,11 @@ def compose_frame(image: np.ndarray, caption: Sequence[str],
                            outline=colour, width=max(1, scale // 2))
     font = _font(font_size)
     char_width = max(1, int(font.getlength("0")))
-    lines = [piece for line in caption for piece in (textwrap.wrap(line, max(10, picture.width // char_width - 1))
+    sheet_width = max(picture.width, min_width)  # a tiny input still gets a readable caption
+    lines = [piece for line in caption for piece in (textwrap.wrap(line, max(10, sheet_width // char_width - 1))
                                                      or [""])]
     line_height = font_size + 4
-    sheet = Image.new("RGB", (picture.width, picture.height + line_height * len(lines) + 6), CAPTION_BACKGROUND)
+    sheet = Image.new("RGB", (sheet_width, picture.height + line_height * len(lines) + 6), CAPTION_BACKGROUND)
     sheet.paste(picture, (0, 0))
     writer = ImageDraw.Draw(sheet)
     for i, line in enumerate(lines):
