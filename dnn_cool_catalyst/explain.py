@@ -32,12 +32,12 @@ next to the prediction, so a wrong decision can be read off the tree:
 
     >>> targets = {"door_open": torch.tensor([1.0]), "door_locked": torch.tensor([0.0])}
     >>> available = {"door_open": torch.tensor([True]), "door_locked": torch.tensor([False])}
-    >>> tree = flow.get_treelib_explainer()({"door_open": torch.tensor([-2.0]), "door_locked": torch.tensor([1.0])},
+    >>> tree = flow.get_treelib_explainer()({"door_open": torch.tensor([-2.0]), "door_locked": torch.tensor([3.0])},
     ...                                     targets=(targets, available))[0]
-    >>> print(render_tree(tree), end="")
-    gate
+    >>> for line in render_tree(tree).splitlines()[1:]:
+    ...     print(line.split(" | ")[0].strip())
     └── door_open = 0 (activation 0.119 < threshold 0.500, logit -2.000) · target 1
-        └── door_locked = 1 (activation 0.731 >= threshold 0.500, logit 1.000) · target not labelled | given ~door_open
+    └── door_locked = 1 (activation 0.953 >= threshold 0.500, logit 3.000) · target not labelled
 """
 from __future__ import annotations
 
@@ -107,8 +107,9 @@ def describe_value(task, logits: torch.Tensor, activation: torch.Tensor, decoded
     if logits.dim() == 1 and decoded.shape == logits.shape:
         names = _names(task, logits.shape[0])
         chosen = [names[j] for j in range(len(names)) if float(decoded[j]) > 0.5]
-        detail = "; ".join(f"{names[j]}: {format_number(decoded[j])}, {_versus(float(activation[j]), _threshold(task, j))}"
-                           f", logit {float(logits[j]):.3f}" for j in range(len(names)))
+        detail = "; ".join(f"{names[j]}: {format_number(decoded[j])}, "
+                           f"{_versus(float(activation[j]), _threshold(task, j))}, logit {float(logits[j]):.3f}"
+                           for j in range(len(names)))
         return f"{{{', '.join(chosen)}}} ({detail})"
     values = decoded.flatten().tolist()
     shown = ", ".join(format_number(v) for v in values[:16]) + (", ..." if len(values) > 16 else "")

@@ -9,6 +9,6 @@ from .selection import OVERALL, LossCollector, losses_from_stored, rank
 from .tensorboard import open_writer, publish_extremes, select_extremes
 
 __all__ = ["BoxOverlay", "compose_frame", "as_hwc_uint8", "looks_like_image", "curve_data", "log_pr_curves",
-           "mark_tuned_points", "precision_recall_at", "ArrayPublisher", "ImagePublisher", "Publisher", "Publishers", "TabularPublisher",
-           "TextPublisher", "SampleSource", "OVERALL", "LossCollector", "losses_from_stored", "rank", "open_writer",
+           "mark_tuned_points", "precision_recall_at", "ArrayPublisher", "ImagePublisher", "Publisher", "Publishers",
+           "TabularPublisher", "TextPublisher", "SampleSource", "OVERALL", "LossCollector", "losses_from_stored", "rank", "open_writer",
            "publish_extremes", "select_extremes"]

@@ -60,9 +60,9 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
 
     Layout of ``run_dir``: ``.lock`` (while training or inferring), ``flow.json`` (what the run was trained
     for), ``splits.json``, ``fitted_targets.json`` (state fitted on the training split, e.g. regression scaling),
-    ``checkpoints/``, ``tensorboard/run-<N>/<loader>/`` (one TensorBoard run per runner object), ``infer/<split>/<task>.npz`` + ``infer/<split>/manifest.json``
-    (checked on every read, see runners/artifacts.py) + ``infer/index.json``, ``tuned.json``,
-    ``evaluation_<split>_<gating>.csv``.
+    ``checkpoints/``, ``tensorboard/run-<N>/<loader>/`` (one TensorBoard run per runner object),
+    ``infer/<split>/<task>.npz`` + ``infer/<split>/manifest.json`` (checked on every read, see
+    runners/artifacts.py) + ``infer/index.json``, ``tuned.json``, ``evaluation_<split>_<gating>.csv``.
     """
 
     def __init__(self, model: torch.nn.Module, flow, run_dir: str, dataset=None, batch_size: int = 64,
