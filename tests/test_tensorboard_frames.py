@@ -1,21 +1,19 @@
-"""Best/worst frames as TensorBoard shows them: boxes drawn on the image, a caption sheet under it, tables with
-target and prediction, gated-off predictions left undrawn."""
-import os
-
+"""Best/worst frames as TensorBoard shows them: boxes drawn on the image, tables with target, prediction and box
+values, gated-off predictions left undrawn, noisy frames stored as JPEG."""
 import numpy as np
 import pytest
 import torch
 from helpers import read_summaries
 from tensorboardX import SummaryWriter
 
-from dnn_cool_catalyst.interpretation import BoxOverlay, Publishers, compose_frame, publish_extremes
+from dnn_cool_catalyst.interpretation import BoxOverlay, Publishers, draw_boxes, encode_frame, publish_extremes
 from dnn_cool_catalyst.sample_views import SampleView, TaskView
 
 BOX = ("x", "y", "w", "h")
 
 
 class FrameSource:
-    """Two dark 16x16 frames at dataset positions 3 and 8, one image column ``img``."""
+    """Dark 16x16 frames, one image column ``img``."""
 
     types = {"img": "img"}
 
@@ -32,7 +30,7 @@ def view(target, predicted, reached=True):
     return SampleView(tasks, losses={"x": 0.5, "w": 0.25})
 
 
-def test_boxes_are_drawn_target_green_predicted_red_and_captioned(tmp_path):
+def test_boxes_are_drawn_target_green_predicted_red_and_listed_in_the_table(tmp_path):
     selection = {"x": {"worst": [(3, "row-a", 0.5), (8, "row-b", 0.1)]}}
     views = {3: view((2, 2, 4, 4), (8, 8, 4, 4)), 8: view(None, (1, 1, 2, 2), reached=False)}
     writer = SummaryWriter(str(tmp_path))
@@ -42,20 +40,20 @@ def test_boxes_are_drawn_target_green_predicted_red_and_captioned(tmp_path):
     assert tags == ["flow.x/worst/1/img", "flow.x/worst/2/img", "flow.x/worst"]
     found = read_summaries(str(tmp_path))
     step, first = found["images"]["flow.x/worst/1/img"][0]
-    assert step == 4 and first.shape[1] == 320  # 16 px enlarged 20 times would be too much: at most 8 times
-    scale = 8
-    assert tuple(first[2 * scale, 2 * scale]) == (0, 200, 0)   # target box corner (x=2, y=2)
-    assert tuple(first[8 * scale, 8 * scale]) == (230, 30, 30)  # predicted box corner (x=8, y=8)
-    assert (first[16 * scale + 2:, :] == 255).mean() > 0.8       # the caption sheet under the frame
-    second = found["images"]["flow.x/worst/2/img"][0][1]
-    # No label and a prediction gated off by the model's own decisions: nothing drawn on the frame.
-    assert not (second[:16 * scale, :16 * scale] > 0).any()
+    assert step == 4 and first.shape == (16, 16, 3)
+    assert tuple(first[2, 2]) == (0, 200, 0) and tuple(first[2, 5]) == (0, 200, 0)  # target outline x 2..5
+    assert tuple(first[8, 8]) == (230, 30, 30) and tuple(first[11, 11]) == (230, 30, 30)  # prediction 8..11
+    assert tuple(first[3, 3]) == (0, 0, 0) and tuple(first[12, 12]) == (0, 0, 0)
+    # No label and a prediction gated off by the model's own decisions: nothing drawn, nothing listed.
+    assert not found["images"]["flow.x/worst/2/img"][0][1].any()
     table = found["texts"]["flow.x/worst"][0][1].split("\n")
-    assert table[0] == "| rank | row | loss | target | prediction |"
-    assert table[2:] == ["| 1 | row-a | 0.5 | 2 | 8 |", "| 2 | row-b | 0.1 | not labelled | 1 |"]
+    assert table[0] == "| rank | row | loss | target | prediction | boxes |"
+    assert table[2:] == ["| 1 | row-a | 0.5 | 2 | 8 | face xywh: target (green) (2, 2, 4, 4), predicted (red) "
+                         "(8, 8, 4, 4) |",
+                         "| 2 | row-b | 0.1 | not labelled | 1 |  |"]
 
 
-def test_overall_table_names_the_largest_task_losses(tmp_path):
+def test_overall_table_names_the_largest_task_losses_and_has_no_boxes_column_without_boxes(tmp_path):
     writer = SummaryWriter(str(tmp_path))
     publish_extremes(writer, {"overall": {"best": [(3, 7, 0.75)]}}, FrameSource(), {}, {"x": "flow.x", "w": "flow.w"},
                      step=0, views={3: view((1, 1, 1, 1), (1, 1, 1, 1))})
@@ -65,11 +63,12 @@ def test_overall_table_names_the_largest_task_losses(tmp_path):
     assert table[2] == "| 1 | 7 | 0.75 | flow.x 0.5, flow.w 0.25 |"
 
 
-def test_frames_of_tiny_and_large_inputs_and_bad_overlays():
-    small = compose_frame(np.full((4, 5, 3), 9, dtype=np.uint8), ["a caption long enough to wrap " * 4])
-    assert small.shape[1] == 320 and (small[:32, :40] == 9).all()  # 8 times, the sheet as wide as a caption
-    large = compose_frame(np.zeros((10, 400), dtype=np.uint8), ["x"])
-    assert large.shape[1] == 400 and large.shape[2] == 3  # already wide: not enlarged; grey to RGB
+def test_noisy_frames_are_jpeg_flat_ones_png_and_bad_overlays_are_named():
+    noisy = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    data, kind = encode_frame(noisy)
+    assert kind == "jpeg" and data[:2] == b"\xff\xd8" and len(data) < 64 * 64 * 3 / 2
+    assert encode_frame(np.full((64, 64, 3), 7, dtype=np.uint8))[1] == "png"
+    assert draw_boxes(np.zeros((5, 6), dtype=np.uint8), []).shape == (5, 6, 3)  # grey to RGB
     fraction = BoxOverlay("b", BOX, layout="xyxy", units="fraction")
     assert fraction.corners((0.1, 0.2, 0.5, 1.0), 100, 50) == (10.0, 10.0, 50.0, 50.0)
     with pytest.raises(ValueError, match="BoxOverlay 'b': layout must be 'xywh' or 'xyxy', got 'cxcy'"):

@@ -1,33 +1,38 @@
-"""A best/worst frame as TensorBoard shows it: the input image enlarged, target and predicted boxes drawn on it,
-and a caption (rank, loss, row id, target, prediction) printed under it.
+"""A best/worst frame as TensorBoard shows it: the input image at its own resolution with the target and predicted
+boxes drawn on it, stored as PNG, or as JPEG when that is less than half the size.
 
-TensorBoard's image cards have no caption field (an image summary carries only a tag), so what a user must read
-next to the picture is drawn into the picture itself; the same facts are also in the text table of the group.
+TensorBoard draws image cards at the card's width with square pixels, so a 64x64 frame needs no enlarging. Image
+cards have no caption field (an image summary carries only its tag; TensorBoard ignores a summary description on
+images), and a caption drawn into the picture would have to be drawn at several times the frame's resolution:
+measured on the security demo's noisy 64x64 frames, 30 KB per captioned card against 2 KB per JPEG frame, which
+would make TensorBoard's folder many times the checkpoints' size. So the facts about each frame (rank, loss, row
+id, target, prediction, box values) are in the markdown table of the same group and rank
+(:func:`~dnn_cool_catalyst.interpretation.publish_extremes`).
 
 Example:
     >>> import numpy as np
     >>> frame = np.zeros((16, 16, 3), dtype=np.uint8)
     >>> box = BoxOverlay("face", ("x", "y", "w", "h"))
-    >>> out = compose_frame(frame, ["worst #1, loss 2.5"], [(box, (2, 2, 4, 4), (8, 8, 4, 4))], min_width=64)
-    >>> out.shape[1], out.shape[0] > 64, out.dtype.name
-    (64, True, 'uint8')
-    >>> tuple(out[8, 8]), tuple(out[32, 32])         # target box outline green, predicted red (4x enlarged)
-    ((0, 200, 0), (230, 30, 30))
+    >>> out = draw_boxes(frame, [(box, (2, 2, 4, 4), (8, 8, 4, 4))])
+    >>> out.shape, tuple(out[2, 2]), tuple(out[8, 8]), tuple(out[3, 3])   # target green, predicted red
+    ((16, 16, 3), (0, 200, 0), (230, 30, 30), (0, 0, 0))
+    >>> encode_frame(out)[1]                                              # flat: lossless PNG is small
+    'png'
 """
 from __future__ import annotations
 
-import math
-import textwrap
+import io
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 TARGET_COLOUR = (0, 200, 0)
 PREDICTED_COLOUR = (230, 30, 30)
-CAPTION_BACKGROUND = (255, 255, 255)
-CAPTION_TEXT = (20, 20, 20)
+#: JPEG is used when it is less than this fraction of the PNG (noisy frames); flat images stay lossless.
+JPEG_WHEN_SMALLER_THAN = 0.5
+JPEG_QUALITY = 85
 Box = Tuple[float, float, float, float]
 
 
@@ -53,7 +58,7 @@ class BoxOverlay:
             raise ValueError(f"BoxOverlay '{self.name}': units must be 'pixels' or 'fraction', got {self.units!r}")
 
     def corners(self, values: Box, width: int, height: int) -> Box:
-        """``(left, top, right, bottom)`` in pixels of the original image."""
+        """``(left, top, right, bottom)`` in pixels of the image."""
         a, b, c, d = (float(v) for v in values)
         if self.layout == "xywh":
             c, d = a + c, b + d
@@ -62,42 +67,30 @@ class BoxOverlay:
         return a, b, c, d
 
 
-def _font(size: int):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def compose_frame(image: np.ndarray, caption: Sequence[str],
-                  boxes: Sequence[Tuple[BoxOverlay, Optional[Box], Optional[Box]]] = (),
-                  min_width: int = 320, max_scale: int = 8, font_size: int = 12) -> np.ndarray:
-    """``image`` (HWC uint8) enlarged by a whole factor to at least ``min_width`` pixels (at most ``max_scale``
-    times), each ``(overlay, target box, predicted box)`` drawn (target green, predicted red; a None box is
-    skipped), and ``caption`` lines printed on white under it. Returns HWC uint8 RGB."""
+def draw_boxes(image: np.ndarray, boxes: Sequence[Tuple[BoxOverlay, Optional[Box], Optional[Box]]]) -> np.ndarray:
+    """``image`` (HWC uint8) as RGB with each ``(overlay, target box, predicted box)`` outlined, one pixel wide:
+    target green, prediction red (drawn last, on top); a None box is skipped."""
     height, width = image.shape[:2]
-    scale = max(1, min(max_scale, math.ceil(min_width / max(width, 1))))
-    picture = Image.fromarray(_rgb(image)).resize((width * scale, height * scale), Image.NEAREST)
+    picture = Image.fromarray(_rgb(image))
     draw = ImageDraw.Draw(picture)
     for overlay, target, predicted in boxes:
         for values, colour in ((target, TARGET_COLOUR), (predicted, PREDICTED_COLOUR)):
             if values is None:
                 continue
-            left, top, right, bottom = overlay.corners(values, width, height)
-            draw.rectangle([left * scale, top * scale, max(left, right) * scale - 1, max(top, bottom) * scale - 1],
-                           outline=colour, width=max(1, scale // 2))
-    font = _font(font_size)
-    char_width = max(1, int(font.getlength("0")))
-    sheet_width = max(picture.width, min_width)  # a tiny input still gets a readable caption
-    lines = [piece for line in caption for piece in (textwrap.wrap(line, max(10, sheet_width // char_width - 1))
-                                                     or [""])]
-    line_height = font_size + 4
-    sheet = Image.new("RGB", (sheet_width, picture.height + line_height * len(lines) + 6), CAPTION_BACKGROUND)
-    sheet.paste(picture, (0, 0))
-    writer = ImageDraw.Draw(sheet)
-    for i, line in enumerate(lines):
-        writer.text((4, picture.height + 3 + i * line_height), line, fill=CAPTION_TEXT, font=font)
-    return np.asarray(sheet)
+            left, top, right, bottom = (int(round(v)) for v in overlay.corners(values, width, height))
+            draw.rectangle([left, top, max(left, right - 1), max(top, bottom - 1)], outline=colour)
+    return np.asarray(picture)
+
+
+def encode_frame(image: np.ndarray) -> Tuple[bytes, str]:
+    """``(bytes, "png" | "jpeg")``: PNG, unless a JPEG of the image is less than half its size."""
+    picture = Image.fromarray(_rgb(image))
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    picture.save(png, format="PNG")
+    picture.save(jpeg, format="JPEG", quality=JPEG_QUALITY)
+    if jpeg.tell() < JPEG_WHEN_SMALLER_THAN * png.tell():
+        return jpeg.getvalue(), "jpeg"
+    return png.getvalue(), "png"
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
@@ -105,4 +98,4 @@ def _rgb(image: np.ndarray) -> np.ndarray:
         image = image[:, :, None]
     if image.shape[2] == 1:
         return np.repeat(image, 3, axis=2)
-    return image[:, :, :3]  # drop alpha: the caption sheet is opaque
+    return np.ascontiguousarray(image[:, :, :3])  # JPEG has no alpha

@@ -1,9 +1,10 @@
 """Writing interpretation summaries next to Catalyst's: ``<logdir>/<loader>/``, in an event file of our own.
 
 Tags put the task first, so TensorBoard makes one group per task (next to that task's metric scalars):
-``<task_path>/worst`` and ``<task_path>/best`` are markdown tables (rank, row id, loss, target, prediction, the
-non-image inputs), ``<task_path>/worst/<rank>/<column>`` the image inputs with the caption and boxes drawn on
-them (see :mod:`.frames`). The sum over tasks is the group ``overall``.
+``<task_path>/worst`` and ``<task_path>/best`` are markdown tables (Text tab: rank, row id, loss, target,
+prediction, box values, the non-image inputs), ``<task_path>/worst/<rank>/<column>`` the image inputs of the same
+ranks with the boxes drawn on them (Images tab; see :mod:`.frames` for why the facts are not drawn into the
+picture). The sum over tasks is the group ``overall``.
 
 tensorboardX names event files by the second and the host, so two writers opened in the same directory within
 one second would write to the same file and clobber each other; every writer here gets a unique suffix.
@@ -15,8 +16,9 @@ import uuid
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tensorboardX import SummaryWriter
+from tensorboardX.proto.summary_pb2 import Summary
 
-from .frames import BoxOverlay, compose_frame
+from .frames import BoxOverlay, draw_boxes, encode_frame
 from .publishers import Publisher, _escape
 from .samples import SampleSource
 from .selection import OVERALL, Losses, rank
@@ -62,25 +64,18 @@ def _fmt(values) -> str:
     return "(" + ", ".join(f"{v:.3g}" for v in values) + ")" if values is not None else "none"
 
 
-def _sample_lines(key: str, path: str, kind: str, position: int, row_id, loss: float, view, paths) -> List[str]:
-    title = "overall (sum over tasks)" if key == OVERALL else path
-    lines = [f"{kind} #{position} of {title} · loss {loss:.4g} · row {row_id}"]
-    if view is None:
-        return lines
-    if key != OVERALL:
-        task = view.tasks[key]
-        lines += [f"target: {task.target}",
-                  f"predicted: {task.prediction}" + ("" if task.reached else " (not reached: gated off)")]
-        return lines
-    largest = sorted(view.losses.items(), key=lambda item: -item[1])[:OVERALL_TASKS_SHOWN]
-    for name, task_loss in largest:
-        task = view.tasks[name]
-        lines.append(f"{paths.get(name, name)}: loss {task_loss:.3g}, target {task.target}, predicted "
-                     f"{task.prediction}")
-    return lines
+def add_frame(writer, tag: str, image, step: int) -> None:
+    """An image summary of ``image`` (HWC uint8) encoded by :func:`~.frames.encode_frame` (tensorboardX's
+    ``add_image`` always writes PNG, about five times a JPEG for noisy camera frames)."""
+    data, _ = encode_frame(image)
+    height, width = image.shape[:2]
+    summary = Summary(value=[Summary.Value(tag=tag, image=Summary.Image(
+        height=int(height), width=int(width), colorspace=3, encoded_image_string=data))])
+    writer._get_file_writer().add_summary(summary, step)
 
 
 def _boxes(view, boxes: Sequence[BoxOverlay], column: str):
+    """The boxes to draw on ``column`` for one sample, and their values as text."""
     drawn, lines = [], []
     for overlay in boxes:
         if overlay.column is not None and overlay.column != column:
@@ -89,13 +84,14 @@ def _boxes(view, boxes: Sequence[BoxOverlay], column: str):
         if target is None and predicted is None:
             continue
         drawn.append((overlay, target, predicted))
-        lines.append(f"{overlay.name} {overlay.layout}: green target {_fmt(target)}, red predicted {_fmt(predicted)}")
+        lines.append(f"{overlay.name} {overlay.layout}: target (green) {_fmt(target)}, "
+                     f"predicted (red) {_fmt(predicted)}")
     return drawn, lines
 
 
-def _table(key: str, rows: List[List[str]], columns: List[str]) -> str:
+def _table(key: str, rows: List[List[str]], columns: List[str], with_boxes: bool) -> str:
     middle = ["largest task losses"] if key == OVERALL else ["target", "prediction"]
-    header = ["rank", "row", "loss"] + middle + columns
+    header = ["rank", "row", "loss"] + middle + (["boxes"] if with_boxes else []) + columns
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] +
                      ["| " + " | ".join(r) + " |" for r in rows])
 
@@ -104,7 +100,8 @@ def publish_extremes(writer, selection, source: SampleSource, publishers: Mappin
                      paths: Mapping[str, str], step: int, views: Optional[Mapping[int, object]] = None,
                      boxes: Sequence[BoxOverlay] = ()) -> List[str]:
     """For each key (task name or ``overall``) and kind (best/worst): a markdown table of the samples at
-    ``<task_path>/<kind>`` and each image input, captioned (and with ``boxes`` drawn), at
+    ``<task_path>/<kind>`` (rank, row, loss, target and prediction, or for ``overall`` the tasks with the largest
+    losses, the ``boxes``' values, the non-image inputs) and each image input, with ``boxes`` drawn, at
     ``<task_path>/<kind>/<rank>/<column>``; publishers' other summaries under the same tags. ``views`` (see
     :func:`dnn_cool_catalyst.sample_views.sample_views`) give targets and predictions by dataset position.
     Returns the tags written."""
@@ -118,8 +115,7 @@ def publish_extremes(writer, selection, source: SampleSource, publishers: Mappin
             rows = []
             for position, (index, row_id, loss) in enumerate(examples, start=1):
                 view = views.get(index)
-                caption = _sample_lines(key, path, kind, position, row_id, loss, view, paths)
-                cells = {}
+                cells, box_text = {}, []
                 for column, value in source.inputs(index).items():
                     publisher = publishers.get(column)
                     if publisher is None:
@@ -128,8 +124,8 @@ def publish_extremes(writer, selection, source: SampleSource, publishers: Mappin
                     picture = publisher.image(value)
                     if picture is not None:
                         drawn, box_lines = _boxes(view, boxes, column) if view is not None else ([], [])
-                        writer.add_image(image_tag, compose_frame(picture, caption + box_lines, drawn),
-                                         global_step=step, dataformats="HWC")
+                        add_frame(writer, image_tag, draw_boxes(picture, drawn), step)
+                        box_text += box_lines
                         tags.append(image_tag)
                     elif publisher.publish(writer, image_tag, value, step):
                         tags.append(image_tag)
@@ -137,9 +133,11 @@ def publish_extremes(writer, selection, source: SampleSource, publishers: Mappin
                     if cell is not None:
                         cells[column] = cell
                 columns = columns if columns is not None else list(cells)
-                rows.append([str(position), _escape(str(row_id)), f"{loss:.4g}"] + _middle(key, view, paths) +
-                            [cells.get(c, "") for c in columns])
-            writer.add_text(tag, _table(key, rows, columns or []), global_step=step)
+                rows.append(([str(position), _escape(str(row_id)), f"{loss:.4g}"] + _middle(key, view, paths),
+                             _escape("; ".join(box_text)), [cells.get(c, "") for c in columns]))
+            with_boxes = any(box for _, box, _ in rows)  # a boxes column only where some frame has boxes
+            lines = [first + ([box] if with_boxes else []) + rest for first, box, rest in rows]
+            writer.add_text(tag, _table(key, lines, columns or [], with_boxes), global_step=step)
             tags.append(tag)
     return tags
 
