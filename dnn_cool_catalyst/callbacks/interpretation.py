@@ -50,7 +50,8 @@ class InterpretationCallback(Callback):
     When: ``every=None`` (default) publishes the epochs where the validation ``metric_key`` (a loader metric,
     e.g. ``"loss"``) improved on the best so far (``minimize`` says which way), plus the last epoch; ``every=n``
     publishes every n-th epoch plus the last. Frames are most of a run's TensorBoard size, so publishing every
-    epoch would be costly.
+    epoch would be costly; for the same reason only the ``frame_kinds`` (default: the worst samples) get images,
+    the best ones a table (``runner.infer()`` logs both kinds as images).
 
     ``publishers`` chooses how each input column is shown (images, text, feature values) and which box overlays
     are drawn; ``logdir`` defaults to ``<runner.run_dir>/tensorboard``. The step only appends device tensors;
@@ -61,7 +62,7 @@ class InterpretationCallback(Callback):
 
     def __init__(self, flow, k: int = 5, loaders: Sequence[str] = ("valid",), logdir: Optional[str] = None,
                  publishers: Optional[Publishers] = None, output_key: str = "outputs", every: Optional[int] = None,
-                 metric_key: str = "loss", minimize: bool = True):
+                 metric_key: str = "loss", minimize: bool = True, frame_kinds: Sequence[str] = ("worst",)):
         super().__init__(order=CallbackOrder.Metric)
         if int(k) < 1:
             raise ValueError(f"InterpretationCallback: k must be a positive number of samples, got {k!r}")
@@ -72,6 +73,7 @@ class InterpretationCallback(Callback):
         self.publishers = publishers or Publishers()
         self.output_key = output_key
         self.every, self.metric_key, self.minimize = every, metric_key, bool(minimize)
+        self.frame_kinds = tuple(frame_kinds)
         self.collector = LossCollector(flow.graph)
         self.selection: Dict[str, dict] = {}
         self.published: list = []
@@ -159,7 +161,8 @@ class InterpretationCallback(Callback):
             if writer is None:
                 writer = self._writers[loader] = open_writer(logdir, loader)
             publish_extremes(writer, selection, source, self.publishers.for_columns(source.types),
-                             self.flow.task_paths, step=epoch, views=views, boxes=self.publishers.boxes)
+                             self.flow.task_paths, step=epoch, views=views, boxes=self.publishers.boxes,
+                             frame_kinds=self.frame_kinds)
             writer.flush()
             if epoch not in self.published:
                 self.published.append(epoch)

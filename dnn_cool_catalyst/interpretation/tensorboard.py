@@ -98,13 +98,14 @@ def _table(key: str, rows: List[List[str]], columns: List[str], with_boxes: bool
 
 def publish_extremes(writer, selection, source: SampleSource, publishers: Mapping[str, Publisher],
                      paths: Mapping[str, str], step: int, views: Optional[Mapping[int, object]] = None,
-                     boxes: Sequence[BoxOverlay] = ()) -> List[str]:
+                     boxes: Sequence[BoxOverlay] = (),
+                     frame_kinds: Sequence[str] = ("worst", "best")) -> List[str]:
     """For each key (task name or ``overall``) and kind (best/worst): a markdown table of the samples at
     ``<task_path>/<kind>`` (rank, row, loss, target and prediction, or for ``overall`` the tasks with the largest
     losses, the ``boxes``' values, the non-image inputs) and each image input, with ``boxes`` drawn, at
     ``<task_path>/<kind>/<rank>/<column>``; publishers' other summaries under the same tags. ``views`` (see
-    :func:`dnn_cool_catalyst.sample_views.sample_views`) give targets and predictions by dataset position.
-    Returns the tags written."""
+    :func:`dnn_cool_catalyst.sample_views.sample_views`) give targets and predictions by dataset position. Images
+    are written for the kinds in ``frame_kinds`` only (the tables for both). Returns the tags written."""
     views = views or {}
     tags = []
     for key, kinds in selection.items():
@@ -121,13 +122,13 @@ def publish_extremes(writer, selection, source: SampleSource, publishers: Mappin
                     if publisher is None:
                         continue
                     image_tag = f"{tag}/{position}/{column}"
-                    picture = publisher.image(value)
+                    picture = publisher.image(value) if kind in frame_kinds else None
                     if picture is not None:
                         drawn, box_lines = _boxes(view, boxes, column) if view is not None else ([], [])
                         add_frame(writer, image_tag, draw_boxes(picture, drawn), step)
                         box_text += box_lines
                         tags.append(image_tag)
-                    elif publisher.publish(writer, image_tag, value, step):
+                    elif kind in frame_kinds and publisher.publish(writer, image_tag, value, step):
                         tags.append(image_tag)
                     cell = publisher.cell(value)
                     if cell is not None:
