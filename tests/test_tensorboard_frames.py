@@ -47,9 +47,8 @@ def test_boxes_are_drawn_target_green_predicted_red_and_listed_in_the_table(tmp_
     # No label and a prediction gated off by the model's own decisions: nothing drawn, nothing listed.
     assert not found["images"]["flow.x/worst/2/img"][0][1].any()
     table = found["texts"]["flow.x/worst"][0][1].split("\n")
-    assert table[0] == "| rank | row | loss | target | prediction | boxes |"
-    assert table[2:] == ["| 1 | row-a | 0.5 | 2 | 8 | face xywh: target (green) (2, 2, 4, 4), predicted (red) "
-                         "(8, 8, 4, 4) |",
+    assert table[0] == "| rank | row | loss | target | prediction | boxes: target (green) → predicted (red) |"
+    assert table[2:] == ["| 1 | row-a | 0.5 | 2 | 8 | face (2, 2, 4, 4) → (8, 8, 4, 4) |",
                          "| 2 | row-b | 0.1 | not labelled | 1 |  |"]
 
 

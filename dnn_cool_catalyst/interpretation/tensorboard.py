@@ -84,14 +84,14 @@ def _boxes(view, boxes: Sequence[BoxOverlay], column: str):
         if target is None and predicted is None:
             continue
         drawn.append((overlay, target, predicted))
-        lines.append(f"{overlay.name} {overlay.layout}: target (green) {_fmt(target)}, "
-                     f"predicted (red) {_fmt(predicted)}")
+        lines.append(f"{overlay.name} {_fmt(target)} → {_fmt(predicted)}")
     return drawn, lines
 
 
 def _table(key: str, rows: List[List[str]], columns: List[str], with_boxes: bool) -> str:
     middle = ["largest task losses"] if key == OVERALL else ["target", "prediction"]
-    header = ["rank", "row", "loss"] + middle + (["boxes"] if with_boxes else []) + columns
+    header = ["rank", "row", "loss"] + middle + (["boxes: target (green) → predicted (red)"] if with_boxes else []) \
+        + columns
     return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] +
                      ["| " + " | ".join(r) + " |" for r in rows])
 
