@@ -32,9 +32,9 @@ TARGET_COLOUR = (0, 200, 0)
 PREDICTED_COLOUR = (230, 30, 30)
 #: JPEG is used when it is less than this fraction of the PNG (noisy frames); flat images stay lossless.
 JPEG_WHEN_SMALLER_THAN = 0.5
-#: Quality 75 with full-resolution colour (4:4:4): the one-pixel box outlines keep their colours (the default 4:2:0
-#: halves colour resolution and turns them brown) at the size of a 4:2:0 quality-85 JPEG (measured on the demo).
-JPEG_QUALITY = 75
+#: Full-resolution colour (4:4:4): the one-pixel box outlines keep their colours (the default 4:2:0 halves colour
+#: resolution and turns them brown). Quality 65 keeps a noisy 64x64 demo frame near 1.9 KB (PNG: 10 KB).
+JPEG_QUALITY = 65
 Box = Tuple[float, float, float, float]
 
 
