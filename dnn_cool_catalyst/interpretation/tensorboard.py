@@ -60,8 +60,11 @@ def losses_by_position(losses: Losses, positions) -> Dict[int, Dict[str, float]]
     return found
 
 
-def _fmt(values) -> str:
-    return "(" + ", ".join(f"{v:.3g}" for v in values) + ")" if values is not None else "none"
+def _fmt(values, units: str) -> str:
+    if values is None:
+        return "none"
+    # Whole pixels are what one can see on the frame; fractions of the image need decimals.
+    return "(" + ", ".join(f"{v:.0f}" if units == "pixels" else f"{v:.3f}" for v in values) + ")"
 
 
 def add_frame(writer, tag: str, image, step: int) -> None:
@@ -84,7 +87,7 @@ def _boxes(view, boxes: Sequence[BoxOverlay], column: str):
         if target is None and predicted is None:
             continue
         drawn.append((overlay, target, predicted))
-        lines.append(f"{overlay.name} {_fmt(target)} → {_fmt(predicted)}")
+        lines.append(f"{overlay.name} {_fmt(target, overlay.units)} → {_fmt(predicted, overlay.units)}")
     return drawn, lines
 
 
