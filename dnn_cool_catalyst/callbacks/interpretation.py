@@ -15,6 +15,7 @@ from ..interpretation.selection import LossCollector, Losses
 from ..interpretation.tensorboard import (losses_by_position, open_writer, picked_positions, publish_extremes,
                                           select_extremes)
 from ..parallel.distributed import world
+from ..parallel.precision import autocast, autocast_dtype
 from ..parallel.replicas import REDUCTION_KEY
 from ..sample_views import sample_views
 
@@ -117,7 +118,8 @@ class InterpretationCallback(Callback):
         self._pending[runner.loader_key] = (runner.epoch_step, self.selection, views, source)
 
     def _views(self, runner, source: SampleSource, losses) -> dict:
-        """Targets and predictions of the picked samples: one forward pass of just those (eval mode, no grad)."""
+        """Targets and predictions of the picked samples: one forward pass of just those (eval mode, no grad, the
+        engine's precision: the predictions validation saw)."""
         positions = picked_positions(self.selection)
         if not positions:
             return {}
@@ -127,7 +129,8 @@ class InterpretationCallback(Callback):
         was_training = model.training
         model.eval()
         try:
-            with torch.no_grad():
+            engine = getattr(runner, "engine", None)
+            with torch.no_grad(), autocast(device.type, autocast_dtype(engine) if engine is not None else None):
                 outputs = model(_to(batch["inputs"], device))
         finally:
             model.train(was_training)
