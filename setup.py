@@ -18,6 +18,7 @@ setup(
         "numpy>=1.23",
         "treelib>=1.6",
         "tensorboardX>=2.5",
+        "tensorboard>=2.10",
         # tensorboardX checksums every record with crc32c and falls back to pure Python without this package:
         # 2-3 ms per 64x64 image summary instead of 0.8 ms (measured), which made per-epoch best/worst frames costly.
         "crc32c>=2.3",

@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from .interpretation import BoxOverlay
 from .jobs import print_test_tables, train_tune_evaluate
 from .synthetic.security import BODY_BOX, FACE_BOX, security_project
 from .synthetic.security_model import security_model
@@ -37,6 +38,8 @@ def run(n_samples: int = 10000, epochs: int = 6, project_dir: str = "./security_
     weights = {name: BOX_LOSS_WEIGHT for name in FACE_BOX + BODY_BOX}
     runner = project.runner(model=security_model(flow), runner_name=f"security_{n_samples}_seed{seed}",
                             batch_size=batch_size, seed=seed, loss_weights=weights)
+    # The box tasks drawn on the best/worst frames in TensorBoard (target green, prediction red).
+    runner.publishers.boxes += [BoxOverlay("face", FACE_BOX), BoxOverlay("body", BODY_BOX)]
     return (runner, *train_tune_evaluate(runner, num_epochs=epochs, lr=lr, verbose=verbose))
 
 

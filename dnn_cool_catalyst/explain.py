@@ -24,8 +24,20 @@ Example:
     >>> trees = flow.get_treelib_explainer()({"door_open": torch.tensor([-2.0]), "door_locked": torch.tensor([1.0])})
     >>> print(render_tree(trees[0]), end="")
     gate
-    └── door_open = 0 (activation 0.119, logit -2.000)
-        └── door_locked = 1 (activation 0.731, logit 1.000) | given ~door_open
+    └── door_open = 0 (activation 0.119 < threshold 0.500, logit -2.000)
+        └── door_locked = 1 (activation 0.731 >= threshold 0.500, logit 1.000) | given ~door_open
+
+With ``targets`` (the labels, e.g. a batch's ``targets`` and ``available``) each node also shows the ground truth
+next to the prediction, so a wrong decision can be read off the tree:
+
+    >>> targets = {"door_open": torch.tensor([1.0]), "door_locked": torch.tensor([0.0])}
+    >>> available = {"door_open": torch.tensor([True]), "door_locked": torch.tensor([False])}
+    >>> tree = flow.get_treelib_explainer()({"door_open": torch.tensor([-2.0]), "door_locked": torch.tensor([3.0])},
+    ...                                     targets=(targets, available))[0]
+    >>> for line in render_tree(tree).splitlines()[1:]:
+    ...     print(line.split(" | ")[0].strip())
+    └── door_open = 0 (activation 0.119 < threshold 0.500, logit -2.000) · target 1
+    └── door_locked = 1 (activation 0.953 >= threshold 0.500, logit 3.000) · target not labelled
 """
 from __future__ import annotations
 
@@ -52,16 +64,38 @@ def _names(task, n: int) -> List[str]:
     return [display_label(c) for c in names] if names is not None and len(names) == n else [str(i) for i in range(n)]
 
 
+def _threshold(task, position: Optional[int] = None) -> Optional[float]:
+    """The decision threshold the task's decoder applies (to class ``position`` for per-class thresholds)."""
+    params = task.get_decoder_params() if hasattr(task, "get_decoder_params") else {}
+    if position is None and isinstance(params.get("threshold"), (int, float)):
+        return float(params["threshold"])
+    per_class = params.get("thresholds")
+    if position is not None and isinstance(per_class, (list, tuple)) and position < len(per_class):
+        return float(per_class[position])
+    return None
+
+
+def _versus(activation: float, threshold: Optional[float]) -> str:
+    """``activation 0.593 < threshold 0.813``: why a thresholded decision came out as it did."""
+    if threshold is None:
+        return f"activation {activation:.3f}"
+    return f"activation {activation:.3f} {'>=' if activation >= threshold else '<'} threshold {threshold:.3f}"
+
+
+def _scalar_label(task, decoded) -> str:
+    labels = getattr(task, "labels", None)  # a binary task with labels other than 0/1 shows the label
+    return repr(labels[int(float(decoded) > 0.5)]) if labels and list(labels) != [0, 1] else format_number(decoded)
+
+
 def describe_value(task, logits: torch.Tensor, activation: torch.Tensor, decoded: torch.Tensor) -> str:
-    """One sample's prediction as text (see the module docstring for the shape rules)."""
+    """One sample's prediction as text (see the module docstring for the shape rules); thresholded decisions
+    show the threshold used (``0 (activation 0.593 < threshold 0.813, logit 0.377)``)."""
     custom = getattr(task, "explain_value", None)
     if custom is not None:
         return custom(logits, activation, decoded)
     if logits.dim() == 0:
-        labels = getattr(task, "labels", None)  # a binary task with labels other than 0/1 shows the label
-        shown = repr(labels[int(float(decoded) > 0.5)]) if labels and list(labels) != [0, 1] else \
-            format_number(decoded)
-        return f"{shown} (activation {float(activation):.3f}, logit {float(logits):.3f})"
+        shown = _scalar_label(task, decoded)
+        return f"{shown} ({_versus(float(activation), _threshold(task))}, logit {float(logits):.3f})"
     if logits.dim() == 1 and decoded.dim() == 0:
         names = _names(task, logits.shape[0])
         k = max(1, min(int(getattr(task, "top_k", 1) or 1), logits.shape[0]))
@@ -73,12 +107,44 @@ def describe_value(task, logits: torch.Tensor, activation: torch.Tensor, decoded
     if logits.dim() == 1 and decoded.shape == logits.shape:
         names = _names(task, logits.shape[0])
         chosen = [names[j] for j in range(len(names)) if float(decoded[j]) > 0.5]
-        detail = "; ".join(f"{names[j]}: {format_number(decoded[j])}, activation {float(activation[j]):.3f}, "
-                           f"logit {float(logits[j]):.3f}" for j in range(len(names)))
+        detail = "; ".join(f"{names[j]}: {format_number(decoded[j])}, "
+                           f"{_versus(float(activation[j]), _threshold(task, j))}, logit {float(logits[j]):.3f}"
+                           for j in range(len(names)))
         return f"{{{', '.join(chosen)}}} ({detail})"
     values = decoded.flatten().tolist()
     shown = ", ".join(format_number(v) for v in values[:16]) + (", ..." if len(values) > 16 else "")
     return f"[{shown}]"
+
+
+def describe_target(task, target: torch.Tensor, available: torch.Tensor) -> str:
+    """One sample's label as text, shown like a decoded prediction (label names, label units); ``not labelled``
+    where nothing is available (per class for multilabel tasks: unlabelled classes are marked ``?``).
+
+    Example:
+        >>> import torch
+        >>> from dnn_cool_catalyst.tasks.regression import BoundedRegressionTask
+        >>> describe_target(BoundedRegressionTask("face_x1", lo=0, hi=64), torch.tensor(0.25), torch.tensor(True))
+        '16'
+    """
+    custom = getattr(task, "explain_target", None)
+    if custom is not None:
+        return custom(target, available)
+    available = torch.as_tensor(available).bool()
+    if not bool(available.any()):
+        return "not labelled"
+    value = task.target_in_label_units(target) if hasattr(task, "target_in_label_units") else target
+    if value.dim() == 0:
+        names = getattr(task, "class_names", None)
+        if names is not None and len(names) > 1 and task.out_features() == len(names):  # a class id
+            return repr(_names(task, len(names))[int(value)])
+        return _scalar_label(task, value)
+    if value.dim() == 1 and available.shape == value.shape:  # per-class labels
+        names = _names(task, value.shape[0])
+        chosen = [names[j] for j in range(len(names)) if bool(available[j]) and float(value[j]) > 0.5]
+        unknown = [names[j] for j in range(len(names)) if not bool(available[j])]
+        return f"{{{', '.join(chosen)}}}" + (f" (? {', '.join(unknown)})" if unknown else "")
+    values = value.flatten().tolist()
+    return "[" + ", ".join(format_number(v) for v in values[:16]) + (", ..." if len(values) > 16 else "") + "]"
 
 
 def _given(condition: Optional[Condition]) -> str:
@@ -94,14 +160,15 @@ class TreelibExplainer:
     """``explainer(outputs, labels=None)`` → one ``treelib.Tree`` per input of the batch.
 
     ``outputs`` is the model output (the flow module's ``{"logits": ...}`` or a dict of logits per task);
-    ``labels`` optionally names each input in its root's tag (e.g. DataFrame row ids)."""
+    ``labels`` optionally names each input in its root's tag (e.g. DataFrame row ids); ``targets``, optionally
+    ``(targets, available)`` dicts per task as a batch holds them, adds each task's ground truth to its node."""
 
     def __init__(self, graph: CompiledGraph):
         self.graph = graph
         self._order = {leaf.name: i for i, leaf in enumerate(graph.leaves)}
 
     @torch.no_grad()
-    def __call__(self, outputs, labels: Optional[Sequence] = None) -> List[Tree]:
+    def __call__(self, outputs, labels: Optional[Sequence] = None, targets=None) -> List[Tree]:
         graph = self.graph
         first = outputs["logits"] if isinstance(outputs, Mapping) and isinstance(outputs.get("logits"), Mapping) \
             else outputs
@@ -122,7 +189,7 @@ class TreelibExplainer:
             tree = Tree()
             root = graph.name if labels is None else f"{graph.name} [{labels[i]}]"
             tree.create_node(root, "")
-            self._grow(tree, graph.graph.children, "", "", i, holds, logits, activations, decoded)
+            self._grow(tree, graph.graph.children, "", "", i, holds, logits, activations, decoded, targets)
             trees.append(tree)
         return trees
 
@@ -143,7 +210,7 @@ class TreelibExplainer:
             return fallback
         return paths[max(present, key=self._order.__getitem__)]
 
-    def _grow(self, tree, children, prefix, parent, i, holds, logits, activations, decoded) -> None:
+    def _grow(self, tree, children, prefix, parent, i, holds, logits, activations, decoded, targets=None) -> None:
         for child in children:
             path = f"{prefix}{child.name}"
             if holds[path] is not None and not holds[path][i]:
@@ -151,8 +218,12 @@ class TreelibExplainer:
             anchor = self._anchor(tree, child.condition, parent)
             if isinstance(child, FlowNode):
                 tree.create_node(f"{child.name} [flow]{_given(child.condition)}", path, parent=anchor)
-                self._grow(tree, child.graph.children, f"{path}.", path, i, holds, logits, activations, decoded)
+                self._grow(tree, child.graph.children, f"{path}.", path, i, holds, logits, activations, decoded,
+                           targets)
                 continue
             name = child.name
             value = describe_value(child.task, logits[name][i], activations[name][i], decoded[name][i])
+            if targets is not None and name in targets[0]:
+                target = describe_target(child.task, targets[0][name][i].cpu(), targets[1][name][i].cpu())
+                value += f" · target {target}"
             tree.create_node(f"{name} = {value}{_given(child.condition)}", path, parent=anchor)

@@ -45,23 +45,23 @@ LOGITS = {
 
 EXPECTED = [
     """security [a]
-└── camera_blocked = 1 (activation 0.881, logit 2.000)
+└── camera_blocked = 1 (activation 0.881 >= threshold 0.500, logit 2.000)
 """,
     """security [b]
-└── camera_blocked = 0 (activation 0.119, logit -2.000)
-    └── door_open = 0 (activation 0.269, logit -1.000) | given ~camera_blocked
-        └── door_locked = 1 (activation 0.731, logit 1.000) | given ~door_open
+└── camera_blocked = 0 (activation 0.119 < threshold 0.500, logit -2.000)
+    └── door_open = 0 (activation 0.269 < threshold 0.500, logit -1.000) | given ~camera_blocked
+        └── door_locked = 1 (activation 0.731 >= threshold 0.500, logit 1.000) | given ~door_open
 """,
     """security [c]
-└── camera_blocked = 0 (activation 0.119, logit -2.000)
-    └── door_open = 1 (activation 0.953, logit 3.000) | given ~camera_blocked
-        └── person_present = 1 (activation 0.731, logit 1.000) | given door_open
+└── camera_blocked = 0 (activation 0.119 < threshold 0.500, logit -2.000)
+    └── door_open = 1 (activation 0.953 >= threshold 0.500, logit 3.000) | given ~camera_blocked
+        └── person_present = 1 (activation 0.731 >= threshold 0.500, logit 1.000) | given door_open
             ├── shirt_type = 'red' (top-2: 'red' 0.665 (logit 2.000), 'blue' 0.245 (logit 1.000)) \
 | given person_present & ~camera_blocked
             └── face [flow] | given person_present
                 ├── face_x = -3.250 (activation -3.250, logit -3.250)
-                └── facial = {glasses} (glasses: 1, activation 0.881, logit 2.000; beard: 0, activation 0.269, \
-logit -1.000)
+                └── facial = {glasses} (glasses: 1, activation 0.881 >= threshold 0.500, logit 2.000; beard: 0, \
+activation 0.269 < threshold 0.500, logit -1.000)
                     └── glasses_type = 'square' (top-2: 'square' 0.622 (logit 0.500), 'round' 0.378 (logit 0.000)) \
 | given facial == 'glasses'
 """,
@@ -78,8 +78,8 @@ def test_tuned_threshold_changes_which_children_appear():
     flow.tasks["door_open"].threshold = 0.99  # sample c's door (p=0.953) is now predicted closed
     tree = flow.get_treelib_explainer()(LOGITS)[2]
     assert render_tree(tree).split("\n")[2:4] == [
-        "    └── door_open = 0 (activation 0.953, logit 3.000) | given ~camera_blocked",
-        "        └── door_locked = 1 (activation 0.500, logit 0.000) | given ~door_open"]
+        "    └── door_open = 0 (activation 0.953 < threshold 0.990, logit 3.000) | given ~camera_blocked",
+        "        └── door_locked = 1 (activation 0.500 >= threshold 0.500, logit 0.000) | given ~door_open"]
     assert not tree.contains("person_present") and not tree.contains("face.face_x")
 
 

@@ -112,14 +112,14 @@ def test_callback_picks_the_planted_rows_by_global_id_on_a_shuffled_loader(run):
 
 
 def test_callback_writes_images_text_and_tables_to_the_valid_directory(run):
-    found = read_summaries(os.path.join(run.run_dir, "tensorboard", "valid"))
-    table = found["texts"]["interpretation/is_even/worst"][-1][1]
+    found = read_summaries(os.path.join(run.tensorboard_dir, "valid"))
+    table = found["texts"]["is_even/worst"][-1][1]
     header, _, first = table.split("\n")[:3]
-    assert header == "| rank | row | loss | number | img | title |"
-    assert first.startswith("| 1 | id20 | 20 | 20 | (image) | title of 20 |")
-    step, image = found["images"]["interpretation/is_even/worst/1/img"][-1]
-    assert step == 1 and image.shape == (4, 5, 3) and (image == 100).all()  # row 20's pixels are 5 * 20
-    assert "interpretation/overall/best" in found["texts"]
+    assert header == "| rank | row | loss | target | prediction | number | title |"  # no "img: (image)" column
+    assert first == "| 1 | id20 | 20 | 1 | 0 (activation 0.000 < threshold 0.500, logit -20.000) | 20 | title of 20 |"
+    step, image = found["images"]["is_even/worst/1/img"][-1]
+    assert step == 1 and image.shape == (4, 5, 3) and (image == 100).all()  # row 20's pixels are 5 * 20, lossless
+    assert "overall/best" in found["texts"]
     assert not any("multiple_three" in tag for tag in found["texts"])
 
 
@@ -138,7 +138,7 @@ def test_worst_and_best_examples_from_stored_outputs(run):
 
 
 def test_infer_logs_pr_curves_examples_and_explanation_trees(run):
-    found = read_summaries(os.path.join(run.run_dir, "tensorboard", "infer_valid"))
+    found = read_summaries(os.path.join(run.tensorboard_dir, "infer_valid"))
     assert set(found["pr_curves"]) == {"pr_curve/is_even", "pr_curve/predict_positive"}
     curve = found["pr_curves"]["pr_curve/is_even"][-1][1]
     stored = run._stored("valid")[3]["is_even"]
@@ -146,16 +146,18 @@ def test_infer_logs_pr_curves_examples_and_explanation_trees(run):
     assert curve.shape == (6, 127)
     assert (curve[0, 0], curve[1, 0]) == (float(labels.sum()), float((1 - labels).sum()))  # tp, fp at 0
     best = int(run.best_examples("valid", "is_even", 1).row_id[0][2:])
-    assert (found["images"]["interpretation/is_even/best/1/img"][-1][1] == 5 * best).all()
+    assert (found["images"]["is_even/best/1/img"][-1][1] == 5 * best).all()
     tree = found["texts"]["explanation/worst/1"][-1][1]
     assert tree.startswith("row id") and "    numbers [row id" in tree and "is_even = " in tree
+    assert "threshold 0.500" in tree and " · target " in tree
 
 
 def test_explain_renders_trees_by_row_id(run):
     trees = run.explain("valid", ["id20", "id21"])
     assert list(trees) == ["id20", "id21"]
     # Row 20 is even but predicted odd (logit -20): predict_positive is not reached.
-    assert trees["id20"] == "numbers [row id20]\n└── is_even = 0 (activation 0.000, logit -20.000)\n"
+    assert trees["id20"] == ("numbers [row id20]\n└── is_even = 0 (activation 0.000 < threshold 0.500, logit "
+                             "-20.000) · target 1\n")
     assert trees["id21"].split("\n")[2].startswith("    └── predict_positive = ")
     with pytest.raises(RunnerError, match=r"row id\(s\) \['nope'\] are not in the stored 'valid' outputs"):
         run.explain("valid", ["nope"])
@@ -173,7 +175,7 @@ def test_tune_marks_the_tuned_point_on_the_pr_curve(run):
     assert entry["precision"] == pytest.approx(tp / int(predicted.sum()))
     assert entry["recall"] == pytest.approx(tp / int(actual.sum()))
     run.infer(splits=["valid"])
-    found = read_summaries(os.path.join(run.run_dir, "tensorboard", "infer_valid"))
+    found = read_summaries(os.path.join(run.tensorboard_dir, "infer_valid"))
     assert "| is_even |" in found["texts"]["pr_curve/tuned"][-1][1]
 
 
@@ -235,7 +237,9 @@ def test_publishers_are_chosen_by_column_then_type(tmp_path):
     publishers.col_mapping["x"] = lambda: TextPublisher(vocab=["<pad>", "a", "b"])
     assert publishers.get("x", "array").cell(torch.tensor([2, 1, 0, 7])) == "b a #7"
     assert ArrayPublisher().cell(torch.tensor([1.0, 2.5])) == "v0=1, v1=2.500"
-    assert ArrayPublisher().cell(torch.zeros(3, 4, 4)) == "(image)"
+    assert ArrayPublisher().cell(torch.zeros(3, 4, 4)) is None  # an image: no placeholder column in the table
+    assert ArrayPublisher().image(torch.zeros(3, 5, 6)).shape == (5, 6, 3)
+    assert ArrayPublisher().image(torch.tensor([1.0, 2.5])) is None
     assert TextPublisher().cell("a | b\nc") == "a \\| b c"
     publishers.col_mapping["y"] = lambda: "not a publisher"
     with pytest.raises(TypeError, match="input column 'y'"):

@@ -42,7 +42,7 @@ def test_train_writes_checkpoints_splits_and_tensorboard_scalars(trained):
     splits = json.load(open(os.path.join(trained.run_dir, "splits.json")))["splits"]
     assert sorted(sum(splits.values(), [])) == list(range(240))
     scalars = {}
-    for path in glob.glob(os.path.join(trained.run_dir, "tensorboard", "valid", "*")):
+    for path in glob.glob(os.path.join(trained.tensorboard_dir, "valid", "*")):
         scalars.update(read_scalar_tags(path))
     assert len(scalars["numerical_flow.is_even/accuracy/epoch"]) == 2  # one per epoch
     assert "loss/numerical_flow.multiple_three/epoch" in scalars

@@ -294,7 +294,13 @@ def test_tiny_demo_run_trains_tunes_evaluates_and_writes_the_csv(tmp_path, capsy
         table = pd.read_csv(run_dir / f"evaluation_test_{gating}.csv")
         assert list(table.columns) == ["task_path", "metric_name", "metric_res", "num_samples"]
         assert len(set(table.task_path)) == len(LABEL_COLUMNS)
-    # The interpretation callback shows the best/worst samples per task as the 64x64 frames themselves.
-    images = read_summaries(str(run_dir / "tensorboard" / "valid"))["images"]
-    shown = [tag for tag in images if tag.startswith("interpretation/door_locked/worst/")]
-    assert shown and all(pixels.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) for tag in shown for _, pixels in images[tag])
+    # The interpretation callback shows the best/worst samples per task as the 64x64 frames themselves, in the
+    # task's own group; one TensorBoard run (run-1) for this demo run. Face and body boxes are in the tables.
+    assert os.listdir(run_dir / "tensorboard") == ["run-1"]
+    found = read_summaries(str(run_dir / "tensorboard" / "run-1" / "valid"))
+    shown = [tag for tag in found["images"] if tag.startswith("door_locked/worst/")]
+    assert shown and all(pixels.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) for tag in shown
+                         for _, pixels in found["images"][tag])
+    table = found["texts"]["person_regression.face_regression.face_x1/worst"][-1][1]
+    assert table.split("\n")[0] == "| rank | row | loss | target | prediction | boxes: target (green) → predicted (red) |"
+    assert "| face (" in table and "; body (" in table

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional, Sequence
 
+import numpy as np
+
 from .images import as_hwc_uint8, looks_like_image, to_numpy
 
 
@@ -33,10 +35,14 @@ def format_number(x: float) -> str:
 
 
 class Publisher:
-    """``cell(value)``: text for the sample table, or None for no column; ``publish(writer, tag, value, step)``:
-    extra summaries of the value (returns whether it wrote any)."""
+    """``cell(value)``: text for the sample table, or None for no column; ``image(value)``: the value as an HWC
+    uint8 picture, or None (pictures get the sample's caption and boxes drawn under/on them);
+    ``publish(writer, tag, value, step)``: any other summaries of the value (returns whether it wrote any)."""
 
     def cell(self, value) -> Optional[str]:
+        return None
+
+    def image(self, value) -> Optional[np.ndarray]:
         return None
 
     def publish(self, writer, tag: str, value, step: int) -> bool:
@@ -95,12 +101,8 @@ class ImagePublisher(Publisher):
     def __init__(self, layout: Optional[str] = None):
         self.layout = layout
 
-    def cell(self, value):
-        return "(image)"
-
-    def publish(self, writer, tag, value, step):
-        writer.add_image(tag, as_hwc_uint8(value, self.layout, name=tag), global_step=step, dataformats="HWC")
-        return True
+    def image(self, value):
+        return as_hwc_uint8(value, self.layout)
 
 
 class ArrayPublisher(Publisher):
@@ -108,16 +110,16 @@ class ArrayPublisher(Publisher):
     [0, 1] or [0, 255]), else feature values."""
 
     def __init__(self, max_values: int = 8):
-        self.image, self.tabular = ImagePublisher(), TabularPublisher(max_values)
+        self.as_image, self.tabular = ImagePublisher(), TabularPublisher(max_values)
 
     def _pick(self, value) -> Publisher:
-        return self.image if looks_like_image(value) else self.tabular
+        return self.as_image if looks_like_image(value) else self.tabular
 
     def cell(self, value):
         return self._pick(value).cell(value)
 
-    def publish(self, writer, tag, value, step):
-        return self._pick(value).publish(writer, tag, value, step)
+    def image(self, value):
+        return self._pick(value).image(value)
 
 
 def image_chw() -> ImagePublisher:
@@ -135,12 +137,16 @@ DEFAULT_PUBLISHERS: Dict[str, Callable[[], Publisher]] = {
 
 
 class Publishers:
-    """Input type name / column → publisher factory (column wins); unknown types get ``fallback``."""
+    """Input type name / column → publisher factory (column wins); unknown types get ``fallback``; ``boxes``:
+    :class:`~dnn_cool_catalyst.interpretation.frames.BoxOverlay` s drawn on image inputs."""
 
     def __init__(self):
         self.type_mapping: Dict[str, Callable[[], Publisher]] = dict(DEFAULT_PUBLISHERS)
         self.col_mapping: Dict[str, Callable[[], Publisher]] = {}
         self.fallback: Callable[[], Publisher] = TabularPublisher
+        #: Groups of four scalar tasks drawn as boxes on image inputs (target and prediction), e.g.
+        #: ``publishers.boxes.append(BoxOverlay("face", ("face_x1", "face_y1", "face_w", "face_h")))``.
+        self.boxes: list = []
 
     def get(self, column: str, type_name: Optional[str]) -> Publisher:
         factory = self.col_mapping.get(column) or self.type_mapping.get(type_name) or self.fallback

@@ -40,6 +40,16 @@ class SampleSource:
             return {name: self._data.inputs[name][position] for name in self.types}
         return dict(self.dataset[position]["inputs"])
 
+    def batch(self, positions) -> dict:
+        """The samples at dataset ``positions`` as one batch (inputs, targets, available, index), as a loader of
+        the dataset would give them."""
+        fetch = getattr(self.dataset, "batch", None)
+        if callable(fetch):
+            return dict(fetch(list(positions)))
+        from torch.utils.data import default_collate
+
+        return dict(default_collate([self.dataset[int(p)] for p in positions]))
+
     def row_id(self, position: int):
         row_id = getattr(self.dataset, "row_id", None)
         return plain(row_id(position)) if row_id is not None else position

@@ -1,5 +1,11 @@
 """Writing interpretation summaries next to Catalyst's: ``<logdir>/<loader>/``, in an event file of our own.
 
+Tags put the task first, so TensorBoard makes one group per task (next to that task's metric scalars):
+``<task_path>/worst`` and ``<task_path>/best`` are markdown tables (Text tab: rank, row id, loss, target,
+prediction, box values, the non-image inputs), ``<task_path>/worst/<rank>/<column>`` the image inputs of the same
+ranks with the boxes drawn on them (Images tab; see :mod:`.frames` for why the facts are not drawn into the
+picture). The sum over tasks is the group ``overall``.
+
 tensorboardX names event files by the second and the host, so two writers opened in the same directory within
 one second would write to the same file and clobber each other; every writer here gets a unique suffix.
 """
@@ -7,13 +13,18 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Dict, List, Mapping, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tensorboardX import SummaryWriter
+from tensorboardX.proto.summary_pb2 import Summary
 
-from .publishers import Publisher
+from .frames import BoxOverlay, draw_boxes, encode_frame
+from .publishers import Publisher, _escape
 from .samples import SampleSource
 from .selection import OVERALL, Losses, rank
+
+#: How many of a sample's highest task losses the ``overall`` captions and tables name.
+OVERALL_TASKS_SHOWN = 3
 
 
 def open_writer(logdir: str, loader: str) -> SummaryWriter:
@@ -31,34 +42,115 @@ def select_extremes(losses: Losses, k: int, source: SampleSource) -> Dict[str, D
     return selection
 
 
+def picked_positions(selection) -> List[int]:
+    """Every dataset position in a selection, once, in a stable order."""
+    return sorted({index for kinds in selection.values() for examples in kinds.values() for index, _, _ in examples})
+
+
+def losses_by_position(losses: Losses, positions) -> Dict[int, Dict[str, float]]:
+    """``{position: {task: loss}}`` for ``positions``, tasks only where valid (``overall`` left out)."""
+    wanted = set(int(p) for p in positions)
+    found: Dict[int, Dict[str, float]] = {p: {} for p in wanted}
+    for key, (values, index) in losses.items():
+        if key == OVERALL:
+            continue
+        for value, position in zip(values.tolist(), index.tolist()):
+            if position in wanted:
+                found[position][key] = float(value)
+    return found
+
+
+def _fmt(values, units: str) -> str:
+    if values is None:
+        return "none"
+    # Whole pixels are what one can see on the frame; fractions of the image need decimals.
+    return "(" + ", ".join(f"{v:.0f}" if units == "pixels" else f"{v:.3f}" for v in values) + ")"
+
+
+def add_frame(writer, tag: str, image, step: int) -> None:
+    """An image summary of ``image`` (HWC uint8) encoded by :func:`~.frames.encode_frame` (tensorboardX's
+    ``add_image`` always writes PNG, about five times a JPEG for noisy camera frames)."""
+    data, _ = encode_frame(image)
+    height, width = image.shape[:2]
+    summary = Summary(value=[Summary.Value(tag=tag, image=Summary.Image(
+        height=int(height), width=int(width), colorspace=3, encoded_image_string=data))])
+    writer._get_file_writer().add_summary(summary, step)
+
+
+def _boxes(view, boxes: Sequence[BoxOverlay], column: str):
+    """The boxes to draw on ``column`` for one sample, and their values as text."""
+    drawn, lines = [], []
+    for overlay in boxes:
+        if overlay.column is not None and overlay.column != column:
+            continue
+        target, predicted = view.values(overlay.tasks, "target"), view.values(overlay.tasks, "predicted")
+        if target is None and predicted is None:
+            continue
+        drawn.append((overlay, target, predicted))
+        lines.append(f"{overlay.name} {_fmt(target, overlay.units)} → {_fmt(predicted, overlay.units)}")
+    return drawn, lines
+
+
+def _table(key: str, rows: List[List[str]], columns: List[str], with_boxes: bool) -> str:
+    middle = ["largest task losses"] if key == OVERALL else ["target", "prediction"]
+    header = ["rank", "row", "loss"] + middle + (["boxes: target (green) → predicted (red)"] if with_boxes else []) \
+        + columns
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] +
+                     ["| " + " | ".join(r) + " |" for r in rows])
+
+
 def publish_extremes(writer, selection, source: SampleSource, publishers: Mapping[str, Publisher],
-                     paths: Mapping[str, str], step: int, prefix: str = "interpretation") -> List[str]:
-    """For each key (task name or ``overall``) and kind (best/worst): one text summary holding a markdown table
-    of the samples (rank, row id, loss, a cell per input column) at ``<prefix>/<task_path>/<kind>``, and the
-    publishers' own summaries (images) at ``<prefix>/<task_path>/<kind>/<rank>/<column>``. Returns the tags."""
+                     paths: Mapping[str, str], step: int, views: Optional[Mapping[int, object]] = None,
+                     boxes: Sequence[BoxOverlay] = (),
+                     frame_kinds: Sequence[str] = ("worst", "best")) -> List[str]:
+    """For each key (task name or ``overall``) and kind (best/worst): a markdown table of the samples at
+    ``<task_path>/<kind>`` (rank, row, loss, target and prediction, or for ``overall`` the tasks with the largest
+    losses, the ``boxes``' values, the non-image inputs) and each image input, with ``boxes`` drawn, at
+    ``<task_path>/<kind>/<rank>/<column>``; publishers' other summaries under the same tags. ``views`` (see
+    :func:`dnn_cool_catalyst.sample_views.sample_views`) give targets and predictions by dataset position. Images
+    are written for the kinds in ``frame_kinds`` only (the tables for both). Returns the tags written."""
+    views = views or {}
     tags = []
     for key, kinds in selection.items():
         path = paths.get(key, key) if key != OVERALL else OVERALL
         for kind, examples in kinds.items():
-            tag = f"{prefix}/{path}/{kind}"
-            columns, rows = None, []
+            tag = f"{path}/{kind}"
+            columns: Optional[List[str]] = None
+            rows = []
             for position, (index, row_id, loss) in enumerate(examples, start=1):
-                inputs = source.inputs(index)
-                cells = {}
-                for column, value in inputs.items():
+                view = views.get(index)
+                cells, box_text = {}, []
+                for column, value in source.inputs(index).items():
                     publisher = publishers.get(column)
                     if publisher is None:
                         continue
-                    if publisher.publish(writer, f"{tag}/{position}/{column}", value, step):
-                        tags.append(f"{tag}/{position}/{column}")
+                    image_tag = f"{tag}/{position}/{column}"
+                    picture = publisher.image(value) if kind in frame_kinds else None
+                    if picture is not None:
+                        drawn, box_lines = _boxes(view, boxes, column) if view is not None else ([], [])
+                        add_frame(writer, image_tag, draw_boxes(picture, drawn), step)
+                        box_text += box_lines
+                        tags.append(image_tag)
+                    elif kind in frame_kinds and publisher.publish(writer, image_tag, value, step):
+                        tags.append(image_tag)
                     cell = publisher.cell(value)
                     if cell is not None:
                         cells[column] = cell
-                columns = columns or list(cells)
-                rows.append([str(position), str(row_id), f"{loss:.4g}"] + [cells.get(c, "") for c in columns])
-            header = ["rank", "row", "loss"] + list(columns or [])
-            table = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] +
-                              ["| " + " | ".join(r) + " |" for r in rows])
-            writer.add_text(tag, table, global_step=step)
+                columns = columns if columns is not None else list(cells)
+                rows.append(([str(position), _escape(str(row_id)), f"{loss:.4g}"] + _middle(key, view, paths),
+                             _escape("; ".join(box_text)), [cells.get(c, "") for c in columns]))
+            with_boxes = any(box for _, box, _ in rows)  # a boxes column only where some frame has boxes
+            lines = [first + ([box] if with_boxes else []) + rest for first, box, rest in rows]
+            writer.add_text(tag, _table(key, lines, columns or [], with_boxes), global_step=step)
             tags.append(tag)
     return tags
+
+
+def _middle(key: str, view, paths) -> List[str]:
+    if view is None:
+        return [""] if key == OVERALL else ["", ""]
+    if key == OVERALL:
+        largest = sorted(view.losses.items(), key=lambda item: -item[1])[:OVERALL_TASKS_SHOWN]
+        return [_escape(", ".join(f"{paths.get(name, name)} {loss:.3g}" for name, loss in largest))]
+    task = view.tasks[key]
+    return [_escape(task.target), _escape(task.prediction)]

@@ -21,28 +21,42 @@ import os
 import struct
 from typing import Dict, List, Tuple
 
+from ..runners.tensorboard_runs import RUN_PREFIX
+
 Curves = Dict[str, Dict[str, List[Tuple[int, float]]]]
 
 
 def read_scalars(logdir: str) -> Curves:
-    """``{loader: {tag: [(step, value), ...]}}`` from ``<logdir>/<loader>/events.out.tfevents.*``, sorted by
-    step; a step written twice (a resumed run) keeps its last value. Missing or unreadable files give nothing."""
-    curves: Curves = {}
-    if not os.path.isdir(logdir):
-        return curves
-    for loader in sorted(os.listdir(logdir)):
-        folder = os.path.join(logdir, loader)
-        if not os.path.isdir(folder):
-            continue
-        by_tag: Dict[str, Dict[int, float]] = {}
-        for name in sorted(os.listdir(folder)):
-            if not name.startswith("events.out.tfevents") or ".interpretation" in name:
+    """``{loader: {tag: [(step, value), ...]}}`` from the event files under ``logdir``, sorted by step.
+
+    A runner writes ``<logdir>/run-<N>/<loader>/`` (one TensorBoard run per runner object: a resumed training is
+    the next run), a staged training ``run-<N>/<stage>/<loader>/``, older runs ``<logdir>/<loader>/``. Runs are
+    read in order and merged per loader (``<stage>/<loader>`` for stages), so a step written twice (a resumed run)
+    keeps its last value. Missing or unreadable files give nothing."""
+    merged: Dict[str, Dict[str, Dict[int, float]]] = {}
+    for run in _runs(logdir):
+        for folder, _, files in sorted(os.walk(run)):
+            events = sorted(n for n in files if n.startswith("events.out.tfevents") and ".interpretation" not in n)
+            if not events or folder == run:
                 continue
-            for tag, step, value in _file_scalars(os.path.join(folder, name)):
-                by_tag.setdefault(tag, {})[step] = value
-        if by_tag:
-            curves[loader] = {tag: sorted(points.items()) for tag, points in by_tag.items()}
-    return curves
+            loader = os.path.relpath(folder, run).replace(os.sep, "/")
+            if loader.startswith(RUN_PREFIX):  # a run folder met from the legacy root: read as its own run
+                continue
+            by_tag = merged.setdefault(loader, {})
+            for name in events:
+                for tag, step, value in _file_scalars(os.path.join(folder, name)):
+                    by_tag.setdefault(tag, {})[step] = value
+    return {loader: {tag: sorted(points.items()) for tag, points in by_tag.items()}
+            for loader, by_tag in merged.items() if by_tag}
+
+
+def _runs(logdir: str) -> List[str]:
+    """``logdir`` itself (runs written before TensorBoard runs were numbered), then ``run-<N>`` by number."""
+    if not os.path.isdir(logdir):
+        return []
+    numbered = [(int(name[len(RUN_PREFIX):]), os.path.join(logdir, name)) for name in os.listdir(logdir)
+                if name.startswith(RUN_PREFIX) and name[len(RUN_PREFIX):].isdigit()]
+    return [logdir] + [path for _, path in sorted(numbered)]
 
 
 def _file_scalars(path: str):

@@ -1,6 +1,7 @@
 """Runner methods that interpret stored inference outputs: best/worst samples, explanation trees, PR curves."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 from typing import Dict, Iterable, List, Optional, Sequence
@@ -13,7 +14,9 @@ from ..interpretation.pr_curves import log_pr_curves
 from ..interpretation.publishers import Publishers
 from ..interpretation.samples import SampleSource
 from ..interpretation.selection import OVERALL, losses_from_stored, rank
-from ..interpretation.tensorboard import open_writer, publish_extremes, select_extremes
+from ..interpretation.tensorboard import (losses_by_position, open_writer, picked_positions, publish_extremes,
+                                          select_extremes)
+from ..sample_views import sample_views
 from .tuned_file import tuned_point_rows
 
 
@@ -32,11 +35,14 @@ class InterpretationMixin:
     """Mixed into :class:`~dnn_cool_catalyst.runners.DnnCoolSupervisedRunner`; needs its ``flow``, ``dataset``,
     ``run_dir`` and ``_stored(split)``.
 
-    ``interpretation_k`` samples are logged per task and kind after inference (0 turns the logging off);
-    ``publishers`` chooses how input columns are shown (``runner.publishers.col_mapping["title"] = ...``).
+    ``interpretation_k`` samples are logged per task and kind during validation and after inference (0 turns
+    the logging off); ``interpretation_every`` says at which validation epochs (None: when the validation metric
+    improves, and the last; n: every n-th and the last); ``publishers`` chooses how input columns are shown
+    (``runner.publishers.col_mapping["title"] = ...``) and which boxes are drawn (``runner.publishers.boxes``).
     """
 
     interpretation_k: int = 5
+    interpretation_every: Optional[int] = None
 
     @property
     def publishers(self) -> Publishers:
@@ -106,36 +112,60 @@ class InterpretationMixin:
     def _trees(self, data, at: Sequence[int], rows: Sequence, render: bool) -> Dict:
         at = np.asarray(at, dtype=np.int64)
         logits = {name: fields["logits"][at] for name, fields in data.items()}
-        trees = self.flow.get_treelib_explainer()(logits, labels=[f"row {r}" for r in rows]) if len(at) else []
+        # The stored labels next to each prediction (what "why is this wrong?" needs).
+        labels = ({name: fields["targets"][at] for name, fields in data.items()},
+                  {name: fields["available"][at] for name, fields in data.items()})
+        trees = self.flow.get_treelib_explainer()(logits, labels=[f"row {r}" for r in rows], targets=labels) \
+            if len(at) else []
         return {row: render_tree(tree) if render else tree for row, tree in zip(rows, trees)}
 
     # -- TensorBoard after inference -------------------------------------------------------------------------
     def log_interpretation(self, splits: Iterable[str], step: int = 0) -> Dict[str, List[str]]:
-        """For each stored split, write to ``tensorboard/infer_<split>/``: PR curves of thresholded tasks
-        (``pr_curve/<task_path>[/<class>]``), the tuned thresholds' precision/recall when tuned, the
-        ``interpretation_k`` best and worst samples per task, and the explanation trees of the worst samples
-        overall (``explanation/worst/<rank>``). Returns the tags written per split."""
+        """For each stored split, write to ``<tensorboard_dir>/infer_<split>/``: PR curves of thresholded tasks
+        (``pr_curve/<task_path>[/<class>]``), the tuned thresholds' precision/recall when tuned (``pr_curve/tuned``,
+        saying on which split they were measured), the ``interpretation_k`` best and worst samples per task
+        (captioned with targets and predictions), and the explanation trees of the worst samples overall, with
+        their labels (``explanation/worst/<rank>``). Inferring a split again replaces what this runner wrote for
+        it. Returns the tags written per split."""
         written = {}
         k = int(self.interpretation_k)
         source = SampleSource(self.dataset)
         for split in splits:
             data = self._stored(split)[3]
-            writer = open_writer(os.path.join(self.run_dir, "tensorboard"), f"infer_{split}")
+            directory = os.path.join(self.tensorboard_dir, f"infer_{split}")
+            # This runner's own TensorBoard run: an earlier infer() of the split is replaced, not appended to.
+            for old in glob.glob(os.path.join(directory, "events.out.tfevents.*")):
+                os.remove(old)
+            writer = open_writer(self.tensorboard_dir, f"infer_{split}")
             try:
                 tags = list(log_pr_curves(writer, self.flow, data, step=step))
-                tuned = self._tuned_points_table()
+                tuned = self._tuned_points_table(split)
                 if tuned:
                     writer.add_text("pr_curve/tuned", tuned, global_step=step)
                     tags.append("pr_curve/tuned")
                 if k > 0:
-                    selection = select_extremes(losses_from_stored(data), k, source)
-                    tags += publish_extremes(writer, selection, source,
-                                             self.publishers.for_columns(source.types), self.flow.task_paths, step)
+                    losses = losses_from_stored(data)
+                    selection = select_extremes(losses, k, source)
+                    views = self._stored_views(data, selection, losses)
+                    tags += publish_extremes(writer, selection, source, self.publishers.for_columns(source.types),
+                                             self.flow.task_paths, step, views=views, boxes=self.publishers.boxes)
                     tags += self._log_worst_trees(writer, data, selection.get(OVERALL, {}).get("worst", []), step)
             finally:
                 writer.close()
             written[split] = tags
         return written
+
+    def _stored_views(self, data, selection, losses) -> dict:
+        """Targets and predictions of the selected samples from the stored outputs (see :mod:`..sample_views`)."""
+        positions = picked_positions(selection)
+        where = {int(p): i for i, p in enumerate(next(iter(data.values()))["index"].numpy())}
+        at = np.asarray([where[p] for p in positions], dtype=np.int64)
+        views = sample_views(self.flow.graph, {name: fields["logits"][at] for name, fields in data.items()},
+                             {name: fields["targets"][at] for name, fields in data.items()},
+                             {name: fields["available"][at] for name, fields in data.items()}, positions)
+        for position, task_losses in losses_by_position(losses, positions).items():
+            views[position].losses = task_losses
+        return views
 
     def _log_worst_trees(self, writer, data, worst, step) -> List[str]:
         positions = next(iter(data.values()))["index"].numpy()
@@ -149,8 +179,9 @@ class InterpretationMixin:
             tags.append(tag)
         return tags
 
-    def _tuned_points_table(self) -> Optional[str]:
-        """The tuned thresholds' precision/recall (from ``tuned.json``) as a markdown table, or None."""
+    def _tuned_points_table(self, split: str) -> Optional[str]:
+        """The tuned thresholds' precision/recall (from ``tuned.json``) as a markdown table under a line saying
+        where they were measured (the tuning loader, usually not ``split``), or None."""
         path = os.path.join(self.run_dir, "tuned.json")
         try:
             with open(path, encoding="utf-8") as f:
@@ -165,4 +196,8 @@ class InterpretationMixin:
         lines = tuned_point_rows(path, saved.get("report"))
         if not lines:
             return None
-        return "\n".join(["| curve | tuned threshold | precision | recall |", "|---|---|---|---|"] + lines)
+        tuned_on = saved.get("loader") if isinstance(saved.get("loader"), str) else "the tuning split"
+        where = (f"Thresholds tuned on **{tuned_on}**; precision and recall below were measured on {tuned_on}"
+                 + ("." if self._split_of(tuned_on) == split else f", not on {split} (see its PR curves)."))
+        return "\n".join([where, "", f"| curve | tuned threshold | precision ({tuned_on}) | recall ({tuned_on}) |",
+                          "|---|---|---|---|"] + lines)

@@ -37,10 +37,11 @@ from .run_dir import claim_run_dir
 from .schedules import build_optimizer, build_scheduler, scheduler_interval, steps_per_epoch
 from .splits import load_or_make_splits
 from .stages import StagesMixin
+from .tensorboard_runs import FlowTensorboardLogger, TensorboardRunsMixin
 
 
 class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, InferenceMixin, DecodingMixin, PredictionMixin,
-                              ExportMixin, InterpretationMixin, StagesMixin, LRFinderMixin,
+                              ExportMixin, InterpretationMixin, StagesMixin, LRFinderMixin, TensorboardRunsMixin,
                               dl.SupervisedRunner):
     """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
 
@@ -68,11 +69,12 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
 
     Layout of ``run_dir``: ``.lock`` (while training or inferring), ``flow.json`` (what the run was trained
     for), ``run_config.json`` (settings and train arguments, see runners/run_config.py), ``splits.json``,
-    ``fitted_targets.json`` (state fitted on the training split, e.g. regression scaling),
-    ``checkpoints/``, ``tensorboard/<loader>/``, ``infer/<split>/<task>.npz`` + ``infer/<split>/manifest.json``
-    (checked on every read, see runners/artifacts.py) + ``infer/index.json``, ``tuned.json``,
-    ``evaluation_<split>_<gating>.csv``, ``export/`` (``export()``'s default place, see ``runners/export.py``),
-    and ``config.yml`` for runs made by ``dnn-cool-run`` (config/saved.py).
+    ``fitted_targets.json`` (state fitted on the training split, e.g. regression scaling), ``checkpoints/``,
+    ``tensorboard/run-<N>/<loader>/`` (one TensorBoard run per runner object; per stage a subfolder),
+    ``infer/<split>/<task>.npz`` + ``infer/<split>/manifest.json`` (checked on every read, see
+    runners/artifacts.py) + ``infer/index.json``, ``tuned.json``, ``evaluation_<split>_<gating>.csv``,
+    ``export/`` (``export()``'s default place, see ``runners/export.py``), and ``config.yml`` for runs made by
+    ``dnn-cool-run`` (config/saved.py).
 
     ``dev=N`` (README, "Cross-validation and development subsets"): the same pipeline on N seeded rows, in the run
     directory ``<run_dir>-dev<N>``; ``cross_validate()`` (runners/cross_validation.py) turns the run directory into
@@ -176,7 +178,8 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
 
     @property
     def tensorboard_dir(self) -> str:
-        return self._stage_subdir(os.path.join(self.run_dir, "tensorboard"))
+        # This runner's TensorBoard run (runners/tensorboard_runs.py); while a stage runs, its subfolder there.
+        return self._stage_subdir(self.tensorboard_run_dir)
 
     @property
     def infer_dir(self) -> str:
@@ -226,13 +229,20 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         loggers = super().get_loggers()
         if not self._verbose:  # Catalyst always adds a console logger; keep quiet runs quiet
             loggers.pop("_console", None)
+        if "_tensorboard" in loggers:  # Catalyst's default (user loggers without one): ours, in this runner's run
+            loggers["_tensorboard"] = FlowTensorboardLogger(logdir=self.tensorboard_dir)
         return loggers
 
     def on_batch_start(self, runner) -> None:
         super().on_batch_start(runner)
         # Catalyst takes len() of the batch dict's first value, which for our nested batch is the number of
-        # input columns, not samples.
+        # input columns, not samples, and has already added it to the sample counters (checkpointed, and the
+        # step of batch metrics in TensorBoard): correct both.
+        counted = self.batch_size
         self.batch_size = int(self.batch["index"].shape[0])
+        correction = (self.batch_size - counted) * self.engine.num_processes
+        self.sample_step += correction
+        self.loader_sample_step += correction
 
     def on_loader_start(self, runner) -> None:
         super().on_loader_start(runner)
@@ -294,7 +304,8 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
 
         Defaults: AdamW(lr), ReduceLROnPlateau on ``valid_metric`` (with its SchedulerCallback), early
         stopping after ``early_stopping_patience`` epochs without improvement, best + last checkpoints in
-        ``checkpoints/``, TensorBoard logs in ``tensorboard/``, an explicit engine (GPU when available).
+        ``checkpoints/``, TensorBoard logs in ``tensorboard/run-<N>/`` (see :attr:`tensorboard_dir`), an explicit
+        engine (GPU when available).
         ``resume=True`` continues from ``checkpoints/runner.last.pth`` with the optimizer, scheduler and epoch
         counters restored (``num_epochs`` is the total), and the learned loss weights with ``loss_weights=
         "uncertainty"``.
@@ -386,7 +397,8 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
             # Best/worst validation samples per task in TensorBoard; off with runner.interpretation_k = 0.
             **({"_interpretation": InterpretationCallback(
                 self.flow, k=self.interpretation_k, loaders=("valid",), publishers=self.publishers,
-                logdir=self.tensorboard_dir)} if self.interpretation_k > 0 else {}),
+                logdir=self.tensorboard_dir, every=self.interpretation_every, metric_key=monitored,
+                minimize=minimize)} if self.interpretation_k > 0 else {}),
             _backward=dl.BackwardCallback(metric_key="loss"),
             _optimizer=dl.OptimizerCallback(metric_key="loss"),
             _early_stopping=dl.EarlyStoppingCallback(patience=early_stopping_patience, loader_key="valid",
@@ -402,7 +414,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         for key, callback in defaults.items():
             callbacks.setdefault(key, callback)
         loggers = kwargs.pop("loggers", None) or {
-            "tensorboard": dl.TensorboardLogger(logdir=self.tensorboard_dir),
+            "tensorboard": FlowTensorboardLogger(logdir=self.tensorboard_dir),
             **({"console": dl.ConsoleLogger()} if verbose else {})}
         engine = kwargs.pop("engine", None) or self._engine_arg or compat.default_engine()
         super().train(loaders=loaders, model=self.model, engine=engine, criterion=self.flow_loss,

@@ -151,6 +151,11 @@ class Task:
         """Back to the unfitted state (identity scaling)."""
 
     # -- tunable decoding parameters (thresholds) ------------------------------------------------
+    def target_in_label_units(self, target: torch.Tensor) -> torch.Tensor:
+        """A stored target in the units :meth:`decode` predicts in (shown next to predictions); identity unless
+        the converter rescaled the labels."""
+        return target
+
     def get_decoder_params(self) -> dict:
         """JSON-able decoding parameters (e.g. thresholds); empty when the task has none."""
         return {}

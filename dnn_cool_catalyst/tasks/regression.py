@@ -49,6 +49,9 @@ class BoundedRegressionTask(Task):
     def decode(self, logits):
         return self.lo + (self.hi - self.lo) * torch.sigmoid(logits)
 
+    def target_in_label_units(self, target):
+        return self.lo + (self.hi - self.lo) * target
+
     def element_loss(self, logits, target):
         return (torch.sigmoid(logits) - target.to(logits.dtype)) ** 2
 

@@ -1,0 +1,78 @@
+"""What the best/worst summaries say about each picked sample: per task its target and prediction as text, and
+the scalar values box overlays are drawn from.
+
+Built from the model's logits for the picked samples (stored by ``infer()``, or from one forward pass of those
+samples at the end of a validation loader) and the dataset's labels, so it reads the same in both places.
+Predictions are decoded with the flow's current decoders (the tuned thresholds once ``tuned.json`` is loaded);
+``reached`` says whether the task's condition holds for the model's own decisions (decoded gating).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Mapping, Optional, Sequence
+
+import torch
+
+from .explain import describe_target, describe_value
+from .flow.batch import output_logits
+from .flow.graph import CompiledGraph
+
+
+@dataclass
+class TaskView:
+    """One task of one sample: ``target`` (text, ``not labelled`` when absent), ``prediction`` (text),
+    ``target_value``/``predicted_value`` (floats in label units for one-value tasks, else None) and ``reached``."""
+
+    target: str
+    prediction: str
+    target_value: Optional[float]
+    predicted_value: Optional[float]
+    reached: bool
+
+
+@dataclass
+class SampleView:
+    """Per task :class:`TaskView` of one sample, and its per-task losses where the task is valid."""
+
+    tasks: Dict[str, TaskView]
+    losses: Dict[str, float] = field(default_factory=dict)
+
+    def values(self, names: Sequence[str], which: str) -> Optional[tuple]:
+        """``target`` or ``predicted`` values of ``names`` (e.g. a box's four tasks), or None when one is missing
+        (unlabelled target; prediction gated off by the model's own decisions)."""
+        views = [self.tasks.get(name) for name in names]
+        if which == "target":
+            values = [v.target_value if v is not None else None for v in views]
+        else:
+            values = [v.predicted_value if v is not None and v.reached else None for v in views]
+        return None if any(v is None for v in values) else tuple(values)
+
+
+@torch.no_grad()
+def sample_views(graph: CompiledGraph, outputs, targets: Mapping[str, torch.Tensor],
+                 available: Mapping[str, torch.Tensor], positions: Sequence[int]) -> Dict[int, SampleView]:
+    """``{dataset position: SampleView}`` for a batch of ``positions``: ``outputs`` the model's output for them
+    (or logits per task), ``targets``/``available`` their labels as a batch holds them."""
+    n = len(positions)
+    if n == 0:
+        return {}
+    logits = {k: v.detach().float().cpu() for k, v in output_logits(graph, outputs, n).items()}
+    decoded = {name: graph.tasks[name].decode(value) for name, value in logits.items()}
+    activations = {name: graph.tasks[name].activation(value) for name, value in logits.items()}
+    reached = graph.masks(decoded, None, n)  # decoded gating: where the model's own decisions lead
+    views = {}
+    for i, position in enumerate(positions):
+        tasks = {}
+        for name, task in graph.tasks.items():
+            target, avail = targets[name][i].cpu(), available[name][i].cpu()
+            labelled = bool(torch.as_tensor(avail).bool().any())
+            one_value = logits[name][i].dim() == 0
+            target_units = task.target_in_label_units(target) if hasattr(task, "target_in_label_units") else target
+            tasks[name] = TaskView(
+                target=describe_target(task, target, avail),
+                prediction=describe_value(task, logits[name][i], activations[name][i], decoded[name][i]),
+                target_value=float(target_units) if one_value and labelled and target_units.dim() == 0 else None,
+                predicted_value=float(decoded[name][i]) if one_value else None,
+                reached=bool(torch.as_tensor(reached[name][i]).bool().all()))
+        views[int(position)] = SampleView(tasks)
+    return views
