@@ -73,7 +73,7 @@ def test_warmup_cosine_by_epochs_and_the_logged_rate_per_epoch(tmp_path):
                 0.005 * (1 + math.cos(math.pi * (s - warmup) / (total - warmup))) for s in range(total)]
     assert recorder.lrs == pytest.approx(expected, abs=1e-12)
     scalars = {}
-    for path in glob.glob(os.path.join(runner.run_dir, "tensorboard", "train", "*")):
+    for path in glob.glob(os.path.join(runner.tensorboard_dir, "train", "*")):
         scalars.update(read_scalar_tags(path))
     logged = scalars.get("lr/epoch", scalars.get("lr"))
     # One value per epoch: the rate after the epoch's last step (what the next batch would use).

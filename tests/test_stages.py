@@ -81,11 +81,11 @@ def test_run_best_is_the_last_stages_best_and_files_are_laid_out_per_stage(stage
 
     for stage in ("heads", "all"):
         scalars = {}
-        for path in glob.glob(os.path.join(runner.run_dir, "tensorboard", stage, "valid", "*")):
+        for path in glob.glob(os.path.join(runner.tensorboard_run_dir, stage, "valid", "*")):
             scalars.update(read_scalar_tags(path))
         loss = scalars.get("loss/epoch", scalars.get("loss"))
         assert loss is not None and len(loss) == 2  # two epochs in each stage's own TensorBoard run
-    assert not glob.glob(os.path.join(runner.run_dir, "tensorboard", "valid"))
+    assert not glob.glob(os.path.join(runner.tensorboard_run_dir, "valid"))
     runner.load_checkpoint("best")  # inference reads the run's top-level best as before
 
 
