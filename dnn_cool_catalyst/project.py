@@ -142,7 +142,7 @@ def check_runner_name(runner_name) -> str:
     >>> check_runner_name("../evil")
     Traceback (most recent call last):
     ...
-    dnn_cool_catalyst.runners.errors.RunnerError: runner_name must be a single directory name inside project_dir (not empty, no '/' or '\\', not '.' or '..'), got '../evil'
+    dnn_cool_catalyst.errors.RunnerError: runner_name must be a single directory name inside project_dir (not empty, no '/' or '\\', not '.' or '..'), got '../evil'
     """
     from .runners import RunnerError
 

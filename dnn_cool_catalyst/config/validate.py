@@ -4,11 +4,9 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, List, Set
 
+from ..errors import ConfigError  # defined there with every library error; re-exported here
+
 RESERVED_KEYS = {"_target_", "_var_", "_mode_", "_meta_factory_"}
-
-
-class ConfigError(ValueError):
-    """A config is malformed: the message names the file(s) and the key path."""
 
 
 def validate_config(config: Any, lookup: Callable[[str], Any], runner_methods: Set[str], where: str) -> None:
