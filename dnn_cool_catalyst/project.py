@@ -8,6 +8,7 @@ import pandas as pd
 
 from .flow.flow import TaskFlow
 from .flow.tracing import FlowDefinitionError, trace
+from .signatures import forwards_kwargs
 
 CONVERTER_STATE = "converters.json"
 
@@ -72,6 +73,7 @@ class Project:
             raise FlowDefinitionError("no flow has been added to this project yet; use @project.add_flow")
         return self.flows[self._last_flow]
 
+    @forwards_kwargs("dnn_cool_catalyst.runners.DnnCoolSupervisedRunner", exclude=("flow", "run_dir", "dataset"))
     def runner(self, model, runner_name: str = "default", flow: Optional[TaskFlow] = None, **kwargs):
         """A :class:`~dnn_cool_catalyst.runners.DnnCoolSupervisedRunner` for ``model`` and the full flow, with its
         run directory at ``<project_dir>/<runner_name>``."""

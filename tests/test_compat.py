@@ -252,7 +252,8 @@ def test_engine_mean_reduce_without_future_warning():
     original = compat.original("engine_xla_enum")
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
-        with pytest.raises(FutureWarning, match="TPU"):
+        # accelerate 0.27-0.33 deprecate DistributedType.TPU (FutureWarning), 1.x removed it (AttributeError)
+        with pytest.raises((FutureWarning, AttributeError), match="TPU"):
             original(engine, {"loss": 1.0})
         assert engine.mean_reduce_ddp_metrics({"loss": 1.0}) == {"loss": 1.0}
 

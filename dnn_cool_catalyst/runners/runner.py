@@ -15,10 +15,12 @@ from torch.utils.data import DataLoader
 from .. import compat
 from ..callbacks import FlowCriterionCallback, FlowMetricsCallback, InterpretationCallback
 from ..callbacks.checkpoint import ResumableCheckpointCallback
+from ..callbacks.console import EpochSummaryCallback, ProgressBarCallback, resolve_verbose
 from ..callbacks.nan_guard import NanGuardCallback
 from ..callbacks.selection import ModelSelectionCallback, ValidMetricError, resolve_valid_metric, selection_key
 from ..parallel import (REDUCTION_KEY, BatchedSubset, ShardedBatchSampler, autocast, autocast_dtype,
                         balanced_forward, collate_batch, reshard_loader)
+from ..signatures import forwards_kwargs
 from ..tasks.base import TaskError
 from . import device_data as placement
 from . import fitted
@@ -184,8 +186,9 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
     # -- Catalyst hooks --------------------------------------------------------------------------------------
     def get_loggers(self):
         loggers = super().get_loggers()
-        if not self._verbose:  # Catalyst always adds a console logger; keep quiet runs quiet
-            loggers.pop("_console", None)
+        # Catalyst always adds a console logger; quiet runs stay quiet and verbose ones print EpochSummaryCallback's
+        # table instead (a ConsoleLogger passed in loggers= is kept)
+        loggers.pop("_console", None)
         return loggers
 
     def on_batch_start(self, runner) -> None:
@@ -246,8 +249,11 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
         self.batch = {**batch, "outputs": outputs}
 
     # -- train -----------------------------------------------------------------------------------------------
+    # **kwargs reach Catalyst's train, except the arguments _train passes itself
+    @forwards_kwargs("catalyst.dl.SupervisedRunner.train",
+                     exclude=("model", "criterion", "logdir", "valid_loader", "minimize_valid_metric", "seed"))
     def train(self, *, num_epochs: int = 10, resume: bool = False, lr: float = 1e-3, early_stopping_patience: int = 5,
-              verbose: bool = False, valid_metric: str = "loss", **kwargs) -> "DnnCoolSupervisedRunner":
+              verbose="auto", valid_metric: str = "loss", **kwargs) -> "DnnCoolSupervisedRunner":
         """Train with sensible defaults; every default can be replaced with the usual Catalyst argument.
 
         Defaults: AdamW(lr), ReduceLROnPlateau on ``valid_metric`` (with its SchedulerCallback), early
@@ -262,6 +268,10 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
         ``"door_open/accuracy"``; errors minimised, the rest maximised) or ``"task_mean"`` (the mean over tasks of
         accuracy / R^2, maximised); see :mod:`dnn_cool_catalyst.callbacks.selection`.
 
+        ``verbose="auto"`` (default) shows progress bars and a small per-epoch table (loss and headline metric per
+        task, train and valid) when standard output is a terminal, nothing otherwise (tests, CI, redirected logs);
+        ``True``/``False`` force it.
+
         The run directory is locked meanwhile (``.lock``): another process training or inferring into it fails
         at once naming this one.
         """
@@ -270,8 +280,9 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
                                early_stopping_patience=early_stopping_patience, verbose=verbose,
                                valid_metric=valid_metric, **kwargs)
 
-    def _train(self, *, num_epochs: int, resume: bool, lr: float, early_stopping_patience: int, verbose: bool,
+    def _train(self, *, num_epochs: int, resume: bool, lr: float, early_stopping_patience: int, verbose,
                valid_metric: str, **kwargs) -> "DnnCoolSupervisedRunner":
+        verbose = resolve_verbose(verbose)
         if not isinstance(num_epochs, int) or num_epochs < 1:
             raise RunnerError(f"num_epochs must be a positive int (the total, also when resuming), got {num_epochs!r}")
         try:
@@ -327,11 +338,12 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
                 mode="runner",
                 resume_runner=last if resume and os.path.exists(last) else None),
         )
+        if verbose:  # instead of Catalyst's ConsoleLogger (one long line of 17-digit floats per loader)
+            defaults.update(_verbose=ProgressBarCallback(), _epoch_summary=EpochSummaryCallback(self.flow))
         for key, callback in defaults.items():
             callbacks.setdefault(key, callback)
         loggers = kwargs.pop("loggers", None) or {
-            "tensorboard": dl.TensorboardLogger(logdir=os.path.join(self.run_dir, "tensorboard")),
-            **({"console": dl.ConsoleLogger()} if verbose else {})}
+            "tensorboard": dl.TensorboardLogger(logdir=os.path.join(self.run_dir, "tensorboard"))}
         engine = kwargs.pop("engine", None) or self._engine_arg or compat.default_engine()
         super().train(loaders=loaders, model=self.model, engine=engine, criterion=self.flow_loss,
                       optimizer=optimizer, scheduler=scheduler, callbacks=callbacks, loggers=loggers,
