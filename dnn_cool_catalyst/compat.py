@@ -1,4 +1,4 @@
-"""Runtime fixes for Catalyst 22.4 on torch >= 2 and accelerate 0.28-0.33.
+"""Runtime fixes for Catalyst 22.4 on torch >= 2 and accelerate 0.28-0.33 and 1.x.
 
 Catalyst 22.4 is the last Catalyst release; on today's stack a few of its code paths are broken. Each fix below is a
 small named function with a guard, so :func:`apply` can be called any number of times (it changes nothing the second
@@ -40,6 +40,15 @@ Patches (name -> defect):
     accelerate 0.31+ calls ``is_lomo_available()`` - an ``importlib`` search of ``sys.path`` for the ``lomo_optim``
     package, about a millisecond - in every ``optimizer.step()`` and ``accelerator.backward()``: a few percent of
     a small model's training step. The answer cannot change during a run, so it is looked up once.
+``ddp_cpu_processes``
+    accelerate 1.x (not 0.28-0.33) only treats a process group as ``MULTI_CPU`` when ``Accelerator(cpu=True)``;
+    ``DistributedDataParallelEngine.setup`` builds a plain ``Accelerator()``, so on a machine without CUDA every
+    spawned process sees ``num_processes == 1`` and trains on the whole data as if alone. ``cpu=True`` is passed
+    when no CUDA device exists (and the caller did not choose).
+
+Accelerate versions: the suite runs on 0.33 (the tested range 0.28-0.33) and on 1.x (1.15 checked); the
+``engine_xla_enum`` and ``ddp_cpu_processes`` patches are what 1.x needs, and each applies only where the installed
+version needs it.
 
 Not patched, on purpose:
 
@@ -349,6 +358,42 @@ def _patch_accelerate_lomo_lookup() -> bool:
     return True
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# 8. accelerate >= 1.0 makes a CPU process group MULTI_CPU only for Accelerator(cpu=True): Catalyst's
+#    DistributedDataParallelEngine.setup builds Accelerator() after init_process_group, so on a machine without CUDA
+#    every spawned process thinks it is alone (num_processes 1, process_index 0) and trains the whole data.
+# ---------------------------------------------------------------------------------------------------------------
+def _cpu_ddp_needs_cpu_flag() -> bool:
+    import re
+
+    from accelerate.state import PartialState
+
+    prepare = getattr(PartialState, "_prepare_backend", None)
+    try:
+        source = inspect.getsource(prepare) if prepare is not None else ""
+    except (OSError, TypeError):
+        return False
+    return re.search(r"distributed_type is None\s+and cpu\b", source) is not None
+
+
+def _patch_ddp_cpu_processes() -> bool:
+    from catalyst.engines.torch import DistributedDataParallelEngine
+
+    current = DistributedDataParallelEngine.__dict__.get("setup")
+    if current is None or _is_ours(current) or not _cpu_ddp_needs_cpu_flag():
+        return False
+
+    def setup(self, local_rank: int, world_size: int):
+        """Catalyst's setup, telling accelerate to use the CPU process group when there is no CUDA device."""
+        if not torch.cuda.is_available() and "cpu" not in self._kwargs:
+            self._kwargs = {**self._kwargs, "cpu": True}
+        return current(self, local_rank, world_size)
+
+    _ORIGINALS["ddp_cpu_processes"] = current
+    DistributedDataParallelEngine.setup = _mark(setup, current)
+    return True
+
+
 PATCHES: Dict[str, Callable[[], bool]] = {
     "dataparallel_prepare_model": _patch_dataparallel_prepare_model,
     "distributed_all_gather": _patch_distributed_all_gather,
@@ -357,6 +402,7 @@ PATCHES: Dict[str, Callable[[], bool]] = {
     "checkpoint_unpack_wrapped": _patch_checkpoint_unpack_wrapped,
     "checkpoint_best_copy": _patch_checkpoint_best_copy,
     "accelerate_lomo_lookup": _patch_accelerate_lomo_lookup,
+    "ddp_cpu_processes": _patch_ddp_cpu_processes,
 }
 
 

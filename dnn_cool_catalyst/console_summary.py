@@ -44,7 +44,7 @@ def format_epoch_summary(epoch: int, num_epochs: int, metrics: Mapping[str, Mapp
     epoch 1/15 (0.4 s)
     task         loss train  loss valid  metric     train   valid
     (all tasks)       2.755       2.759  task_mean  0.5461  0.5208
-    door_open       0.6810      0.6726  accuracy   0.7016  0.6667
+    door_open        0.6810      0.6726  accuracy   0.7016  0.6667
     face_x1        0.001234           -  r2         -       -
     """
     loaders = list(metrics)

@@ -146,6 +146,26 @@ class DnnCoolSupervisedRunner(InferenceMixin, DecodingMixin, InterpretationMixin
 
     # -- data ------------------------------------------------------------------------------------------------
     def split_loader(self, split: str, shuffle: bool = False, batch_size: Optional[int] = None) -> DataLoader:
+        """A DataLoader over the split ``split`` (``"train"``, ``"valid"``, ``"test"``): batches of
+        ``batch_size`` (default: the runner's) dicts with ``inputs``, ``targets``, ``available`` (per task),
+        ``index`` (dataset positions) and ``valid`` (False marks DDP padding); ``shuffle`` reshuffles every epoch
+        with the runner's seed. The same loaders ``train`` and ``infer`` use.
+
+        Example:
+            >>> import tempfile
+            >>> from dnn_cool_catalyst import Project
+            >>> from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
+            >>> project = Project(numbers_frame(100, seed=0), "number", ["is_interesting", "is_even",
+            ...                   "predict_positive", "multiple_three"], project_dir=tempfile.mkdtemp())
+            >>> runner = project.runner(numbers_model(define_flows(project)), "exp", batch_size=32)
+            >>> batch = next(iter(runner.split_loader("train")))
+            >>> sorted(batch), batch["index"].shape, batch["targets"]["is_even"].shape
+            (['available', 'index', 'inputs', 'targets', 'valid'], torch.Size([32]), torch.Size([32]))
+            >>> runner.split_loader("tset")
+            Traceback (most recent call last):
+            ...
+            dnn_cool_catalyst.errors.RunnerError: unknown split 'tset'; splits are ['train', 'valid', 'test']
+        """
         if split not in self.splits:
             raise RunnerError(f"unknown split '{split}'; splits are {list(self.splits)}")
         if not self.splits[split]:
