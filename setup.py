@@ -38,8 +38,10 @@ setup(
     install_requires=[
         "torch>=2.0",
         "catalyst==22.4",
-        # accelerate 1.x crashes Catalyst 22.4 at loader end (DistributedType.TPU); 0.34 breaks `overfit`.
-        "accelerate>=0.28,<0.34",
+        # Catalyst 22.4 breaks on accelerate 1.x (DistributedType.TPU at loader end, CPU DDP, `overfit`): the
+        # compat module patches each, so the current release works and installing us never downgrades numpy
+        # (accelerate 0.33 pins numpy < 2). The suite runs on 0.33 and 1.15.
+        "accelerate>=0.28,<2",
         "pandas>=1.5",
         "numpy>=1.23",
         "treelib>=1.6",

@@ -45,9 +45,13 @@ Patches (name -> defect):
     ``DistributedDataParallelEngine.setup`` builds a plain ``Accelerator()``, so on a machine without CUDA every
     spawned process sees ``num_processes == 1`` and trains on the whole data as if alone. ``cpu=True`` is passed
     when no CUDA device exists (and the caller did not choose).
+``loader_wrapper_attributes``
+    Catalyst's loader wrappers (``BatchLimitLoaderWrapper``, used by ``train(overfit=True)``) read attributes from
+    the wrapped loader's ``__dict__`` only; accelerate >= 0.34's prepared ``DataLoaderShard`` does not keep
+    ``batch_sampler``/``batch_size`` there, so ``overfit`` crashed at loader start. Falls back to ``getattr``.
 
 Accelerate versions: the suite runs on 0.33 (the tested range 0.28-0.33) and on 1.x (1.15 checked); the
-``engine_xla_enum`` and ``ddp_cpu_processes`` patches are what 1.x needs, and each applies only where the installed
+``engine_xla_enum``, ``ddp_cpu_processes`` and ``loader_wrapper_attributes`` patches are what 1.x needs, and each applies only where the installed
 version needs it.
 
 Not patched, on purpose:
@@ -394,6 +398,36 @@ def _patch_ddp_cpu_processes() -> bool:
     return True
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# 9. ILoaderWrapper (BatchLimitLoaderWrapper: train(overfit=True), limited loaders) looks attributes up in the wrapped
+#    loader's __dict__ only. accelerate >= 0.34's prepared DataLoaderShard exposes batch_sampler/batch_size otherwise,
+#    so the wrapper answers None and Catalyst's get_loader_batch_size crashes at loader start.
+# ---------------------------------------------------------------------------------------------------------------
+def _patch_loader_wrapper_attributes() -> bool:
+    from catalyst.data.loader import ILoaderWrapper
+
+    current = ILoaderWrapper.__dict__.get("__getattr__")
+    if current is None or _is_ours(current):
+        return False
+    try:
+        if "origin.__dict__.get" not in inspect.getsource(current):
+            return False  # a fixed Catalyst: nothing to do
+    except (OSError, TypeError):
+        return False
+
+    def __getattr__(self, key):
+        """Catalyst's lookup, then an ordinary attribute lookup on the wrapped loader (properties included)."""
+        value = current(self, key)
+        origin = self.__dict__.get("origin")
+        if value is None and origin is not None:
+            return getattr(origin, key, None)
+        return value
+
+    _ORIGINALS["loader_wrapper_attributes"] = current
+    ILoaderWrapper.__getattr__ = _mark(__getattr__, current)
+    return True
+
+
 PATCHES: Dict[str, Callable[[], bool]] = {
     "dataparallel_prepare_model": _patch_dataparallel_prepare_model,
     "distributed_all_gather": _patch_distributed_all_gather,
@@ -403,6 +437,7 @@ PATCHES: Dict[str, Callable[[], bool]] = {
     "checkpoint_best_copy": _patch_checkpoint_best_copy,
     "accelerate_lomo_lookup": _patch_accelerate_lomo_lookup,
     "ddp_cpu_processes": _patch_ddp_cpu_processes,
+    "loader_wrapper_attributes": _patch_loader_wrapper_attributes,
 }
 
 
