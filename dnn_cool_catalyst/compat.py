@@ -51,8 +51,8 @@ Patches (name -> defect):
     ``batch_sampler``/``batch_size`` there, so ``overfit`` crashed at loader start. Falls back to ``getattr``.
 
 Accelerate versions: the suite runs on 0.33 (the tested range 0.28-0.33) and on 1.x (1.15 checked); the
-``engine_xla_enum``, ``ddp_cpu_processes`` and ``loader_wrapper_attributes`` patches are what 1.x needs, and each applies only where the installed
-version needs it.
+``engine_xla_enum``, ``ddp_cpu_processes`` and ``loader_wrapper_attributes`` patches are what 1.x needs, and each
+applies only where the installed version needs it.
 
 Not patched, on purpose:
 
@@ -72,7 +72,8 @@ Not patched, on purpose:
   repeats one learning rate.
 * Warnings only, left alone: ``LooseVersion`` ``DeprecationWarning`` on ``import catalyst.callbacks``; torch's
   "Converting a tensor with requires_grad=True to a scalar" from ``FunctionalBatchMetric.update`` (the loss of
-  ``CriterionCallback``); accelerate's ``use_fp16`` ``FutureWarning`` from ``AUCCallback``; accelerate's
+  Catalyst's ``CriterionCallback``) and from Catalyst's ``TqdmCallback`` (our runner's progress bar,
+  ``callbacks/console.py``, reads detached values and does not warn); accelerate's ``use_fp16`` ``FutureWarning`` from ``AUCCallback``; accelerate's
   "OMP_NUM_THREADS unset" ``UserWarning`` in CPU DDP processes.
 """
 from __future__ import annotations
