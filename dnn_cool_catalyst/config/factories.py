@@ -54,8 +54,10 @@ def _stage_done(record: logging.LogRecord) -> bool:
 def announce_results(runner) -> None:
     """Make a ``catalyst-run`` run say what it did: show the result each stage returns (Catalyst logs them at INFO
     level to a logger nobody listens to), and at exit print the run directory the results went to."""
-    stage_logger = logging.getLogger(CATALYST_RUN_MODULE)
-    if not any(getattr(h, "_dnn_cool", False) for h in stage_logger.handlers):
+    # the script logs under its module name, or "__main__" when started as python -m catalyst.contrib.scripts.run
+    for stage_logger in (logging.getLogger(CATALYST_RUN_MODULE), logging.getLogger("__main__")):
+        if any(getattr(h, "_dnn_cool", False) for h in stage_logger.handlers):
+            continue
         handler = logging.StreamHandler(sys.stdout)
         handler.setFormatter(logging.Formatter("catalyst-run: %(message)s"))
         handler.addFilter(_stage_done)
