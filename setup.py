@@ -1,19 +1,47 @@
+import os
+
 from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+with open(os.path.join(HERE, "README.md"), encoding="utf-8") as readme:
+    LONG_DESCRIPTION = readme.read()
 
 setup(
     name="dnn_cool_catalyst",
     version="0.1.0",
     description="Multi-task deep learning with conditional objectives and missing labels, on PyTorch and Catalyst",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
+    # the dnn.cool idea (conditional objectives over a flow of tasks) this library implements on Catalyst
+    url="https://github.com/hristo-vrigazov/dnn.cool",
+    author="The dnn_cool_catalyst maintainers",
+    license="MIT",
+    license_files=["LICENSE"],
+    keywords=["multi-task learning", "conditional objectives", "missing labels", "pytorch", "catalyst"],
+    classifiers=[
+        "Development Status :: 4 - Beta",
+        "Intended Audience :: Developers",
+        "Intended Audience :: Science/Research",
+        "License :: OSI Approved :: MIT License",
+        "Operating System :: OS Independent",
+        "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.10",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     packages=find_packages(include=["dnn_cool_catalyst", "dnn_cool_catalyst.*"]),
     python_requires=">=3.10",
     # torch is left unpinned so a user keeps the build they have; install torch first (see README).
     install_requires=[
         "torch>=2.0",
         "catalyst==22.4",
-        # accelerate 1.x crashes Catalyst 22.4 at loader end (DistributedType.TPU); 0.34 breaks `overfit`.
-        "accelerate>=0.28,<0.34",
+        # Catalyst 22.4 breaks on accelerate 1.x (DistributedType.TPU at loader end, CPU DDP, `overfit`): the
+        # compat module patches each, so the current release works and installing us never downgrades numpy
+        # (accelerate 0.33 pins numpy < 2). The suite runs on 0.33 and 1.15.
+        "accelerate>=0.28,<2",
         "pandas>=1.5",
         "numpy>=1.23",
         "treelib>=1.6",

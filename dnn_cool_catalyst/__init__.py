@@ -1,11 +1,16 @@
 """dnn_cool_catalyst: multi-task learning with conditional objectives and missing labels."""
-from .data import ConverterError, Converters
-from .flow import FlowDefinitionError, TaskFlow
+from .data import Converters
+from .errors import (ArtifactError, CheckpointError, ConfigError, ConverterError, FittedStateError,
+                     FlowDefinitionError, NonFiniteError, RunnerError, TaskError, ValidMetricError)
+from .flow import TaskFlow
 from .project import Project
 from .tasks import (BinaryTask, BoundedRegressionTask, ClassificationTask, MultilabelTask, RegressionTask, Task,
-                    TaskError, TokenClassificationTask)
+                    TokenClassificationTask)
 
 __version__ = "0.1.0"
 
 __all__ = ["Project", "Converters", "ConverterError", "TaskFlow", "FlowDefinitionError", "Task", "TaskError", "BinaryTask", "ClassificationTask",
-           "MultilabelTask", "BoundedRegressionTask", "RegressionTask", "TokenClassificationTask"]
+           "MultilabelTask", "BoundedRegressionTask", "RegressionTask", "TokenClassificationTask",
+           # every library error (dnn_cool_catalyst.errors)
+           "RunnerError", "CheckpointError", "ArtifactError", "FittedStateError", "ValidMetricError", "ConfigError",
+           "NonFiniteError"]

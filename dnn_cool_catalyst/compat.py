@@ -1,4 +1,4 @@
-"""Runtime fixes for Catalyst 22.4 on torch >= 2 and accelerate 0.28-0.33.
+"""Runtime fixes for Catalyst 22.4 on torch >= 2 and accelerate 0.28-0.33 and 1.x.
 
 Catalyst 22.4 is the last Catalyst release; on today's stack a few of its code paths are broken. Each fix below is a
 small named function with a guard, so :func:`apply` can be called any number of times (it changes nothing the second
@@ -40,6 +40,19 @@ Patches (name -> defect):
     accelerate 0.31+ calls ``is_lomo_available()`` - an ``importlib`` search of ``sys.path`` for the ``lomo_optim``
     package, about a millisecond - in every ``optimizer.step()`` and ``accelerator.backward()``: a few percent of
     a small model's training step. The answer cannot change during a run, so it is looked up once.
+``ddp_cpu_processes``
+    accelerate 1.x (not 0.28-0.33) only treats a process group as ``MULTI_CPU`` when ``Accelerator(cpu=True)``;
+    ``DistributedDataParallelEngine.setup`` builds a plain ``Accelerator()``, so on a machine without CUDA every
+    spawned process sees ``num_processes == 1`` and trains on the whole data as if alone. ``cpu=True`` is passed
+    when no CUDA device exists (and the caller did not choose).
+``loader_wrapper_attributes``
+    Catalyst's loader wrappers (``BatchLimitLoaderWrapper``, used by ``train(overfit=True)``) read attributes from
+    the wrapped loader's ``__dict__`` only; accelerate >= 0.34's prepared ``DataLoaderShard`` does not keep
+    ``batch_sampler``/``batch_size`` there, so ``overfit`` crashed at loader start. Falls back to ``getattr``.
+
+Accelerate versions: the suite runs on 0.33 (the tested range 0.28-0.33) and on 1.x (1.15 checked); the
+``engine_xla_enum``, ``ddp_cpu_processes`` and ``loader_wrapper_attributes`` patches are what 1.x needs, and each
+applies only where the installed version needs it.
 
 Not patched, on purpose:
 
@@ -59,7 +72,8 @@ Not patched, on purpose:
   repeats one learning rate.
 * Warnings only, left alone: ``LooseVersion`` ``DeprecationWarning`` on ``import catalyst.callbacks``; torch's
   "Converting a tensor with requires_grad=True to a scalar" from ``FunctionalBatchMetric.update`` (the loss of
-  ``CriterionCallback``); accelerate's ``use_fp16`` ``FutureWarning`` from ``AUCCallback``; accelerate's
+  Catalyst's ``CriterionCallback``) and from Catalyst's ``TqdmCallback`` (our runner's progress bar,
+  ``callbacks/console.py``, reads detached values and does not warn); accelerate's ``use_fp16`` ``FutureWarning`` from ``AUCCallback``; accelerate's
   "OMP_NUM_THREADS unset" ``UserWarning`` in CPU DDP processes.
 """
 from __future__ import annotations
@@ -349,6 +363,72 @@ def _patch_accelerate_lomo_lookup() -> bool:
     return True
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# 8. accelerate >= 1.0 makes a CPU process group MULTI_CPU only for Accelerator(cpu=True): Catalyst's
+#    DistributedDataParallelEngine.setup builds Accelerator() after init_process_group, so on a machine without CUDA
+#    every spawned process thinks it is alone (num_processes 1, process_index 0) and trains the whole data.
+# ---------------------------------------------------------------------------------------------------------------
+def _cpu_ddp_needs_cpu_flag() -> bool:
+    import re
+
+    from accelerate.state import PartialState
+
+    prepare = getattr(PartialState, "_prepare_backend", None)
+    try:
+        source = inspect.getsource(prepare) if prepare is not None else ""
+    except (OSError, TypeError):
+        return False
+    return re.search(r"distributed_type is None\s+and cpu\b", source) is not None
+
+
+def _patch_ddp_cpu_processes() -> bool:
+    from catalyst.engines.torch import DistributedDataParallelEngine
+
+    current = DistributedDataParallelEngine.__dict__.get("setup")
+    if current is None or _is_ours(current) or not _cpu_ddp_needs_cpu_flag():
+        return False
+
+    def setup(self, local_rank: int, world_size: int):
+        """Catalyst's setup, telling accelerate to use the CPU process group when there is no CUDA device."""
+        if not torch.cuda.is_available() and "cpu" not in self._kwargs:
+            self._kwargs = {**self._kwargs, "cpu": True}
+        return current(self, local_rank, world_size)
+
+    _ORIGINALS["ddp_cpu_processes"] = current
+    DistributedDataParallelEngine.setup = _mark(setup, current)
+    return True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 9. ILoaderWrapper (BatchLimitLoaderWrapper: train(overfit=True), limited loaders) looks attributes up in the wrapped
+#    loader's __dict__ only. accelerate >= 0.34's prepared DataLoaderShard exposes batch_sampler/batch_size otherwise,
+#    so the wrapper answers None and Catalyst's get_loader_batch_size crashes at loader start.
+# ---------------------------------------------------------------------------------------------------------------
+def _patch_loader_wrapper_attributes() -> bool:
+    from catalyst.data.loader import ILoaderWrapper
+
+    current = ILoaderWrapper.__dict__.get("__getattr__")
+    if current is None or _is_ours(current):
+        return False
+    try:
+        if "origin.__dict__.get" not in inspect.getsource(current):
+            return False  # a fixed Catalyst: nothing to do
+    except (OSError, TypeError):
+        return False
+
+    def __getattr__(self, key):
+        """Catalyst's lookup, then an ordinary attribute lookup on the wrapped loader (properties included)."""
+        value = current(self, key)
+        origin = self.__dict__.get("origin")
+        if value is None and origin is not None:
+            return getattr(origin, key, None)
+        return value
+
+    _ORIGINALS["loader_wrapper_attributes"] = current
+    ILoaderWrapper.__getattr__ = _mark(__getattr__, current)
+    return True
+
+
 PATCHES: Dict[str, Callable[[], bool]] = {
     "dataparallel_prepare_model": _patch_dataparallel_prepare_model,
     "distributed_all_gather": _patch_distributed_all_gather,
@@ -357,6 +437,8 @@ PATCHES: Dict[str, Callable[[], bool]] = {
     "checkpoint_unpack_wrapped": _patch_checkpoint_unpack_wrapped,
     "checkpoint_best_copy": _patch_checkpoint_best_copy,
     "accelerate_lomo_lookup": _patch_accelerate_lomo_lookup,
+    "ddp_cpu_processes": _patch_ddp_cpu_processes,
+    "loader_wrapper_attributes": _patch_loader_wrapper_attributes,
 }
 
 

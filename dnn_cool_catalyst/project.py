@@ -8,6 +8,7 @@ import pandas as pd
 
 from .flow.flow import TaskFlow
 from .flow.tracing import FlowDefinitionError, trace
+from .signatures import forwards_kwargs
 
 CONVERTER_STATE = "converters.json"
 
@@ -72,9 +73,33 @@ class Project:
             raise FlowDefinitionError("no flow has been added to this project yet; use @project.add_flow")
         return self.flows[self._last_flow]
 
+    @forwards_kwargs("dnn_cool_catalyst.runners.DnnCoolSupervisedRunner", exclude=("flow", "run_dir", "dataset"))
     def runner(self, model, runner_name: str = "default", flow: Optional[TaskFlow] = None, **kwargs):
         """A :class:`~dnn_cool_catalyst.runners.DnnCoolSupervisedRunner` for ``model`` and the full flow, with its
-        run directory at ``<project_dir>/<runner_name>``."""
+        run directory at ``<project_dir>/<runner_name>``.
+
+        Args:
+            model: an nn.Module taking a batch's ``"inputs"`` dict and returning the flow module's output (e.g. a
+                backbone feeding ``flow.torch()``).
+            runner_name: one directory name inside ``project_dir``; reusing it continues that run directory
+                (a directory of another flow is refused).
+            flow: the flow to train (default: the full flow, the one added last).
+            **kwargs: the runner's own arguments -- ``batch_size`` (64, the global batch), ``num_workers`` (None:
+                automatic), ``seed`` (42: splits and shuffling), ``split_fractions`` ((0.7, 0.15, 0.15)),
+                ``stratify`` (a binary/category task name), ``resplit`` (False), ``engine`` (a Catalyst engine for
+                DataParallel/DDP/mixed precision), ``loss_weights`` (None, a dict by task, or ``"uncertainty"``),
+                ``balance_dataparallel_memory`` (False), ``device_data`` (``"auto"``). An unknown name is a
+                ``TypeError``; see :class:`~dnn_cool_catalyst.runners.DnnCoolSupervisedRunner`.
+
+        Example:
+            >>> import tempfile
+            >>> from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
+            >>> project = Project(numbers_frame(100, seed=0), "number", ["is_interesting", "is_even",
+            ...                   "predict_positive", "multiple_three"], project_dir=tempfile.mkdtemp())
+            >>> runner = project.runner(numbers_model(define_flows(project)), "exp1", batch_size=32, seed=1)
+            >>> os.path.basename(runner.run_dir), {k: len(v) for k, v in runner.splits.items()}
+            ('exp1', {'train': 70, 'valid': 15, 'test': 15})
+        """
         from .runners import DnnCoolSupervisedRunner
 
         check_runner_name(runner_name)
@@ -145,7 +170,7 @@ def check_runner_name(runner_name) -> str:
     >>> check_runner_name("../evil")
     Traceback (most recent call last):
     ...
-    dnn_cool_catalyst.runners.errors.RunnerError: runner_name must be a single directory name inside project_dir (not empty, no '/' or '\\', not '.' or '..'), got '../evil'
+    dnn_cool_catalyst.errors.RunnerError: runner_name must be a single directory name inside project_dir (not empty, no '/' or '\\', not '.' or '..'), got '../evil'
     """
     from .runners import RunnerError
 

@@ -97,6 +97,7 @@ def tabular_project(csv: str, input_cols: Union[str, Sequence[str]], output_cols
         raise ValueError(f"cannot read CSV file {csv!r}: {e}") from None
     input_cols = [input_cols] if isinstance(input_cols, str) else list(input_cols)
     output_cols = [output_cols] if isinstance(output_cols, str) else list(output_cols)
+    _check_columns_exist(df, csv, {"input_cols": input_cols, "output_cols": output_cols})
     column_types = dict(column_types or {})
     stray = [c for c in column_types if c not in input_cols + output_cols]
     if stray:
@@ -110,6 +111,19 @@ def tabular_project(csv: str, input_cols: Union[str, Sequence[str]], output_cols
     for fn in load_flow_functions(flows, flow_names):
         project.add_flow(fn)
     return project
+
+
+def _check_columns_exist(df: pd.DataFrame, csv: str, named: Mapping[str, Sequence[str]]) -> None:
+    """Name a column that is not in the CSV (with the closest existing one) before anything else is checked."""
+    from .errors import ConverterError
+    from .signatures import closest
+
+    for argument, columns in named.items():
+        for column in columns:
+            if column not in df.columns:
+                suggestion = closest(str(column), [str(c) for c in df.columns])
+                hint = f"did you mean {suggestion!r}?" if suggestion else f"its columns: {list(map(str, df.columns))}"
+                raise ConverterError(f"column {column!r} is not in CSV file {csv!r} (named in {argument}; {hint})")
 
 
 #: A categorical input with at most this many codes (vocabulary + unknown + missing) is one-hot encoded.

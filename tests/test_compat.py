@@ -55,9 +55,10 @@ def test_apply_is_idempotent():
     assert compat.apply() == []
     assert compat.apply() == []
     assert (DataParallelEngine.prepare_model, auc_module.all_gather, supervised.TorchScheduler) == before
-    # on the pinned stack (catalyst 22.4, torch 2.x, accelerate 0.33) every patch is needed
-    assert compat.applied() == set(compat.PATCHES)
-    for name in compat.PATCHES:
+    # catalyst 22.4 on torch 2.x needs every patch, except the CPU-DDP one on accelerate < 1 (0.28-0.33 need none)
+    needed = set(compat.PATCHES) - (set() if compat._cpu_ddp_needs_cpu_flag() else {"ddp_cpu_processes"})
+    assert compat.applied() == needed
+    for name in needed:
         assert compat.original(name) is not None
 
 
@@ -252,7 +253,8 @@ def test_engine_mean_reduce_without_future_warning():
     original = compat.original("engine_xla_enum")
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
-        with pytest.raises(FutureWarning, match="TPU"):
+        # accelerate 0.27-0.33 deprecate DistributedType.TPU (FutureWarning), 1.x removed it (AttributeError)
+        with pytest.raises((FutureWarning, AttributeError), match="TPU"):
             original(engine, {"loss": 1.0})
         assert engine.mean_reduce_ddp_metrics({"loss": 1.0}) == {"loss": 1.0}
 

@@ -104,8 +104,9 @@ def broken(tmp_path, **changes):
 @pytest.mark.parametrize("changes, expected", [
     ({"project___target_": "dnn_cool_catalyst.tabular.no_such_factory"},
      "'project._target_' is 'dnn_cool_catalyst.tabular.no_such_factory', which is neither"),
-    ({"project__n_rows": 10}, "'project' (dnn_cool_catalyst.tabular.tabular_project) got unknown argument(s) "
-                              "['n_rows']"),
+    ({"project__n_rows": 10}, "'project' (dnn_cool_catalyst.tabular.tabular_project) has no argument 'n_rows' "
+                              "(it accepts: csv, input_cols, output_cols, flows, project_dir, column_types, "
+                              "flow_names, read_csv_kwargs, missing, positive_class)"),
     ({"project__csv": None}, "is missing required argument(s) ['csv']"),
     ({"runner__model__project": {"_var_": "projekt"}}, "refers to _var_ 'projekt', but no object named 'projekt'"),
     ({"seed___mode_": None}, "is a function; add '_mode_: call'"),

@@ -14,10 +14,7 @@ from catalyst.callbacks.misc import EarlyStoppingCallback
 from catalyst.utils import pack_checkpoint
 
 from ..atomic import atomic_copy, atomic_write_bytes, atomic_write_text
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated, or holds something other than tensors and plain values."""
+from ..errors import CheckpointError  # defined there with every library error; re-exported here
 
 
 def read_checkpoint(path: str) -> dict:

@@ -14,14 +14,11 @@ from typing import List, Optional
 import torch
 from catalyst.core.callback import Callback, CallbackOrder
 
+from ..errors import NonFiniteError  # defined there with every library error; re-exported here
 from ..flow.batch import output_logits
 from ..parallel.replicas import REDUCTION_KEY
 
 LOSS_SLOT = "the total loss"
-
-
-class NonFiniteError(FloatingPointError):
-    """Training produced NaN or inf logits (or loss); the message names the task, loader, epoch and batch."""
 
 
 class NanGuardCallback(Callback):

@@ -21,6 +21,8 @@ from typing import List, Tuple
 
 from catalyst.core.callback import Callback, CallbackOrder
 
+from ..errors import ValidMetricError  # defined there with every library error; re-exported here
+
 TASK_MEAN = "task_mean"
 #: Prefix of the key the selection score is written under in ``runner.loader_metrics``:
 #: ``model_selection/<valid_metric>`` (NaN replaced by the worst value).
@@ -30,10 +32,6 @@ SELECTION_PREFIX = "model_selection/"
 def selection_key(metric_key: str) -> str:
     """The loader metric that early stopping, the scheduler and the checkpoint read for ``metric_key``."""
     return "loss" if metric_key == "loss" else SELECTION_PREFIX + metric_key
-
-
-class ValidMetricError(ValueError):
-    """``valid_metric`` names no loss, task or metric of the flow; the runner re-raises it as RunnerError."""
 
 
 def available_valid_metrics(flow) -> List[str]:

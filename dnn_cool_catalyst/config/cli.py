@@ -15,12 +15,9 @@ from .validate import ConfigError
 
 def _user_errors():
     """Errors that mean "your config or data is wrong", as opposed to a bug worth a traceback."""
-    from ..data import ConverterError
-    from ..flow.tracing import FlowDefinitionError
-    from ..runners.runner import RunnerError
-    from ..tasks.base import TaskError
+    from ..errors import CheckpointError, ConverterError, FlowDefinitionError, RunnerError, TaskError
 
-    return ConfigError, ConverterError, FlowDefinitionError, TaskError, RunnerError, FileNotFoundError
+    return ConfigError, ConverterError, FlowDefinitionError, TaskError, RunnerError, CheckpointError, FileNotFoundError
 
 
 def main(argv=None) -> int:

@@ -35,7 +35,7 @@ def load_config(paths: Sequence[str], overrides: Sequence[str] = ()) -> dict:
             try:
                 part = yaml.safe_load(f)
             except yaml.YAMLError as e:
-                raise ConfigError(f"config file {path!r} is not valid YAML: {e}") from None
+                raise ConfigError(f"config file {path!r} is not valid YAML: {_yaml_problem(e)}") from None
         if not isinstance(part, dict):
             raise ConfigError(f"config file {path!r} must hold a mapping of keys, got {type(part).__name__}")
         parts.append(part)
@@ -63,9 +63,20 @@ def _apply_override(config: dict, override: str) -> None:
         elif not last and part not in node:
             raise ConfigError(f"override {override!r}: no key '{'.'.join(parts[:i + 1])}' in the config")
         if last:
-            node[part] = yaml.safe_load(raw)
+            try:
+                node[part] = yaml.safe_load(raw)
+            except yaml.YAMLError as e:
+                raise ConfigError(f"override {override!r}: the value is not plain YAML ({_yaml_problem(e)}); "
+                                  f"quote it to pass a string") from None
         else:
             node = node[part]
+
+
+def _yaml_problem(error: Exception) -> str:
+    """A YAML error in one line: what is wrong and where (PyYAML's own text spans several lines)."""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    mark = getattr(error, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
 
 
 def make_registry():
@@ -121,7 +132,7 @@ def build_config(config: dict, where: str):
 
     registry = make_registry()
     methods = {m for m in RUNNER_STAGES if callable(getattr(DnnCoolSupervisedRunner, m, None))}
-    validate_config(config, _lookup(registry), methods, where)
+    validate_config(config, _lookup(registry), methods, where, _runner_class(config, registry))
     if isinstance(config.get("seed"), int):  # a plain `seed: 0` seeds before anything is built
         seed_everything(config["seed"])
     stages = config.pop("run")
@@ -141,6 +152,22 @@ def _set_dev(config: dict, dev, where: str) -> None:
         raise ConfigError(f"{where}: --dev {dev} sets the runner's 'dev' argument, but 'runner' is not an object "
                           f"with a _target_")
     runner["dev"] = dev
+
+
+def _runner_class(config: dict, registry) -> type:
+    """The class whose methods the stages call: the runner's ``_target_`` when it is a runner class, else ours
+    (the factories, e.g. ``project_runner``, build a :class:`DnnCoolSupervisedRunner`)."""
+    import inspect
+
+    from ..runners import DnnCoolSupervisedRunner
+
+    runner = config.get("runner")
+    target = runner.get("_target_") if isinstance(runner, dict) else None
+    try:
+        factory = registry.get(target) if isinstance(target, str) else None
+    except Exception:  # noqa: BLE001 - an unknown target is reported by validate_config itself
+        factory = None
+    return factory if inspect.isclass(factory) else DnnCoolSupervisedRunner
 
 
 def _lookup(registry):

@@ -2,19 +2,23 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, List, Set
+from typing import Any, Callable, Optional, Set
+
+from ..errors import ConfigError  # defined there with every library error; re-exported here
+from ..signatures import accepted_keywords, unknown_argument_message
 
 RESERVED_KEYS = {"_target_", "_var_", "_mode_", "_meta_factory_"}
 
 
-class ConfigError(ValueError):
-    """A config is malformed: the message names the file(s) and the key path."""
-
-
-def validate_config(config: Any, lookup: Callable[[str], Any], runner_methods: Set[str], where: str) -> None:
+def validate_config(config: Any, lookup: Callable[[str], Any], runner_methods: Set[str], where: str,
+                    runner_class: Optional[type] = None) -> None:
     """Raise :class:`ConfigError` for: a config that is not a mapping, a missing ``runner`` or ``run``, a stage
     without a known ``_call_``, a ``_target_`` that resolves to nothing, arguments a factory does not take or
-    required ones it lacks, and a ``_var_`` reference to an alias not defined earlier in the file."""
+    required ones it lacks, and a ``_var_`` reference to an alias not defined earlier in the file. With
+    ``runner_class``, each stage's arguments are checked against that runner method's signature too.
+
+    Arguments that a function hands on through ``**kwargs`` are checked against where they go (see
+    :func:`dnn_cool_catalyst.signatures.forwards_kwargs`), and an unknown one names the closest accepted one."""
     if not isinstance(config, dict):
         raise ConfigError(f"{where}: a config must be a mapping of keys, got {type(config).__name__}")
     for key in ("runner", "run"):
@@ -32,6 +36,9 @@ def validate_config(config: Any, lookup: Callable[[str], Any], runner_methods: S
         if stage["_call_"] not in runner_methods:
             raise ConfigError(f"{where}: run[{i}]._call_ is {stage['_call_']!r}; expected one of "
                               f"{sorted(runner_methods)}")
+        method = getattr(runner_class, stage["_call_"], None) if runner_class is not None else None
+        if method is not None:
+            _check_arguments(method, [k for k in stage if k != "_call_"], f"run[{i}] ({stage['_call_']})", where)
 
 
 def _check_node(node: Any, path: str, lookup, aliases: Set[str], where: str) -> None:
@@ -75,19 +82,22 @@ def _check_target(node: dict, path: str, lookup, where: str) -> None:
         # would silently skip e.g. seeding; catalyst-run behaves the same, so the config itself must say it.
         raise ConfigError(f"{where}: '{label}' ({target}) is a function; add '_mode_: call' next to its _target_ "
                           f"so it is called (without it Catalyst's builder returns an uncalled partial)")
+    _check_arguments(factory, [k for k in node if k not in RESERVED_KEYS], f"'{label}' ({target})", where)
+
+
+def _check_arguments(func: Callable, given: list, label: str, where: str) -> None:
+    """Every given argument accepted (else the closest accepted name), every required one given."""
+    accepted, open_ended = accepted_keywords(func)
+    if not open_ended:
+        for name in given:
+            if name not in accepted:
+                raise ConfigError(f"{where}: {label} has {unknown_argument_message(name, accepted)}")
     try:
-        signature = inspect.signature(factory)
+        params = inspect.signature(func).parameters
     except (TypeError, ValueError):
-        return  # builtins without a signature: let the call decide
-    params = signature.parameters
-    given = [k for k in node if k not in RESERVED_KEYS]
-    takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
-    accepted: List[str] = [n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-    unknown = [k for k in given if k not in accepted]
-    if unknown and not takes_any:
-        raise ConfigError(f"{where}: '{label}' ({target}) got unknown argument(s) {unknown}; it accepts {accepted}")
+        return
     required = [n for n, p in params.items() if p.default is p.empty
                 and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n not in ("self", "cls")]
     missing = [n for n in required if n not in given]
     if missing:
-        raise ConfigError(f"{where}: '{label}' ({target}) is missing required argument(s) {missing}")
+        raise ConfigError(f"{where}: {label} is missing required argument(s) {missing}")

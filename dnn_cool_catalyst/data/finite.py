@@ -10,7 +10,7 @@ Example:
     >>> require_finite_float32(torch.tensor(series.to_numpy(), dtype=torch.float32), series, "price", "input")
     Traceback (most recent call last):
     ...
-    dnn_cool_catalyst.data.values.ConverterError: input column 'price': value 1e+39 at row 'b' is not finite in float32 (inf after conversion; float32 holds magnitudes up to 3.4e+38): rescale the column or drop the row
+    dnn_cool_catalyst.errors.ConverterError: input column 'price': value 1e+39 at row 'b' is not finite in float32 (inf after conversion; float32 holds magnitudes up to 3.4e+38): rescale the column or drop the row
 """
 from __future__ import annotations
 

@@ -26,9 +26,7 @@ import pandas as pd
 import torch
 from pandas.api import types as ptypes
 
-
-class ConverterError(ValueError):
-    """Bad input data or configuration; the message names the column and says what was expected."""
+from ..errors import ConverterError  # defined there with every library error; re-exported here
 
 
 # -- shared helpers --------------------------------------------------------------------------------------

@@ -62,17 +62,88 @@ class TaskFlow:
 
     def get_loss(self, weights=None):
         """The masked multi-task loss (an nn.Module); ``weights``: ``None`` (every task 1.0), a dict of fixed
-        weights by task name or path, or ``"uncertainty"`` (see :class:`~dnn_cool_catalyst.losses.FlowLoss`)."""
+        weights by task name or path, or ``"uncertainty"`` (see :class:`~dnn_cool_catalyst.losses.FlowLoss`).
+
+        ``loss(outputs, batch)`` is a scalar tensor: the weighted sum over tasks of each task's mean loss over the
+        samples where it is labelled and its precondition holds (a task with no such sample adds nothing).
+
+        Example (the batch layout every flow object reads: ``targets`` and ``available`` per task name, and the
+        model's ``{"logits": {task: tensor}}``; here door_locked is only asked when the door is closed):
+            >>> import torch
+            >>> from dnn_cool_catalyst import BinaryTask, TaskFlow
+            >>> def doors(flow, x, out):
+            ...     out += flow.door_open(x.features)
+            ...     out += flow.door_locked(x.features) | (~out.door_open)
+            ...     return out
+            >>> flow = TaskFlow.from_function(doors, [BinaryTask("door_open", 3), BinaryTask("door_locked", 3)])
+            >>> outputs = {"logits": {"door_open": torch.tensor([2.0, -1.0, -3.0, 1.0]),
+            ...                       "door_locked": torch.tensor([0.5, 1.5, -2.0, 0.0])}}
+            >>> batch = {"targets": {"door_open": torch.tensor([1., 0., 0., 0.]),
+            ...                      "door_locked": torch.tensor([0., 1., 0., 0.])},
+            ...          "available": {"door_open": torch.ones(4, dtype=torch.bool),
+            ...                        "door_locked": torch.tensor([False, True, True, False])}}
+            >>> loss = flow.get_loss()(outputs, batch)
+            >>> loss.shape, round(float(loss), 4)
+            (torch.Size([]), 0.6147)
+        """
         from ..losses import FlowLoss
 
         return FlowLoss(self.graph, weights)
 
     def get_per_sample_loss(self):
+        """``per_sample(outputs, batch)`` → ``{task: {"loss", "index"}, "overall": {"loss", "index"}}``: the loss of
+        every sample where the task is valid (``index``: the batch's ``"index"`` entry when present, else the
+        position in the batch) and ``overall``, the per-sample sum over tasks (see
+        :class:`~dnn_cool_catalyst.losses.PerSampleLoss`); what ``worst_examples`` ranks.
+
+        Example (the batch layout every flow object reads: ``targets`` and ``available`` per task name, and the
+        model's ``{"logits": {task: tensor}}``; here door_locked is only asked when the door is closed):
+            >>> import torch
+            >>> from dnn_cool_catalyst import BinaryTask, TaskFlow
+            >>> def doors(flow, x, out):
+            ...     out += flow.door_open(x.features)
+            ...     out += flow.door_locked(x.features) | (~out.door_open)
+            ...     return out
+            >>> flow = TaskFlow.from_function(doors, [BinaryTask("door_open", 3), BinaryTask("door_locked", 3)])
+            >>> outputs = {"logits": {"door_open": torch.tensor([2.0, -1.0, -3.0, 1.0]),
+            ...                       "door_locked": torch.tensor([0.5, 1.5, -2.0, 0.0])}}
+            >>> batch = {"targets": {"door_open": torch.tensor([1., 0., 0., 0.]),
+            ...                      "door_locked": torch.tensor([0., 1., 0., 0.])},
+            ...          "available": {"door_open": torch.ones(4, dtype=torch.bool),
+            ...                        "door_locked": torch.tensor([False, True, True, False])}}
+            >>> per_sample = flow.get_per_sample_loss()(outputs, batch)
+            >>> per_sample["door_locked"]["index"].tolist(), per_sample["overall"]["loss"].shape
+            ([1, 2], torch.Size([4]))
+        """
         from ..losses import PerSampleLoss
 
         return PerSampleLoss(self.graph)
 
     def get_metrics(self):
+        """Accumulating metrics (:class:`~dnn_cool_catalyst.metrics.FlowMetrics`): ``update(outputs, batch)`` per
+        batch adds each task's sufficient statistics over its valid samples; ``compute()`` →
+        ``{task: {metric: value}}`` over everything seen since ``reset()``.
+
+        Example (the batch layout every flow object reads: ``targets`` and ``available`` per task name, and the
+        model's ``{"logits": {task: tensor}}``; here door_locked is only asked when the door is closed):
+            >>> import torch
+            >>> from dnn_cool_catalyst import BinaryTask, TaskFlow
+            >>> def doors(flow, x, out):
+            ...     out += flow.door_open(x.features)
+            ...     out += flow.door_locked(x.features) | (~out.door_open)
+            ...     return out
+            >>> flow = TaskFlow.from_function(doors, [BinaryTask("door_open", 3), BinaryTask("door_locked", 3)])
+            >>> outputs = {"logits": {"door_open": torch.tensor([2.0, -1.0, -3.0, 1.0]),
+            ...                       "door_locked": torch.tensor([0.5, 1.5, -2.0, 0.0])}}
+            >>> batch = {"targets": {"door_open": torch.tensor([1., 0., 0., 0.]),
+            ...                      "door_locked": torch.tensor([0., 1., 0., 0.])},
+            ...          "available": {"door_open": torch.ones(4, dtype=torch.bool),
+            ...                        "door_locked": torch.tensor([False, True, True, False])}}
+            >>> metrics = flow.get_metrics()
+            >>> metrics.update(outputs, batch)
+            >>> metrics.compute()["door_locked"]
+            {'accuracy': 1.0, 'f1': 1.0, 'precision': 1.0, 'recall': 1.0}
+        """
         from ..metrics import FlowMetrics
 
         return FlowMetrics(self.graph)
@@ -85,7 +156,31 @@ class TaskFlow:
 
     def get_treelib_explainer(self):
         """``explainer(outputs, labels=None)`` → one ``treelib.Tree`` per input: the decoded predictions laid
-        out along the preconditions they satisfied (see :mod:`dnn_cool_catalyst.explain`)."""
+        out along the preconditions they satisfied (see :mod:`dnn_cool_catalyst.explain`).
+
+        ``outputs`` is what the flow's module returns for a batch (``{"logits": {task name: tensor}}``, e.g.
+        ``model(batch["inputs"])``); ``labels`` optionally names each sample in its tree's root (DataFrame row
+        ids). No targets are needed: the trees follow the *decoded* predictions.
+
+        Example (the batch layout every flow object reads: ``targets`` and ``available`` per task name, and the
+        model's ``{"logits": {task: tensor}}``; here door_locked is only asked when the door is closed):
+            >>> import torch
+            >>> from dnn_cool_catalyst import BinaryTask, TaskFlow
+            >>> def doors(flow, x, out):
+            ...     out += flow.door_open(x.features)
+            ...     out += flow.door_locked(x.features) | (~out.door_open)
+            ...     return out
+            >>> flow = TaskFlow.from_function(doors, [BinaryTask("door_open", 3), BinaryTask("door_locked", 3)])
+            >>> outputs = {"logits": {"door_open": torch.tensor([2.0, -1.0, -3.0, 1.0]),
+            ...                       "door_locked": torch.tensor([0.5, 1.5, -2.0, 0.0])}}
+            >>> batch = {"targets": {"door_open": torch.tensor([1., 0., 0., 0.]),
+            ...                      "door_locked": torch.tensor([0., 1., 0., 0.])},
+            ...          "available": {"door_open": torch.ones(4, dtype=torch.bool),
+            ...                        "door_locked": torch.tensor([False, True, True, False])}}
+            >>> trees = flow.get_treelib_explainer()(outputs, labels=["a", "b", "c", "d"])
+            >>> len(trees), type(trees[0]).__name__
+            (4, 'Tree')
+        """
         from ..explain import TreelibExplainer
 
         return TreelibExplainer(self.graph)

@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from typing import Callable, Dict, List, Mapping, Optional
 
+from ..errors import FlowDefinitionError  # defined there with every library error; re-exported here
 from ..tasks.base import Task
 from .conditions import Condition, TaskRef, conjunction, ref_names
 from .graph import FlowGraph, FlowNode, TaskNode
-
-
-class FlowDefinitionError(ValueError):
-    """The flow function is malformed: unknown task, bad precondition, cycle, duplicate flow..."""
 
 
 class InputRef:

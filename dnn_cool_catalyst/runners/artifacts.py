@@ -25,12 +25,8 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_write_bytes, atomic_write_json
+from ..errors import ArtifactError  # defined there with every library error; re-exported here
 from ..messages import short_repr
-
-
-class ArtifactError(ValueError):
-    """A stored inference output is missing, incomplete, not ours or out of date; the message names the file."""
-
 
 FIELDS = ("logits", "activations", "targets", "available", "mask_gt", "mask_decoded", "per_sample_loss", "index")
 MANIFEST = "manifest.json"

@@ -1,6 +1,5 @@
-"""The runner's error type, in a module of its own so that helpers of the runner can raise it without an import
-cycle (``runner.py`` imports them)."""
+"""The runner's error type (defined with every library error in :mod:`dnn_cool_catalyst.errors`); this old import
+path keeps working."""
+from ..errors import RunnerError
 
-
-class RunnerError(ValueError):
-    """The runner was misused (wrong order of steps, a run directory of another flow, an empty split...)."""
+__all__ = ["RunnerError"]

@@ -15,13 +15,10 @@ from typing import Dict, Sequence
 import torch
 
 from ..atomic import atomic_write_json
+from ..errors import FittedStateError  # defined there with every library error; re-exported here
 from ..tasks.base import Task, TaskError
 
 FITTED_FILE = "fitted_targets.json"
-
-
-class FittedStateError(ValueError):
-    """``fitted_targets.json`` is unreadable or does not fit the flow; the runner re-raises it as RunnerError."""
 
 
 def train_split_labels(dataset, flow, positions: Sequence[int]):

@@ -25,6 +25,26 @@ class InferenceMixin:
     """``load_checkpoint``, ``infer`` and the checked reading of stored outputs, for the runner."""
 
     def load_checkpoint(self, which: str = "best") -> str:
+        """Load ``checkpoints/runner.<which>.pth`` (``"best"`` or ``"last"``, or an epoch such as ``"0003"``) into
+        ``self.model`` and return its path. Only the run directory's own checkpoints are read (a symlink leading
+        elsewhere is refused), with ``weights_only`` loading; a missing, damaged or mismatched file is a
+        :class:`~dnn_cool_catalyst.errors.RunnerError`. ``infer()`` calls it for you.
+
+        Example:
+            >>> import tempfile
+            >>> from dnn_cool_catalyst import Project
+            >>> from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
+            >>> project = Project(numbers_frame(60, seed=0), "number", ["is_interesting", "is_even",
+            ...                   "predict_positive", "multiple_three"], project_dir=tempfile.mkdtemp())
+            >>> runner = project.runner(numbers_model(define_flows(project), hidden=4), "exp")
+            >>> runner.load_checkpoint()  # doctest: +ELLIPSIS
+            Traceback (most recent call last):
+            ...
+            dnn_cool_catalyst.errors.RunnerError: no checkpoint .../exp/checkpoints/runner.best.pth; train first (runner.train())
+            >>> path = runner.train(num_epochs=1, verbose=False).load_checkpoint("last")
+            >>> os.path.relpath(path, runner.run_dir)
+            'checkpoints/runner.last.pth'
+        """
         path = os.path.join(self.checkpoint_dir, f"runner.{which}.pth")
         if not os.path.exists(path):
             raise RunnerError(f"no checkpoint {path}; train first (runner.train())")

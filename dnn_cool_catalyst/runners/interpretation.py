@@ -9,6 +9,7 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from ..errors import RunnerError
 from ..explain import render_tree
 from ..interpretation.pr_curves import log_pr_curves
 from ..interpretation.publishers import Publishers
@@ -18,12 +19,6 @@ from ..interpretation.tensorboard import (losses_by_position, open_writer, picke
                                           select_extremes)
 from ..sample_views import sample_views
 from .tuned_file import tuned_point_rows
-
-
-def _runner_error(message: str) -> Exception:
-    from .runner import RunnerError  # the runner module imports this one
-
-    return RunnerError(message)
 
 
 def _preformatted(text: str) -> str:
@@ -66,7 +61,7 @@ class InterpretationMixin:
         by_path = {path: name for name, path in self.flow.task_paths.items()}
         if task in by_path:
             return by_path[task]
-        raise _runner_error(f"unknown task '{task}'; use 'overall' or one of {list(self.flow.task_paths.values())}")
+        raise RunnerError(f"unknown task '{task}'; use 'overall' or one of {list(self.flow.task_paths.values())}")
 
     def _examples(self, loader: str, task: str, n: int, worst: bool) -> pd.DataFrame:
         key = self._task_key(task)
@@ -105,7 +100,7 @@ class InterpretationMixin:
         where = {source.row_id(int(p)): i for i, p in enumerate(positions)}
         missing = [r for r in rows if r not in where]
         if missing:
-            raise _runner_error(f"row id(s) {missing[:5]} are not in the stored '{split}' outputs "
+            raise RunnerError(f"row id(s) {missing[:5]} are not in the stored '{split}' outputs "
                                 f"({len(positions)} samples)")
         return self._trees(data, [where[r] for r in rows], rows, render)
 
@@ -189,9 +184,9 @@ class InterpretationMixin:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as e:
-            raise _runner_error(f"tuned parameters file {path} is corrupted ({e}); run runner.tune() again") from None
+            raise RunnerError(f"tuned parameters file {path} is corrupted ({e}); run runner.tune() again") from None
         if not isinstance(saved, dict):
-            raise _runner_error(f"tuned parameters file {path}: field '(top level)' must be an object; run "
+            raise RunnerError(f"tuned parameters file {path}: field '(top level)' must be an object; run "
                                 f"runner.tune() again")
         lines = tuned_point_rows(path, saved.get("report"))
         if not lines:

@@ -15,10 +15,12 @@ from torch.utils.data import DataLoader
 from .. import compat
 from ..callbacks import FlowCriterionCallback, FlowMetricsCallback, InterpretationCallback
 from ..callbacks.checkpoint import ResumableCheckpointCallback
+from ..callbacks.console import EpochSummaryCallback, ProgressBarCallback, resolve_verbose
 from ..callbacks.nan_guard import NanGuardCallback
 from ..callbacks.selection import ModelSelectionCallback, ValidMetricError, resolve_valid_metric, selection_key
 from ..parallel import (REDUCTION_KEY, BatchedSubset, ShardedBatchSampler, autocast, autocast_dtype,
                         balanced_forward, collate_batch, reshard_loader)
+from ..signatures import forwards_kwargs
 from ..tasks.base import TaskError
 from . import device_data as placement
 from . import dev_subset, fitted
@@ -187,6 +189,26 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
 
     # -- data ------------------------------------------------------------------------------------------------
     def split_loader(self, split: str, shuffle: bool = False, batch_size: Optional[int] = None) -> DataLoader:
+        """A DataLoader over the split ``split`` (``"train"``, ``"valid"``, ``"test"``): batches of
+        ``batch_size`` (default: the runner's) dicts with ``inputs``, ``targets``, ``available`` (per task),
+        ``index`` (dataset positions) and ``valid`` (False marks DDP padding); ``shuffle`` reshuffles every epoch
+        with the runner's seed. The same loaders ``train`` and ``infer`` use.
+
+        Example:
+            >>> import tempfile
+            >>> from dnn_cool_catalyst import Project
+            >>> from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
+            >>> project = Project(numbers_frame(100, seed=0), "number", ["is_interesting", "is_even",
+            ...                   "predict_positive", "multiple_three"], project_dir=tempfile.mkdtemp())
+            >>> runner = project.runner(numbers_model(define_flows(project)), "exp", batch_size=32)
+            >>> batch = next(iter(runner.split_loader("train")))
+            >>> sorted(batch), batch["index"].shape, batch["targets"]["is_even"].shape
+            (['available', 'index', 'inputs', 'targets', 'valid'], torch.Size([32]), torch.Size([32]))
+            >>> runner.split_loader("tset")
+            Traceback (most recent call last):
+            ...
+            dnn_cool_catalyst.errors.RunnerError: unknown split 'tset'; splits are ['train', 'valid', 'test']
+        """
         if split not in self.splits:
             raise RunnerError(f"unknown split '{split}'; splits are {list(self.splits)}")
         if not self.splits[split]:
@@ -227,8 +249,9 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
     # -- Catalyst hooks --------------------------------------------------------------------------------------
     def get_loggers(self):
         loggers = super().get_loggers()
-        if not self._verbose:  # Catalyst always adds a console logger; keep quiet runs quiet
-            loggers.pop("_console", None)
+        # Catalyst always adds a console logger; quiet runs stay quiet and verbose ones print EpochSummaryCallback's
+        # table instead (a ConsoleLogger passed in loggers= is kept)
+        loggers.pop("_console", None)
         if "_tensorboard" in loggers:  # Catalyst's default (user loggers without one): ours, in this runner's run
             loggers["_tensorboard"] = FlowTensorboardLogger(logdir=self.tensorboard_dir)
         return loggers
@@ -297,9 +320,13 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         self.batch = {**batch, "outputs": outputs}
 
     # -- train -----------------------------------------------------------------------------------------------
+    # **kwargs reach Catalyst's train, except the arguments _train passes itself
+    @forwards_kwargs("catalyst.dl.SupervisedRunner.train",
+                     exclude=("model", "criterion", "logdir", "valid_loader", "minimize_valid_metric", "seed"))
     def train(self, *, num_epochs: Optional[int] = None, resume: bool = False, lr: float = 1e-3,
-              early_stopping_patience: int = 5, verbose: bool = False, valid_metric: str = "loss",
-              stages: Optional[Sequence[dict]] = None, **kwargs) -> "DnnCoolSupervisedRunner":
+              early_stopping_patience: int = 5, verbose="auto", valid_metric: str = "loss",
+              stages: Optional[Sequence[dict]] = None, augment=None, balance=None,
+              **kwargs) -> "DnnCoolSupervisedRunner":
         """Train with sensible defaults; every default can be replaced with the usual Catalyst argument.
 
         Defaults: AdamW(lr), ReduceLROnPlateau on ``valid_metric`` (with its SchedulerCallback), early
@@ -324,6 +351,13 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         ``strict``, ``early_stopping_patience``, ``valid_metric`` (the other arguments of this call are their
         defaults); see :mod:`.stages` for checkpoints, TensorBoard and resume.
 
+        ``augment`` (per input column, training batches only) and ``balance`` (per-task sampling): see
+        :mod:`.augmentation` and the README, "Augmentation, test-time augmentation and class balancing".
+
+        ``verbose="auto"`` (default) shows progress bars and a small per-epoch table (loss and headline metric per
+        task, train and valid) when standard output is a terminal, nothing otherwise (tests, CI, redirected logs);
+        ``True``/``False`` force it.
+
         The run directory is locked meanwhile (``.lock``): another process training or inferring into it fails
         at once naming this one.
 
@@ -331,7 +365,6 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         ``balance={"task": "inverse_frequency"}`` / ``{"task": {"negatives_per_positive": 3}}`` balances the
         training split's sampling (README, "Augmentation, test-time augmentation and class balancing").
         """
-        augment, balance = kwargs.pop("augment", None), kwargs.pop("balance", None)
         train_args = dict(num_epochs=num_epochs, resume=resume, lr=lr, early_stopping_patience=early_stopping_patience,
                           verbose=verbose, valid_metric=valid_metric, **({} if stages is None else {"stages": stages}),
                           **({} if augment is None else {"augment": augment}),
@@ -348,8 +381,9 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
                                early_stopping_patience=early_stopping_patience, verbose=verbose,
                                valid_metric=valid_metric, **kwargs)
 
-    def _train(self, *, num_epochs: int, resume: bool, lr: float, early_stopping_patience: int, verbose: bool,
+    def _train(self, *, num_epochs: int, resume: bool, lr: float, early_stopping_patience: int, verbose,
                valid_metric: str, **kwargs) -> "DnnCoolSupervisedRunner":
+        verbose = resolve_verbose(verbose)
         if not isinstance(num_epochs, int) or num_epochs < 1:
             raise RunnerError(f"num_epochs must be a positive int (the total, also when resuming), got {num_epochs!r}")
         try:
@@ -411,11 +445,12 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
                 mode="runner",
                 resume_runner=last if resume and os.path.exists(last) else None),
         )
+        if verbose:  # instead of Catalyst's ConsoleLogger (one long line of 17-digit floats per loader)
+            defaults.update(_verbose=ProgressBarCallback(), _epoch_summary=EpochSummaryCallback(self.flow))
         for key, callback in defaults.items():
             callbacks.setdefault(key, callback)
         loggers = kwargs.pop("loggers", None) or {
-            "tensorboard": FlowTensorboardLogger(logdir=self.tensorboard_dir),
-            **({"console": dl.ConsoleLogger()} if verbose else {})}
+            "tensorboard": FlowTensorboardLogger(logdir=self.tensorboard_dir)}
         engine = kwargs.pop("engine", None) or self._engine_arg or compat.default_engine()
         super().train(loaders=loaders, model=self.model, engine=engine, criterion=self.flow_loss,
                       optimizer=optimizer, scheduler=scheduler, callbacks=callbacks, loggers=loggers,

@@ -10,7 +10,7 @@ Example:
     >>> check_threshold("tuned.json", "params.door_open.threshold", "0.3")
     Traceback (most recent call last):
     ...
-    dnn_cool_catalyst.runners.errors.RunnerError: tuned parameters file tuned.json: field 'params.door_open.threshold' must be a number in [0, 1], got '0.3'; run runner.tune() again
+    dnn_cool_catalyst.errors.RunnerError: tuned parameters file tuned.json: field 'params.door_open.threshold' must be a number in [0, 1], got '0.3'; run runner.tune() again
 """
 from __future__ import annotations
 

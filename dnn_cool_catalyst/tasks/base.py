@@ -19,9 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-
-class TaskError(ValueError):
-    """A task was given something it cannot use (wrong logits shape, unknown class, bad condition)."""
+from ..errors import TaskError  # defined there with every library error; re-exported here
 
 
 #: Names no task may have (see :meth:`Task.__init__`).
