@@ -14,8 +14,8 @@ Example:
     >>> frame = np.zeros((16, 16, 3), dtype=np.uint8)
     >>> box = BoxOverlay("face", ("x", "y", "w", "h"))
     >>> out = draw_boxes(frame, [(box, (2, 2, 4, 4), (8, 8, 4, 4))])
-    >>> out.shape, tuple(out[2, 2]), tuple(out[8, 8]), tuple(out[3, 3])   # target green, predicted red
-    ((16, 16, 3), (0, 200, 0), (230, 30, 30), (0, 0, 0))
+    >>> out.shape, out[2, 2].tolist(), out[8, 8].tolist(), out[3, 3].tolist()   # target green, predicted red
+    ((16, 16, 3), [0, 200, 0], [230, 30, 30], [0, 0, 0])
     >>> encode_frame(out)[1]                                              # flat: lossless PNG is small
     'png'
 """

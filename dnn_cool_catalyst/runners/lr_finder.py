@@ -71,7 +71,7 @@ def steepest_descent(lrs, smoothed) -> float:
     """The learning rate where the smoothed loss falls fastest per unit of ``log(lr)`` (``nan`` under 3 points).
 
     >>> lrs = np.logspace(-4, 1, 6)
-    >>> steepest_descent(lrs, [1.0, 0.98, 0.6, 0.3, 0.28, 2.0]) == lrs[2]
+    >>> bool(steepest_descent(lrs, [1.0, 0.98, 0.6, 0.3, 0.28, 2.0]) == lrs[2])
     True
     """
     lrs, smoothed = np.asarray(lrs, dtype=np.float64), np.asarray(smoothed, dtype=np.float64)
