@@ -2,7 +2,6 @@
 in ``<runner_name>-dev<N>``, never touching the full run's directory; ``--dev N`` on dnn-cool-run."""
 import json
 import os
-import time
 import warnings
 
 import pandas as pd
@@ -32,9 +31,8 @@ def used_labels(runner):
     return {row_ids[p] for positions in runner.splits.values() for p in positions}
 
 
-def test_a_dev_run_uses_exactly_n_rows_in_its_own_directory_and_finishes_in_seconds(tmp_path):
+def test_a_dev_run_uses_exactly_n_rows_in_its_own_directory(tmp_path):
     df = numbers_frame(SAMPLES, seed=0)
-    start = time.perf_counter()
     runner = runner_for(df, tmp_path, dev=60)
     assert runner.run_dir == os.path.join(str(tmp_path), "exp-dev60")
     assert len(used_labels(runner)) == 60 and sum(len(v) for v in runner.splits.values()) == 60
@@ -50,12 +48,10 @@ def test_a_dev_run_uses_exactly_n_rows_in_its_own_directory_and_finishes_in_seco
         index = runner.infer()
         runner.tune()
         table = runner.evaluate("test")
-    elapsed = time.perf_counter() - start
     assert index["splits"] == {name: len(runner.splits[name]) for name in ("train", "valid", "test")}
     assert sum(index["splits"].values()) == 60
     assert table.groupby("task_path").num_samples.max().max() <= len(runner.splits["test"])
     assert not os.path.exists(os.path.join(str(tmp_path), "exp"))  # the full run's directory is never touched
-    assert elapsed < 60, elapsed  # seconds on an idle CPU; generous for a shared machine
 
 
 def test_the_same_seed_and_n_pick_the_same_rows_from_a_reordered_frame(tmp_path):
