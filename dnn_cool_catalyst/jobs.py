@@ -8,12 +8,13 @@ import pandas as pd
 
 
 def train_tune_evaluate(runner, **train_kwargs) -> Tuple[pd.DataFrame, pd.DataFrame]:
-    """Train, infer every split, tune thresholds on validation, infer the test split again so its stored decoded
-    masks use the tuned thresholds, and evaluate it: ``(gt gating table, decoded gating table)``."""
+    """Train, infer the validation split, tune thresholds on it, infer every split (so every split's stored
+    decoded masks and TensorBoard summaries use the tuned thresholds; the same passes as inferring everything
+    and then the test split again) and evaluate the test split: ``(gt gating table, decoded gating table)``."""
     runner.train(**train_kwargs)
-    runner.infer()
+    runner.infer(splits=["valid"])
     runner.tune()
-    runner.infer(splits=["test"])
+    runner.infer()
     return runner.evaluate(gating="gt"), runner.evaluate(gating="decoded")
 
 
