@@ -58,22 +58,14 @@ def read_scalar_tags(path: str) -> dict:
 
 
 def _events(path: str):
-    """Every Event of one TensorBoard event file, read with tensorboardX's protobufs (TFRecord framing: length,
-    length CRC, payload, payload CRC)."""
-    import struct
+    """Every Event of one TensorBoard event file (the library's own reader, used by the experiment report)."""
+    import os
 
-    from tensorboardX.proto import event_pb2
+    from dnn_cool_catalyst.report.tensorboard import read_events
 
-    with open(path, "rb") as f:
-        while True:
-            header = f.read(8)
-            if len(header) < 8:
-                break
-            (length,) = struct.unpack("<Q", header)
-            f.read(4)
-            event = event_pb2.Event.FromString(f.read(length))
-            f.read(4)
-            yield event
+    if not os.path.isfile(path):  # the library's reader reads a missing file as empty; a test must not
+        raise FileNotFoundError(path)
+    return read_events(path)
 
 
 def read_summaries(directory: str) -> dict:

@@ -59,7 +59,8 @@ def _runs(logdir: str) -> List[str]:
     return [logdir] + [path for _, path in sorted(numbered)]
 
 
-def _file_scalars(path: str):
+def read_events(path: str):
+    """Every complete ``Event`` of one event file, in order (a record cut short or damaged ends the file)."""
     from tensorboardX.proto import event_pb2
 
     try:
@@ -78,6 +79,11 @@ def _file_scalars(path: str):
         except Exception:  # a damaged record: protobuf raises its own DecodeError
             return
         offset = end + 4
+        yield event
+
+
+def _file_scalars(path: str):
+    for event in read_events(path):
         for value in event.summary.value:
             scalar = _scalar(value)
             if scalar is not None:
