@@ -24,7 +24,7 @@ from ..augment.boxes import check_boxes
 from ..flow.batch import output_logits
 from ..parallel import ShardedBatchSampler
 from ..parallel.balanced import BalancedBatchSampler
-from ..tasks.base import Task
+from ..tasks.base import without_inverse_activation
 from . import artifacts
 from .balancing import make_draw
 from .errors import RunnerError
@@ -91,8 +91,7 @@ class AugmentationMixin:
                 plan = TTAPlan(tta, self.flow, self.dataset, self.box_tasks)
             except AugmentationError as e:
                 raise RunnerError(str(e)) from None
-            missing = [name for name, task in self.flow.tasks.items()
-                       if type(task).inverse_activation is Task.inverse_activation]
+            missing = without_inverse_activation(self.flow.tasks)
             if missing:
                 raise RunnerError(f"infer(tta=...): task(s) {missing} do not implement inverse_activation, so "
                                   f"their averaged activations cannot be stored; infer without tta")

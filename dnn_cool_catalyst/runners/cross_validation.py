@@ -33,7 +33,7 @@ import torch
 
 from ..atomic import atomic_write_text
 from ..evaluation import GATINGS
-from ..tasks.base import Task, TaskError
+from ..tasks.base import TaskError, without_inverse_activation
 from . import artifacts, fitted, folds as fold_files
 from .errors import RunnerError
 from .lock import run_lock
@@ -129,15 +129,15 @@ class CrossValidationMixin:
             fold_files.check_strata(strata, k_folds, stratify, lambda cls: _class_name(task, cls))
         members = fold_files.fold_labels([labels[p] for p in rest], k_folds, self.split_seed, strata)
         plan = []
+        order = {label: i for i, label in enumerate(labels)}
         for k in range(k_folds):
             train = [label for j, fold in enumerate(members) if j != k for label in fold]
-            order = {label: i for i, label in enumerate(labels)}
             plan.append({"train": sorted(train, key=order.__getitem__), "valid": members[k], "test": test})
         return plan
 
     def _check_ensemble_possible(self) -> None:
-        missing = [f"'{name}' ({type(task).__name__})" for name, task in self.flow.tasks.items()
-                   if type(task).inverse_activation is Task.inverse_activation]
+        missing = [f"'{name}' ({type(self.flow.tasks[name]).__name__})"
+                   for name in without_inverse_activation(self.flow.tasks)]
         if missing:
             raise RunnerError(f"task(s) {', '.join(missing)} define no inverse_activation(), which the fold "
                               f"ensemble needs to evaluate averaged activations; add it to the task class")

@@ -83,6 +83,14 @@ class DecodingMixin:
                               f"again") from None
         return params
 
+    def load_tuned_if_any(self) -> bool:
+        """Apply ``tuned.json`` when the run has one (:meth:`load_tuned`); returns whether it had one. What every
+        reader of the model's decisions (infer, predict, explain, export, evaluate) does first."""
+        if not os.path.exists(os.path.join(self.run_dir, "tuned.json")):
+            return False
+        self.load_tuned()
+        return True
+
     # -- evaluate --------------------------------------------------------------------------------------------
     def evaluate(self, loader: str = "test", gating: str = "gt") -> pd.DataFrame:
         """Per-task metrics on the stored ``loader`` outputs with the tuned thresholds, as a DataFrame with
@@ -91,8 +99,7 @@ class DecodingMixin:
             raise RunnerError(f"gating must be one of {GATINGS}, got {gating!r}")
         self._use_fitted_targets()
         logits, targets, available, _ = self._stored(loader)
-        if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
-            self.load_tuned()
+        if self.load_tuned_if_any():
             self._warn_tta_mismatch(loader)
         else:
             warnings.warn("no tuned parameters (run runner.tune() first): evaluating with default thresholds",

@@ -40,10 +40,8 @@ class ExportMixin:
         path = ex.check_target(path, fmt, overwrite)
         self._use_fitted_targets()
         checkpoint_path = self.load_checkpoint(checkpoint)  # RunnerError naming the file when there is none
-        tuned = os.path.exists(os.path.join(self.run_dir, "tuned.json"))
-        if tuned:
-            self.load_tuned()
-        else:  # in a fresh process these are the defaults (0.5); the JSON records which thresholds went in
+        tuned = self.load_tuned_if_any()
+        if not tuned:  # in a fresh process these are the defaults (0.5); the JSON records which thresholds went in
             warnings.warn("no tuned parameters (run runner.tune() first): exporting with the tasks' current "
                           "thresholds", stacklevel=2)
         batch = self._export_example()

@@ -102,17 +102,19 @@ class InferenceMixin:
             engine.cleanup()
 
     @torch.no_grad()
+    def _inference_device(self) -> torch.device:
+        """The engine's device when the runner was given one (a CPU engine infers on the CPU), else CUDA if any."""
+        return getattr(self._engine_arg, "device", None) or torch.device(
+            "cuda" if torch.cuda.is_available() else "cpu")
+
     def _infer(self, splits, checkpoint: str, verbose: bool, device=None) -> dict:
         rank, world = parallel_world()
         self._use_fitted_targets()
         path = self.load_checkpoint(checkpoint)
         # The digest of the weights the outputs come from; readers compare it with the checkpoint then on disk.
         checkpoint_sha256 = artifacts.sha256_file(path) if rank == 0 else None
-        if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
-            self.load_tuned()
-        # The engine's device when the runner was given one (a CPU engine infers on the CPU), else CUDA if any.
-        device = device or getattr(self._engine_arg, "device", None) or torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")
+        self.load_tuned_if_any()
+        device = device or self._inference_device()
         model = self.model.to(device).eval()
         graph = self.flow.graph
         try:  # splits inferred earlier stay listed; the ones run now are overwritten

@@ -92,8 +92,7 @@ class InterpretationMixin:
         Returns ``{row_id: text}`` (``render=False``: ``{row_id: treelib.Tree}``) in the order asked."""
         split = self._split_of(loader)
         data = self._stored(split)[3]
-        if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
-            self.load_tuned()
+        self.load_tuned_if_any()
         rows = list(rows)
         source = SampleSource(self.dataset)
         positions = next(iter(data.values()))["index"].numpy()

@@ -18,6 +18,7 @@ from ..data.columns import take
 from ..data.converters import refuse_dates
 from ..data.finite import require_finite_float32
 from ..flow.batch import output_logits
+from ..kept_batches import keep
 from ..prediction import predictions_frame
 from .errors import RunnerError
 from .inference import to_device
@@ -52,9 +53,7 @@ class PredictionMixin:
             raise RunnerError(f"no checkpoint {path} to predict with; train first (runner.train())")
         inputs = self._prediction_inputs(df)
         self._use_fitted_targets()
-        if os.path.exists(os.path.join(self.run_dir, "tuned.json")):
-            self.load_tuned()
-        elif not getattr(self, "_warned_untuned_predict", False):
+        if not self.load_tuned_if_any() and not getattr(self, "_warned_untuned_predict", False):
             self._warned_untuned_predict = True
             warnings.warn("no tuned parameters (run runner.tune() first): predicting with the default decoding "
                           "thresholds (0.5)", stacklevel=2)
@@ -97,8 +96,7 @@ class PredictionMixin:
     @torch.no_grad()
     def _predict_logits(self, inputs: Dict[str, object], n: int, batch_size: int,
                         verbose: bool) -> Dict[str, torch.Tensor]:
-        device = getattr(self._engine_arg, "device", None) or torch.device(
-            "cuda" if torch.cuda.is_available() else "cpu")  # as infer() chooses
+        device = self._inference_device()
         model = self.model
         was_training = model.training
         model.to(device).eval()
@@ -113,7 +111,7 @@ class PredictionMixin:
                 batch = {name: take(column, positions) for name, column in inputs.items()}
                 logits = output_logits(self.flow.graph, model(to_device(batch, device)), len(positions))
                 for name in collected:
-                    collected[name].append(logits[name].float().cpu())
+                    keep(collected[name], logits[name].float().cpu())
         finally:
             model.train(was_training)
         return {name: torch.cat(parts) for name, parts in collected.items()}

@@ -351,9 +351,6 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         ``strict``, ``early_stopping_patience``, ``valid_metric`` (the other arguments of this call are their
         defaults); see :mod:`.stages` for checkpoints, TensorBoard and resume.
 
-        ``augment`` (per input column, training batches only) and ``balance`` (per-task sampling): see
-        :mod:`.augmentation` and the README, "Augmentation, test-time augmentation and class balancing".
-
         ``verbose="auto"`` (default) shows progress bars and a small per-epoch table (loss and headline metric per
         task, train and valid) when standard output is a terminal, nothing otherwise (tests, CI, redirected logs);
         ``True``/``False`` force it.

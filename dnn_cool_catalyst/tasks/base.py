@@ -191,6 +191,12 @@ class Task:
         return f"{type(self).__name__}({self.name!r})"
 
 
+def without_inverse_activation(tasks: Dict[str, Task]) -> List[str]:
+    """Names of ``tasks`` whose class defines no :meth:`Task.inverse_activation`: their averaged activations
+    (fold ensembles, test-time augmentation) cannot be turned back into logits."""
+    return [name for name, task in tasks.items() if type(task).inverse_activation is Task.inverse_activation]
+
+
 def logit_of(probabilities: torch.Tensor) -> torch.Tensor:
     """Inverse of the sigmoid, in float64 so that ``sigmoid(logit_of(p))`` gives ``p`` back to float32 precision;
     0 and 1 are clipped to 1e-12 and 1 - 1e-12 (finite logits).
