@@ -19,7 +19,6 @@ def forwards_kwargs(target: str, exclude: Iterable[str] = ()) -> Callable:
     """Decorator: the function's ``**kwargs`` go to ``target`` (a dotted path, resolved lazily so that no import
     cycle is needed), minus the names in ``exclude`` (those the function passes itself).
 
-    >>> def inner(a, b=1, c=2): ...
     >>> @forwards_kwargs("builtins.print", exclude=("file",))
     ... def outer(x, **kwargs): ...
     >>> names, open_ended = accepted_keywords(outer)

@@ -52,9 +52,6 @@ class FlowTensorboardLogger(TensorboardLogger):
     loader: the values its batches used) instead of once per loader and again by the scheduler, and the epoch-level
     run named ``epoch`` instead of ``_epoch_`` (written only when something other than lr/momentum is in it)."""
 
-    def __init__(self, logdir: str, **kwargs):
-        super().__init__(logdir=logdir, **kwargs)
-
     def _keep(self, metrics: Dict[str, float], loader_key: str) -> Dict[str, float]:
         if loader_key.startswith("train"):
             return metrics
