@@ -24,7 +24,12 @@ Every measurement runs in a fresh child process (so peak memory is its own) and 
 ``--rounds``; the best epoch time of each side is kept. Figures: wall and CPU ms/epoch, data-only ms/epoch,
 samples/s, peak RSS, and the ratios. ``--device`` defaults to the CPU, plus CUDA when present.
 
+``--paired`` adds a fourth measurement: in one process, each of the runner's epochs preceded by one limit epoch
+(a copy of the model), and the median of the per-epoch ratios; this machine's speed drifts by 25% over seconds,
+which moves the ratio of two processes' best times by as much as the overhead being measured.
+
     python benchmarks/bench_overhead.py [--workload tabular cnn] [--device cpu cuda] [--epochs 2] [--rounds 2]
+                                        [--paired]
 """
 import argparse
 import json
@@ -197,6 +202,52 @@ def runner_side(runner, epochs: int, device, batch_size: int, interpretation_k: 
     return (time.perf_counter() - start) / epochs, (_cpu_seconds() - cpu) / epochs, data
 
 
+def paired_side(runner, epochs: int, device, batch_size: int, interpretation_k: int = 5):
+    """``runner.train`` whose every epoch is preceded by one limit epoch in the same process (a copy of the model
+    with its own AdamW): on a machine whose speed drifts over seconds, adjacent epochs see the same speed, so
+    their ratio is steadier than the ratio of two processes' best times. Returns the per-epoch (limit, runner)
+    wall seconds; the runner's epoch runs from its start to the next epoch's start (every callback included)."""
+    import copy
+
+    from catalyst import dl
+
+    from dnn_cool_catalyst import compat
+
+    runner.interpretation_k = interpretation_k
+    runner._materialize()
+    model = copy.deepcopy(runner.model).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    train = limit_batches(resident_split(runner, "train", device), batch_size, shuffle=True)
+    valid = limit_batches(resident_split(runner, "valid", device), batch_size, shuffle=False)
+    loss_fn = runner.flow.get_loss()
+    pairs = []
+
+    class PairedLimit(dl.Callback):
+        def __init__(self):
+            super().__init__(order=dl.CallbackOrder.Internal)  # before every other callback's epoch start
+            self.started = None
+
+        def _close(self):
+            if self.started is not None:
+                pairs[-1] = (pairs[-1][0], time.perf_counter() - self.started)
+
+        def on_epoch_start(self, _):
+            _sync(device)
+            self._close()
+            state = torch.get_rng_state()  # the runner's random stream stays its own
+            pairs.append((_steps(model, loss_fn, optimizer, train, valid, 1)[0], None))
+            torch.set_rng_state(state)
+            self.started = time.perf_counter()
+
+        def on_experiment_end(self, _):
+            _sync(device)
+            self._close()
+
+    runner.train(num_epochs=epochs, early_stopping_patience=epochs + 1, engine=compat.default_engine(device),
+                 callbacks={"paired_limit": PairedLimit()})
+    return pairs
+
+
 SIDES = {"limit": limit_side, "hand": hand_side, "runner": runner_side}
 
 
@@ -207,7 +258,10 @@ def child(workload: str, side: str, device: str, epochs: int, interpretation_k: 
     runner = build(tempfile.mkdtemp(), spec["samples"], batch)
     # The first optimizer built in a process imports torch._dynamo (seconds): pay it before either clock starts.
     torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
-    kwargs = {"interpretation_k": interpretation_k} if side == "runner" else {}
+    kwargs = {"interpretation_k": interpretation_k} if side in ("runner", "paired") else {}
+    if side == "paired":
+        print(json.dumps({"pairs": paired_side(runner, epochs, torch.device(device), batch, **kwargs)}))
+        return
     # CPU time of the training alone (the runner's includes the set-up inside train()): robust to other tenants.
     seconds, cpu, data_seconds = SIDES[side](runner, epochs, torch.device(device), batch, **kwargs)
     seen = len(runner.splits["train"]) + len(runner.splits["valid"])
@@ -221,6 +275,15 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def _run_child(workload: str, side: str, device: str, args, batch: int) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", workload, side, device, "--epochs", str(args.epochs),
+                           "--interpretation-k", str(args.interpretation_k), "--batch", str(batch)],
+                          capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"{workload}/{side}/{device} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workload", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
@@ -231,6 +294,9 @@ def main():
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--interpretation-k", type=int, default=5,
                         help="the runner's best/worst samples per task and validation pass (0: off)")
+    parser.add_argument("--paired", action="store_true",
+                        help="also time limit and runner epochs alternately in one process (a steadier ratio on a "
+                             "machine whose speed drifts)")
     parser.add_argument("--child", nargs=3, metavar=("WORKLOAD", "SIDE", "DEVICE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -247,12 +313,7 @@ def main():
             best = {}
             for _ in range(args.rounds):
                 for side in SIDES:
-                    done = subprocess.run([sys.executable, __file__, "--child", workload, side, device, "--epochs",
-                                           str(args.epochs), "--interpretation-k", str(args.interpretation_k),
-                                           "--batch", str(batch)], capture_output=True, text=True)
-                    if done.returncode:
-                        sys.exit(f"{workload}/{side}/{device} failed:\n{done.stderr[-3000:]}")
-                    result = json.loads(done.stdout.strip().splitlines()[-1])
+                    result = _run_child(workload, side, device, args, batch)
                     if side not in best or result["seconds"] < best[side]["seconds"]:
                         best[side] = result
             for side, r in best.items():
@@ -264,6 +325,15 @@ def main():
                   f"{runner['seconds'] / limit['seconds']:.3f}, CPU {runner['cpu_seconds'] / limit['cpu_seconds']:.3f}"
                   f"; runner / hand: wall {runner['seconds'] / hand['seconds']:.3f}; hand / limit: wall "
                   f"{hand['seconds'] / limit['seconds']:.3f}")
+            if args.paired:
+                ratios = []
+                for _ in range(args.rounds):
+                    result = _run_child(workload, "paired", device, args, batch)
+                    ratios += [r / lim for lim, r in result["pairs"]]
+                ratios.sort()
+                print(f"{workload:>8s} | {device:>6s} | paired in one process, runner / limit per epoch: median "
+                      f"{ratios[len(ratios) // 2]:.3f} (min {ratios[0]:.3f}, max {ratios[-1]:.3f}, "
+                      f"{len(ratios)} epochs)")
 
 
 if __name__ == "__main__":

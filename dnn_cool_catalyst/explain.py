@@ -94,8 +94,7 @@ def describe_value(task, logits: torch.Tensor, activation: torch.Tensor, decoded
     if custom is not None:
         return custom(logits, activation, decoded)
     if logits.dim() == 0:
-        shown = _scalar_label(task, decoded)
-        return f"{shown} ({_versus(float(activation), _threshold(task))}, logit {float(logits):.3f})"
+        return describe_scalar(task, float(logits), float(activation), float(decoded), _threshold(task))
     if logits.dim() == 1 and decoded.dim() == 0:
         names = _names(task, logits.shape[0])
         k = max(1, min(int(getattr(task, "top_k", 1) or 1), logits.shape[0]))
@@ -116,6 +115,20 @@ def describe_value(task, logits: torch.Tensor, activation: torch.Tensor, decoded
     return f"[{shown}]"
 
 
+def describe_scalar(task, logit: float, activation: float, decoded: float, threshold: Optional[float]) -> str:
+    """:func:`describe_value` of a task with one logit per sample, from plain numbers (``threshold``: the task's
+    decision threshold, None if it has none), for callers that describe many samples at once."""
+    return f"{_scalar_label(task, decoded)} ({_versus(activation, threshold)}, logit {logit:.3f})"
+
+
+def describe_scalar_target(task, value: float) -> str:
+    """:func:`describe_target` of one labelled value, already in label units: a class name or the value."""
+    names = getattr(task, "class_names", None)
+    if names is not None and len(names) > 1 and task.out_features() == len(names):  # a class id
+        return repr(_names(task, len(names))[int(value)])
+    return _scalar_label(task, value)
+
+
 def describe_target(task, target: torch.Tensor, available: torch.Tensor) -> str:
     """One sample's label as text, shown like a decoded prediction (label names, label units); ``not labelled``
     where nothing is available (per class for multilabel tasks: unlabelled classes are marked ``?``).
@@ -134,10 +147,7 @@ def describe_target(task, target: torch.Tensor, available: torch.Tensor) -> str:
         return "not labelled"
     value = task.target_in_label_units(target) if hasattr(task, "target_in_label_units") else target
     if value.dim() == 0:
-        names = getattr(task, "class_names", None)
-        if names is not None and len(names) > 1 and task.out_features() == len(names):  # a class id
-            return repr(_names(task, len(names))[int(value)])
-        return _scalar_label(task, value)
+        return describe_scalar_target(task, float(value))
     if value.dim() == 1 and available.shape == value.shape:  # per-class labels
         names = _names(task, value.shape[0])
         chosen = [names[j] for j in range(len(names)) if bool(available[j]) and float(value[j]) > 0.5]

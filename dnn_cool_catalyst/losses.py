@@ -15,7 +15,7 @@ from torch import nn
 from .flow.batch import batch_labels, ground_truth_masks, output_logits
 from .flow.graph import CompiledGraph
 from .parallel.precision import at_least_float32
-from .tasks.base import TaskError, sample_mask
+from .tasks.base import Task, TaskError, masked_mean, sample_mask
 
 
 #: What ``loss_weights`` means when the user sets nothing (see README, "Loss balancing"): every task weight 1.0.
@@ -107,10 +107,16 @@ class FlowLoss(nn.Module):
         if masks is None:
             masks = ground_truth_masks(self.graph, batch, labels)
         logits = output_logits(self.graph, outputs, next(iter(targets.values())).shape[0])
-        per_task = {name: task.loss(at_least_float32(logits[name]), targets[name], masks[name])
-                    for name, task in self.graph.tasks.items()}
         with_counts = with_counts or self.uncertainty
-        return per_task, ({name: mask.sum() for name, mask in masks.items()} if with_counts else None)
+        counts = {name: mask.sum() for name, mask in masks.items()} if with_counts else None
+        per_task = {}
+        for name, task in self.graph.tasks.items():
+            value = at_least_float32(logits[name])
+            if counts is not None and type(task).loss is Task.loss:  # the count it divides by is known already
+                per_task[name] = masked_mean(task.element_loss(value, targets[name]), masks[name], counts[name])
+            else:
+                per_task[name] = task.loss(value, targets[name], masks[name])
+        return per_task, counts
 
     def combine(self, per_task, counts=None, global_counts=None) -> torch.Tensor:
         """The weighted sum of per-task losses.

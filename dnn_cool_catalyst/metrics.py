@@ -200,8 +200,9 @@ class FlowMetrics:
     #: Batches wait (detached) until this many are pending, or this many bytes of logits, targets and masks,
     #: then their statistics are computed in one pass: per batch, the dozen small kernels each task's statistics
     #: take cost as much as a small model's whole step (the 6-task tabular flow, benchmarks/README.md). Not a
-    #: whole loader: tensors kept over many steps grow the C heap (see :mod:`dnn_cool_catalyst.kept_batches`).
-    pending_batches_limit = 8
+    #: whole loader: tensors kept over many steps grow the C heap (see :mod:`dnn_cool_catalyst.kept_batches`);
+    #: these are freed at every flush.
+    pending_batches_limit = 32
     pending_bytes_limit = 32 * 2 ** 20
 
     def __init__(self, graph):

@@ -13,7 +13,7 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import torch
 
-from .explain import describe_target, describe_value
+from .explain import _threshold, describe_scalar, describe_scalar_target, describe_target, describe_value
 from .flow.batch import output_logits
 from .flow.graph import CompiledGraph
 
@@ -60,19 +60,44 @@ def sample_views(graph: CompiledGraph, outputs, targets: Mapping[str, torch.Tens
     decoded = {name: graph.tasks[name].decode(value) for name, value in logits.items()}
     activations = {name: graph.tasks[name].activation(value) for name, value in logits.items()}
     reached = graph.masks(decoded, None, n)  # decoded gating: where the model's own decisions lead
-    views = {}
-    for i, position in enumerate(positions):
-        tasks = {}
-        for name, task in graph.tasks.items():
-            target, avail = targets[name][i].cpu(), available[name][i].cpu()
-            labelled = bool(torch.as_tensor(avail).bool().any())
+    columns = {}
+    for name, task in graph.tasks.items():
+        target, avail = targets[name].cpu(), torch.as_tensor(available[name]).cpu().bool()
+        reach = torch.as_tensor(reached[name]).bool().reshape(n, -1).all(1).tolist()
+        if _one_value_per_sample(task, logits[name], target, avail):
+            columns[name] = _scalar_views(task, logits[name], activations[name], decoded[name], target, avail, reach)
+            continue
+        views = []
+        for i in range(n):
+            labelled = bool(avail[i].any())
             one_value = logits[name][i].dim() == 0
-            target_units = task.target_in_label_units(target) if hasattr(task, "target_in_label_units") else target
-            tasks[name] = TaskView(
-                target=describe_target(task, target, avail),
+            units = task.target_in_label_units(target[i]) if hasattr(task, "target_in_label_units") else target[i]
+            views.append(TaskView(
+                target=describe_target(task, target[i], avail[i]),
                 prediction=describe_value(task, logits[name][i], activations[name][i], decoded[name][i]),
-                target_value=float(target_units) if one_value and labelled and target_units.dim() == 0 else None,
+                target_value=float(units) if one_value and labelled and units.dim() == 0 else None,
                 predicted_value=float(decoded[name][i]) if one_value else None,
-                reached=bool(torch.as_tensor(reached[name][i]).bool().all()))
-        views[int(position)] = SampleView(tasks)
+                reached=reach[i]))
+        columns[name] = views
+    return {int(position): SampleView({name: columns[name][i] for name in graph.tasks})
+            for i, position in enumerate(positions)}
+
+
+def _one_value_per_sample(task, logits, target, available) -> bool:
+    """Binary and regression tasks (one logit, one label per sample, no custom text): described from plain
+    numbers, all samples at once (per sample and tensor, the same took most of a validation pass's extras)."""
+    return (logits.dim() == 1 and target.dim() == 1 and available.dim() == 1
+            and getattr(task, "explain_value", None) is None and getattr(task, "explain_target", None) is None)
+
+
+def _scalar_views(task, logits, activations, decoded, target, available, reached) -> list:
+    units = task.target_in_label_units(target) if hasattr(task, "target_in_label_units") else target
+    threshold = _threshold(task)
+    views = []
+    for logit, activation, value, unit, labelled, reach in zip(
+            logits.tolist(), activations.tolist(), decoded.tolist(), units.tolist(), available.tolist(), reached):
+        value, unit = float(value), float(unit)
+        views.append(TaskView(target=describe_scalar_target(task, unit) if labelled else "not labelled",
+                              prediction=describe_scalar(task, logit, activation, value, threshold),
+                              target_value=unit if labelled else None, predicted_value=value, reached=reach))
     return views

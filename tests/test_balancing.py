@@ -100,6 +100,10 @@ def test_seeded_and_sliced_per_rank_like_the_plain_sampler(project, runner):
     for b, batch in enumerate(whole):  # each global batch, sliced over the ranks, padding marked
         joined = [i for rank in range(3) for i, real in shards[rank][b] if real]
         assert joined == batch
+    for rank in range(3):  # the tensor form that gathering from memory iterates: the same keys
+        as_keys = [[(i, v is None or bool(v[j])) for j, i in enumerate(p.tolist())]
+                   for p, v in sampler.shard(rank, 3).index_batches()]
+        assert as_keys == shards[rank]
 
 
 class LabelRecorder(dl.Callback):

@@ -76,3 +76,43 @@ def test_cpu_ddp_processes_see_the_process_group():
                           text=True, timeout=300, cwd=tempfile.gettempdir())
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split() == ["True", "1", "0"]
+
+
+def test_zero_grad_asks_the_signature_once_and_behaves_as_accelerate(monkeypatch):
+    """accelerate's zero_grad built inspect.signature(optimizer.zero_grad) on every step; the patch asks once per
+    zero_grad function and otherwise does what accelerate does (set_to_none by default, zeros when asked,
+    optimizers without the argument)."""
+    import inspect
+
+    from accelerate.optimizer import AcceleratedOptimizer
+
+    compat.apply()
+    assert "accelerate_zero_grad_signature" in compat.applied()
+    monkeypatch.setattr(compat, "_TAKES_SET_TO_NONE", {})  # earlier tests may have asked about SGD already
+    asked = []
+    signature = inspect.signature
+    monkeypatch.setattr(inspect, "signature", 
+                        lambda f, *a, **k: (getattr(f, "__name__", "") == "zero_grad" and asked.append(f))
+                        or signature(f, *a, **k))
+    weight = torch.nn.Parameter(torch.ones(3))
+
+    class NoSetToNone(torch.optim.SGD):
+        def zero_grad(self):  # an old-style optimizer
+            super().zero_grad(set_to_none=False)
+
+    engine = compat.default_engine("cpu")
+    for make, after_default in ((torch.optim.SGD, None), (NoSetToNone, 0.0)):
+        wrapped = engine.prepare(make([weight], lr=0.1))
+        assert isinstance(wrapped, AcceleratedOptimizer)
+        for _ in range(3):
+            weight.sum().backward()
+            wrapped.zero_grad()
+            assert weight.grad is None if after_default is None else torch.equal(weight.grad, torch.zeros(3))
+        weight.sum().backward()
+        if after_default is None:
+            wrapped.zero_grad(set_to_none=False)
+            assert torch.equal(weight.grad, torch.zeros(3))
+        else:
+            with pytest.raises(ValueError, match="set_to_none"):
+                wrapped.zero_grad(set_to_none=True)
+    assert len(asked) == 2  # once per zero_grad function, not per call

@@ -81,6 +81,17 @@ def assert_same_batches(expected, got):
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("rank,world", [(0, 1), (1, 2), (2, 3)])
+def test_index_batches_are_the_sampler_keys(shuffle, rank, world):
+    sampler = ShardedBatchSampler(13, batch_size=5, shuffle=shuffle, seed=3).shard(rank, world)
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        keys = [[(i, v is None or bool(v[j])) for j, i in enumerate(p.tolist())] for p, v in sampler.index_batches()]
+        assert keys == list(sampler) and len(keys) == len(sampler)
+        assert all(p.dtype == torch.long for p, _ in sampler.index_batches())
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
 @pytest.mark.parametrize("rank,world", [(0, 1), (2, 3)])  # (2, 3): a DDP rank's slices, padding included
 def test_batched_fetching_yields_the_per_item_batches(tmp_path, shuffle, rank, world):
     dataset = all_types_frame(tmp_path)
@@ -142,7 +153,10 @@ def test_default_workers_and_placement_modes(tmp_path):
     assert not listed.in_memory and not listed.reads_per_item and default_num_workers(listed) == 0
     loader = DataLoader(BatchedSubset(dataset, [0, 1]), batch_sampler=ShardedBatchSampler(2, 2),
                         collate_fn=collate_batch)
-    assert resolve_mode("auto", loader, CPU) == "off"  # on the CPU "auto" is the plain DataLoader
+    assert resolve_mode("auto", loader, CPU) == "off"  # image files on the CPU: the DataLoader's workers read them
+    memory_loader = DataLoader(BatchedSubset(in_memory, [0, 1]), batch_sampler=ShardedBatchSampler(2, 2),
+                               collate_fn=collate_batch)
+    assert resolve_mode("auto", memory_loader, CPU) == "pinned"  # in memory: gathered from the tensors directly
     assert resolve_mode("pinned", loader, CPU) == "pinned" and resolve_mode("resident", loader, CPU) == "resident"
 
 

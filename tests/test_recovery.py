@@ -363,21 +363,26 @@ def test_nan_guard_reads_nothing_per_batch_and_names_the_first_bad_task_and_batc
     from helpers import numbers_flows
 
     flow, _ = numbers_flows()
-    guard = NanGuardCallback(flow)
-    forbid, allow = no_host_reads
-    runners = list(_batches(flow, poison_step=2, poison_task="predict_positive"))
-    forbid()
-    for runner in runners:
-        guard.on_batch_end(runner)
-    allow()
-    with pytest.raises(NonFiniteError, match="task 'numerical_flow.predict_positive' produced NaN or inf logits in "
-                                             "loader 'train', epoch 7, batch 2 of 3, samples at dataset positions "
-                                             "\\[22\\]"):
-        guard.on_loader_end(runners[-1])
-    clean = NanGuardCallback(flow)
-    for runner in _batches(flow):
-        clean.on_batch_end(runner)
-    clean.on_loader_end(runner)  # nothing to report
+    for read_on_cpu in (False, True):  # the device path (CPU tensors standing in), then the CPU's own
+        guard = NanGuardCallback(flow)
+        guard.read_on_cpu = read_on_cpu
+        forbid, allow = no_host_reads
+        runners = list(_batches(flow, poison_step=2, poison_task="predict_positive"))
+        if not read_on_cpu:
+            forbid()
+        for runner in runners:
+            guard.on_batch_end(runner)
+        allow()
+        with pytest.raises(NonFiniteError, match="task 'numerical_flow.predict_positive' produced NaN or inf logits "
+                                                 "in loader 'train', epoch 7, batch 2 of 3, samples at dataset "
+                                                 "positions \\[22\\]"):
+            guard.on_loader_end(runners[-1])
+        clean = NanGuardCallback(flow)
+        clean.read_on_cpu = read_on_cpu
+        for runner in _batches(flow):
+            clean.on_batch_end(runner)
+        clean.on_loader_end(runner)  # nothing to report
+        assert clean._step is None or int(clean._step) < 0
 
 
 def test_nan_guard_reports_a_bad_loss_and_can_check_every_n_batches():

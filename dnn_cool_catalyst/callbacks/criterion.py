@@ -7,6 +7,7 @@ import torch
 from catalyst.core.callback import CallbackOrder, ICriterionCallback
 
 from ..flow.batch import shared_ground_truth_masks
+from ..kept_batches import keep
 from ..losses import FlowLoss
 from ..parallel.distributed import all_reduce_sum, world_size
 from ..parallel.replicas import REDUCTION_KEY
@@ -43,8 +44,9 @@ class FlowCriterionCallback(ICriterionCallback):
         self._reset()
 
     def _reset(self):
-        self._total = self._samples = None
-        self._task_names = self._task_sums = self._task_counts = None
+        self._samples = None
+        self._task_names = None
+        self._rows: list = []  # per batch: [per-task losses, per-task valid counts, the batch's loss x its size]
 
     def on_loader_start(self, runner) -> None:
         self._reset()
@@ -80,25 +82,24 @@ class FlowCriterionCallback(ICriterionCallback):
             share = self.loss_fn.combine(per_task, counts, global_counts)  # this process's part of the batch loss
             runner.batch_metrics[self.loss_key] = share * world
             batch_total = share.detach() * summed[-1]  # summed over processes at loader end: loss x batch size
-        self._total = batch_total if self._total is None else self._total + batch_total
         self._samples = n if self._samples is None else self._samples + n
-        # All tasks in one vector: a few kernels per batch instead of three per task.
-        names = list(per_task)
-        task_counts = torch.stack([torch.as_tensor(counts[name]).reshape(()) for name in names])
-        weighted = torch.stack([per_task[name].detach().reshape(()) for name in names]) * task_counts
-        if self._task_names is None:
-            self._task_names, self._task_sums, self._task_counts = names, weighted, task_counts
-        else:
-            self._task_sums, self._task_counts = self._task_sums + weighted, self._task_counts + task_counts
+        # One small row per batch (one stack, which promotes the integer counts; no accumulation kernels), summed
+        # at loader end in float64.
+        names = self._task_names = self._task_names or list(per_task)
+        row = torch.stack([per_task[name].detach().reshape(()) for name in names]
+                          + [torch.as_tensor(counts[name]).reshape(()) for name in names] + [batch_total.reshape(())])
+        keep(self._rows, row[None])
 
     def on_loader_end(self, runner) -> None:
-        if self._total is None:
+        if not self._rows:
             return
         names = self._task_names
-        device = self._total.device
-        packed = torch.cat([torch.stack([torch.as_tensor(v, dtype=torch.float64, device=device).reshape(())
-                                         for v in (self._total, self._samples)]),
-                            self._task_sums.to(device, torch.float64), self._task_counts.to(device, torch.float64)])
+        t = len(names)
+        rows = torch.cat(self._rows).to(torch.float64)
+        device = rows.device
+        samples = torch.as_tensor(self._samples, dtype=torch.float64, device=device).reshape(1)
+        losses, counts = rows[:, :t], rows[:, t:2 * t]
+        packed = torch.cat([rows[:, 2 * t].sum().reshape(1), samples, (losses * counts).sum(0), counts.sum(0)])
         values = (all_reduce_sum(packed) if world_size() > 1 else packed).tolist()  # the one host read
         total, samples = values[0], values[1]
         runner.loader_metrics[self.loss_key] = total / max(samples, 1)

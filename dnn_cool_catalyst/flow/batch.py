@@ -49,10 +49,12 @@ def ground_truth_masks(graph: CompiledGraph, batch: Mapping, labels=None) -> Dic
 GROUND_TRUTH_MASKS_KEY = "ground_truth_masks"
 
 
-def shared_ground_truth_masks(graph: CompiledGraph, batch: MutableMapping) -> Dict[str, torch.Tensor]:
+def shared_ground_truth_masks(graph: CompiledGraph, batch: MutableMapping, store: bool = True
+                              ) -> Dict[str, torch.Tensor]:
     """:func:`ground_truth_masks` computed once per batch: the first caller (the loss callback) stores them in
     ``batch[GROUND_TRUTH_MASKS_KEY]`` as ``(graph, masks)``, later ones (the metrics callback) reuse them. They
     depend only on the batch's labels, and the runner builds a new batch dict every step, so they never go stale.
+    ``store=False`` reuses stored masks but leaves the batch as it is (for batches that are not the runner's).
 
     Example:
         >>> import torch
@@ -72,5 +74,6 @@ def shared_ground_truth_masks(graph: CompiledGraph, batch: MutableMapping) -> Di
     if cached is not None and cached[0] is graph:
         return cached[1]
     masks = ground_truth_masks(graph, batch)
-    batch[GROUND_TRUTH_MASKS_KEY] = (graph, masks)
+    if store:
+        batch[GROUND_TRUTH_MASKS_KEY] = (graph, masks)
     return masks

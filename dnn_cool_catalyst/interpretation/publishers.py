@@ -56,6 +56,8 @@ class TabularPublisher(Publisher):
         self.max_values = max_values
 
     def cell(self, value):
+        if hasattr(value, "detach") and value.ndim == 0:
+            return format_number(value.item())  # a tensor's single number: no trip through numpy
         arr = to_numpy(value)
         if arr.dtype.kind in "OUS":
             return _escape(str(value))

@@ -20,7 +20,7 @@ from typing import Dict, List, Mapping, Tuple
 import numpy as np
 import torch
 
-from ..flow.batch import batch_labels, ground_truth_masks, output_logits
+from ..flow.batch import batch_labels, output_logits, shared_ground_truth_masks
 from ..flow.graph import CompiledGraph
 from ..kept_batches import keep
 from ..tasks.base import sample_mask
@@ -51,12 +51,12 @@ class LossCollector:
 
     @torch.no_grad()
     def update(self, outputs, batch: Mapping) -> None:
-        labels = batch_labels(self.graph, batch)
-        masks = ground_truth_masks(self.graph, batch, labels)
+        masks = shared_ground_truth_masks(self.graph, batch, store=False)  # the loss callback's, when it ran first
+        targets = batch_labels(self.graph, batch)[0]
         index = batch["index"]
         n = int(index.shape[0])
         logits = output_logits(self.graph, outputs, n)
-        self.add({name: task.per_sample_loss(logits[name], labels[0][name], masks[name])
+        self.add({name: task.per_sample_loss(logits[name], targets[name], masks[name])
                   for name, task in self.graph.tasks.items()},
                  {name: sample_mask(mask) for name, mask in masks.items()}, index)
 

@@ -111,6 +111,14 @@ def publish_extremes(writer, selection, source: SampleSource, publishers: Mappin
     are written for the kinds in ``frame_kinds`` only (the tables for both). Returns the tags written."""
     views = views or {}
     tags = []
+    cells_of = {}  # a sample picked for several tasks: its input cells are made once
+
+    def input_cells(index, inputs) -> Dict[str, str]:
+        if index not in cells_of:
+            cells_of[index] = {column: publishers[column].cell(value) for column, value in inputs.items()
+                               if publishers.get(column) is not None}
+        return cells_of[index]
+
     for key, kinds in selection.items():
         path = paths.get(key, key) if key != OVERALL else OVERALL
         for kind, examples in kinds.items():
@@ -119,23 +127,22 @@ def publish_extremes(writer, selection, source: SampleSource, publishers: Mappin
             rows = []
             for position, (index, row_id, loss) in enumerate(examples, start=1):
                 view = views.get(index)
-                cells, box_text = {}, []
-                for column, value in source.inputs(index).items():
+                box_text = []
+                inputs = source.inputs(index)
+                for column, value in inputs.items():
                     publisher = publishers.get(column)
-                    if publisher is None:
+                    if publisher is None or kind not in frame_kinds:
                         continue
                     image_tag = f"{tag}/{position}/{column}"
-                    picture = publisher.image(value) if kind in frame_kinds else None
+                    picture = publisher.image(value)
                     if picture is not None:
                         drawn, box_lines = _boxes(view, boxes, column) if view is not None else ([], [])
                         add_frame(writer, image_tag, draw_boxes(picture, drawn), step)
                         box_text += box_lines
                         tags.append(image_tag)
-                    elif kind in frame_kinds and publisher.publish(writer, image_tag, value, step):
+                    elif publisher.publish(writer, image_tag, value, step):
                         tags.append(image_tag)
-                    cell = publisher.cell(value)
-                    if cell is not None:
-                        cells[column] = cell
+                cells = {column: cell for column, cell in input_cells(index, inputs).items() if cell is not None}
                 columns = columns if columns is not None else list(cells)
                 rows.append(([str(position), _escape(str(row_id)), f"{loss:.4g}"] + _middle(key, view, paths),
                              _escape("; ".join(box_text)), [cells.get(c, "") for c in columns]))

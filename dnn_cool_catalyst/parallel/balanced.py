@@ -13,7 +13,7 @@ Example:
 """
 from __future__ import annotations
 
-from typing import List, Sequence
+from typing import Sequence
 
 import torch
 
@@ -30,8 +30,8 @@ class WeightedDraw:
         self.weights = torch.as_tensor(weights, dtype=torch.float64)
         self.epoch_size = int(self.weights.numel())
 
-    def order(self, generator: torch.Generator) -> List[int]:
-        return torch.multinomial(self.weights, self.epoch_size, replacement=True, generator=generator).tolist()
+    def order(self, generator: torch.Generator) -> torch.Tensor:
+        return torch.multinomial(self.weights, self.epoch_size, replacement=True, generator=generator)
 
 
 class NegativesDraw:
@@ -45,10 +45,10 @@ class NegativesDraw:
         self.num_negatives = min(len(self.negatives), int(round(ratio * len(self.positives))))
         self.epoch_size = len(self.positives) + self.num_negatives + len(self.others)
 
-    def order(self, generator: torch.Generator) -> List[int]:
+    def order(self, generator: torch.Generator) -> torch.Tensor:
         chosen = self.negatives[torch.randperm(len(self.negatives), generator=generator)[:self.num_negatives]]
         rows = torch.cat([self.positives, chosen, self.others])
-        return rows[torch.randperm(len(rows), generator=generator)].tolist()
+        return rows[torch.randperm(len(rows), generator=generator)]
 
 
 class BalancedBatchSampler(ShardedBatchSampler):
@@ -67,11 +67,6 @@ class BalancedBatchSampler(ShardedBatchSampler):
         sampler.epoch = self.epoch
         return sampler
 
-    def global_batches(self):
+    def epoch_order(self) -> torch.Tensor:
         generator = torch.Generator().manual_seed((self.seed + self.epoch) * 65_537 + _SALT)
-        order = self.draw.order(generator)
-        for start in range(0, len(order), self.global_batch_size):
-            batch = order[start:start + self.global_batch_size]
-            if self.drop_last and len(batch) < self.global_batch_size:
-                return
-            yield batch
+        return self.draw.order(generator)

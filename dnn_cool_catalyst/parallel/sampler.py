@@ -18,7 +18,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Iterator, List, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 from torch.utils.data import Sampler, Subset
@@ -29,8 +29,8 @@ from ..tasks.base import broadcast_to_elements
 Key = Tuple[int, bool]  # (position in the dataset, whether it is a real sample rather than padding)
 
 
-def epoch_permutation(num_samples: int, seed: int) -> List[int]:
-    """The order ``DataLoader(shuffle=True)`` yields right after ``torch.manual_seed(seed)``, drawn from a
+def epoch_order(num_samples: int, seed: int) -> torch.Tensor:
+    """The order (a LongTensor) ``DataLoader(shuffle=True)`` yields right after ``torch.manual_seed(seed)``, drawn from a
     private generator.
 
     Catalyst seeds the global RNG with ``seed + epoch`` before each loader (``seed + rank + epoch`` under DDP), and
@@ -41,7 +41,12 @@ def epoch_permutation(num_samples: int, seed: int) -> List[int]:
     generator = torch.Generator().manual_seed(int(seed))
     torch.empty((), dtype=torch.int64).random_(generator=generator)  # the loader iterator's base seed
     sampler_seed = int(torch.empty((), dtype=torch.int64).random_(generator=generator))
-    return torch.randperm(num_samples, generator=torch.Generator().manual_seed(sampler_seed)).tolist()
+    return torch.randperm(num_samples, generator=torch.Generator().manual_seed(sampler_seed))
+
+
+def epoch_permutation(num_samples: int, seed: int) -> List[int]:
+    """:func:`epoch_order` as a list of ints."""
+    return epoch_order(num_samples, seed).tolist()
 
 
 class ShardedBatchSampler(Sampler[List[Key]]):
@@ -79,20 +84,46 @@ class ShardedBatchSampler(Sampler[List[Key]]):
         sampler.epoch = self.epoch
         return sampler
 
-    def global_batches(self) -> Iterator[List[int]]:
-        order = epoch_permutation(self.num_samples, self.seed + self.epoch) if self.shuffle \
-            else list(range(self.num_samples))
-        for start in range(0, self.num_samples, self.global_batch_size):
+    def epoch_order(self) -> torch.Tensor:
+        """This epoch's global order of positions (a LongTensor): a seeded permutation, or ``0..n-1``."""
+        if self.shuffle:
+            return epoch_order(self.num_samples, self.seed + self.epoch)
+        return torch.arange(self.num_samples)
+
+    def _global_slices(self, order) -> Iterator:
+        for start in range(0, len(order), self.global_batch_size):
             batch = order[start:start + self.global_batch_size]
             if self.drop_last and len(batch) < self.global_batch_size:
                 return
             yield batch
+
+    def global_batches(self) -> Iterator[List[int]]:
+        return self._global_slices(self.epoch_order().tolist())
 
     def __iter__(self) -> Iterator[List[Key]]:
         for batch in self.global_batches():
             k = math.ceil(len(batch) / self.world_size)
             part = batch[self.rank * k:(self.rank + 1) * k]
             yield [(i, True) for i in part] + [(batch[0], False)] * (k - len(part))
+
+    def index_batches(self) -> Iterator[Tuple[torch.Tensor, Optional[torch.Tensor]]]:
+        """The batches of iterating the sampler as ``(positions, valid)``: a LongTensor of positions and, where a
+        batch holds padding, a BoolTensor marking its real samples (None when all are real). Same batches, same
+        order, without a Python tuple per sample (what gathering whole batches from tensors wants).
+
+        Example:
+            >>> [(p.tolist(), v if v is None else v.tolist())
+            ...  for p, v in ShardedBatchSampler(5, batch_size=4).shard(rank=1, world_size=2).index_batches()]
+            [([2, 3], None), ([4], [False])]
+        """
+        for batch in self._global_slices(self.epoch_order()):
+            k = math.ceil(len(batch) / self.world_size)
+            part = batch[self.rank * k:(self.rank + 1) * k]
+            real = len(part)
+            if real == k:
+                yield part, None
+            else:  # padded with the global batch's first position, marked not real
+                yield torch.cat([part, batch[:1].expand(k - real)]), torch.arange(k) < real
 
     def __len__(self) -> int:
         full, rest = divmod(self.num_samples, self.global_batch_size)

@@ -8,7 +8,10 @@
 - ``"pinned"``: batches are gathered on the CPU in their stored dtype, copied from pinned memory with
   ``non_blocking`` (the next batch is on its way while the current one is used) and decoded on the device.
 - ``"auto"`` (the default): on a CUDA device, ``"resident"`` when every input column is in memory and the split's
-  tensors take at most :data:`RESIDENT_FRACTION` of the free device memory, else ``"pinned"``; elsewhere ``"off"``.
+  tensors take at most :data:`RESIDENT_FRACTION` of the free device memory, else ``"pinned"``. On the CPU,
+  ``"pinned"`` when every input column is in memory: batches are gathered straight from the stored tensors (there
+  is nothing to pin or copy; the DataLoader's own machinery cost more than the gathering), else ``"off"``, where
+  DataLoader workers read the per-item columns (image files).
 
 All four yield the same batches, in the same order, as the DataLoader: same keys
 (``inputs, targets, available, index, valid``), same values, since the batch sampler is the same object.
@@ -72,7 +75,7 @@ def resolve_mode(device_data: str, loader, device: torch.device) -> str:
         return "off"
     if device_data == "auto":
         if device.type != "cuda":
-            return "off"
+            return "pinned" if flow_dataset.in_memory else "off"
         nbytes = split_bytes(flow_dataset, len(indices))
         free, _ = torch.cuda.mem_get_info(device)
         return "resident" if nbytes is not None and nbytes <= RESIDENT_FRACTION * free else "pinned"
@@ -126,27 +129,44 @@ class DeviceBatches:
         # and every other random op see the same RNG stream as on the DataLoader path (same results, same seed).
         torch.empty((), dtype=torch.int64).random_()
         if self.mode == "resident":
-            for keys in self.batch_sampler:
-                yield self._gather(keys)
+            for positions, valid in self._position_batches():
+                yield self._gather(positions, valid)
             return
         pending = None
-        for keys in self.batch_sampler:
-            batch = self._transfer(keys)  # issued before the previous batch is handed out: the copies overlap
+        for positions, valid in self._position_batches():
+            batch = self._transfer(positions, valid)  # issued before the previous batch is handed out: overlap
             if pending is not None:
                 yield pending
             pending = batch
         if pending is not None:
             yield pending
 
+    def _position_batches(self):
+        """``(positions, valid)`` per batch of the sampler: positions in the split (LongTensor), valid None when
+        every sample is real, else a BoolTensor (DDP padding)."""
+        index_batches = getattr(self.batch_sampler, "index_batches", None)
+        if index_batches is not None:
+            yield from index_batches()
+            return
+        for keys in self.batch_sampler:  # a sampler of keys of its own
+            positions, real = split_keys(keys)
+            yield torch.tensor(positions, dtype=torch.long), None if all(real) else torch.tensor(real)
+
+    @staticmethod
+    def _marked(batch: dict, n: int, valid: Optional[torch.Tensor], device: torch.device) -> dict:
+        if valid is None:
+            batch["valid"] = torch.ones(n, dtype=torch.bool, device=device)
+            return batch
+        batch["valid"] = valid.to(device, non_blocking=True)
+        return mark_padding(batch, valid.tolist())
+
     # -- resident: everything on the device ------------------------------------------------------------------
-    def _gather(self, keys) -> dict:
-        positions, real = split_keys(keys)
-        pos = torch.tensor(positions, dtype=torch.long).to(self.device, non_blocking=True)
-        valid = torch.tensor(real, dtype=torch.bool).to(self.device, non_blocking=True)
+    def _gather(self, positions: torch.Tensor, valid: Optional[torch.Tensor]) -> dict:
+        pos = positions.to(self.device, non_blocking=True)
         inputs = {}
         for name, values in self._inputs.items():
             if not isinstance(values, torch.Tensor):  # read per item
-                rows = take(values, self._rows[torch.tensor(positions, dtype=torch.long)])
+                rows = take(values, self._rows.index_select(0, positions))
                 inputs[name] = rows.to(self.device, non_blocking=True) if isinstance(rows, torch.Tensor) else rows
                 continue
             rows = values.index_select(0, pos)
@@ -155,13 +175,12 @@ class DeviceBatches:
         batch = {"inputs": inputs,
                  "targets": {name: t.index_select(0, pos) for name, t in self._targets.items()},
                  "available": {name: t.index_select(0, pos) for name, t in self._available.items()},
-                 "index": self._index.index_select(0, pos), "valid": valid}
-        return mark_padding(batch, real)
+                 "index": self._index.index_select(0, pos)}
+        return self._marked(batch, len(positions), valid, self.device)
 
-    # -- pinned: gathered on the CPU as stored, decoded on the device ---------------------------------------
-    def _transfer(self, keys) -> dict:
-        positions, real = split_keys(keys)
-        rows = self._index[torch.tensor(positions, dtype=torch.long)]
+    # -- pinned: gathered on the CPU as stored, decoded on the device (on the CPU: gathered, nothing to copy) --
+    def _transfer(self, positions: torch.Tensor, valid: Optional[torch.Tensor]) -> dict:
+        rows = self._index.index_select(0, positions)
         pin = self.device.type == "cuda"
 
         def send(tensor):
@@ -180,5 +199,5 @@ class DeviceBatches:
         batch = {"inputs": inputs,
                  "targets": {name: send(t.index_select(0, rows)) for name, t in self._targets.items()},
                  "available": {name: send(t.index_select(0, rows)) for name, t in self._available.items()},
-                 "index": send(rows), "valid": send(torch.tensor(real, dtype=torch.bool))}
-        return mark_padding(batch, real)
+                 "index": send(rows)}
+        return self._marked(batch, len(positions), None if valid is None else send(valid), self.device)

@@ -26,6 +26,13 @@ from ..errors import TaskError  # defined there with every library error; re-exp
 RESERVED_TASK_NAMES = frozenset({"overall"})
 
 
+
+def masked_mean(elements: torch.Tensor, mask: torch.Tensor, count: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mean of ``elements`` where ``mask`` holds, 0 (in the graph) where nothing does; ``count``: ``mask.sum()``
+    when the caller has it already."""
+    count = mask.sum() if count is None else count
+    return torch.where(mask, elements, 0.0).sum() / count.clamp(min=1)
+
 class Task:
     #: How the task may be used as a precondition: ``"bool"`` allows ``out.task`` / ``~out.task``,
     #: ``"eq"`` allows ``out.task == value``. An empty set means the task cannot gate other tasks.
@@ -88,8 +95,7 @@ class Task:
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Mean loss over the masked label elements; exactly 0 (still in the graph) when none is valid."""
-        elements = self.element_loss(logits, target)
-        return torch.where(mask, elements, 0.0).sum() / mask.sum().clamp(min=1)
+        return masked_mean(self.element_loss(logits, target), mask)
 
     def per_sample_loss(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Loss of each sample ``(N,)``: mean over its valid label elements, 0 where it has none."""
