@@ -227,8 +227,6 @@ class FlowMetrics:
         masks = ground_truth_masks(self.graph, batch, labels) if masks is None else masks
         logits = output_logits(self.graph, outputs, next(iter(targets.values())).shape[0])
         entry = {name: (logits[name].detach(), targets[name], masks[name]) for name in self.metrics}
-        if self._pending and not _same_layout(self._pending[0], entry):  # e.g. token tasks padded per batch
-            self.flush()
         self._pending.append(entry)
         self._pending_bytes += sum(t.numel() * t.element_size() for parts in entry.values() for t in parts)
         if len(self._pending) >= self.pending_batches_limit or self._pending_bytes >= self.pending_bytes_limit:
@@ -239,11 +237,15 @@ class FlowMetrics:
         pending, self._pending, self._pending_bytes = self._pending, [], 0
         if not pending:
             return
-        if len(pending) == 1:
-            joined = pending[0]
-        else:
-            joined = {name: tuple(torch.cat([entry[name][k] for entry in pending]) for k in range(3))
-                      for name in self.metrics}
+        try:
+            joined = pending[0] if len(pending) == 1 else {
+                name: tuple(torch.cat([entry[name][k] for entry in pending]) for k in range(3))
+                for name in self.metrics}
+        except RuntimeError:  # batches that do not stack (e.g. token tasks padded per batch): one at a time
+            for entry in pending:
+                self._update_now({n: v[0] for n, v in entry.items()}, {n: v[1] for n, v in entry.items()},
+                                 {n: v[2] for n, v in entry.items()})
+            return
         self._update_now({n: v[0] for n, v in joined.items()}, {n: v[1] for n, v in joined.items()},
                          {n: v[2] for n, v in joined.items()})
 
@@ -315,8 +317,3 @@ class FlowMetrics:
         self.flush()
         return {self.graph.paths[name]: metric.compute() for name, metric in self.metrics.items()}
 
-
-def _same_layout(first: dict, entry: dict) -> bool:
-    """Whether ``entry``'s tensors can be concatenated with ``first``'s along the batch dimension."""
-    return all(a.shape[1:] == b.shape[1:] and a.dtype == b.dtype and a.device == b.device
-               for name, parts in entry.items() for a, b in zip(first[name], parts))

@@ -4,7 +4,8 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, precision_score, recall_score
 
-from dnn_cool_catalyst import BinaryTask, ClassificationTask, MultilabelTask, RegressionTask, TaskFlow
+from dnn_cool_catalyst import (BinaryTask, ClassificationTask, MultilabelTask, RegressionTask, TaskFlow,
+                               TokenClassificationTask)
 from dnn_cool_catalyst.metrics import TaskMetric
 
 
@@ -134,22 +135,33 @@ def test_pending_batches_give_the_statistics_of_batch_by_batch_updates():
         assert metric.num_samples == eager.metrics[name].num_samples
 
 
-def test_pending_batches_of_another_layout_are_computed_first():
+def test_pending_batches_that_do_not_stack_are_computed_one_at_a_time():
+    # token tasks are padded per batch, so pending batches of different lengths cannot be concatenated
     def flow_fn(flow, x, out):
-        out += flow.a(x.features)
+        out += flow.pos(x.features)
         return out
 
-    flow = TaskFlow.from_function(flow_fn, [BinaryTask("a", 2)])
-    metrics = flow.get_metrics()
+    flow = TaskFlow.from_function(flow_fn, [TokenClassificationTask("pos", 3)])
+    gen = torch.Generator().manual_seed(0)
 
-    def batch(dtype, n=4):
-        return ({"logits": {"a": torch.ones(n, dtype=dtype)}},
-                {"targets": {"a": torch.ones(n)}, "available": {"a": torch.ones(n, dtype=torch.bool)}})
+    def batch(length, n=4):
+        logits = torch.randn(n, length, 3, generator=gen)
+        target = torch.randint(0, 3, (n, length), generator=gen)
+        available = torch.rand(n, length, generator=gen) > 0.3
+        return {"logits": {"pos": logits}}, {"targets": {"pos": target}, "available": {"pos": available}}
 
-    metrics.update(*batch(torch.float32))
-    metrics.update(*batch(torch.float32))
-    assert len(metrics._pending) == 2
-    metrics.update(*batch(torch.float64))  # cannot be concatenated with the pending ones: they are computed first
-    assert len(metrics._pending) == 1 and metrics.metrics["a"].num_samples == 8
-    metrics.reset()
-    assert not metrics._pending and metrics.metrics["a"].state is None
+    batches = [batch(5), batch(5), batch(7), batch(2)]
+    pending, eager = flow.get_metrics(), flow.get_metrics()
+    eager.pending_batches_limit = 1
+    for outputs, labels in batches:
+        pending.update(outputs, labels)
+        eager.update(outputs, labels)
+    assert len(pending._pending) == 4 and not eager._pending
+    values = pending.compute()
+    assert not pending._pending and values == eager.compute()
+    assert torch.equal(pending.metrics["pos"].state, eager.metrics["pos"].state)
+    correct = sum(int(((o["logits"]["pos"].argmax(-1) == l["targets"]["pos"]) & l["available"]["pos"]).sum())
+                  for o, l in batches)
+    assert pending.metrics["pos"].state.tolist() == [correct, sum(int(l["available"]["pos"].sum()) for _, l in batches)]
+    pending.reset()
+    assert not pending._pending and pending.metrics["pos"].state is None
