@@ -120,3 +120,25 @@ def test_tensorboard_itself_reads_the_groups_images_and_texts(trained):
     assert "is_even/worst/text_summary" in tags["tensors"]
     image = accumulator.Images("is_even/worst/1/img")[-1]
     assert image.step == 3 and (image.width, image.height) == (5, 4)
+
+
+def test_a_loaders_scalars_are_one_event_that_tensorboard_reads_value_by_value(tmp_path):
+    from types import SimpleNamespace
+
+    from helpers import _events
+
+    logger = FlowTensorboardLogger(str(tmp_path))
+    runner = SimpleNamespace(loader_key="valid", epoch_step=4)
+    logger.log_metrics({"loss": 0.25, "is even/accuracy (x)": torch.tensor(0.5), "lr": 0.1}, "loader", runner)
+    logger.close_log()
+    path, = glob.glob(str(tmp_path / "valid" / "events.out.tfevents.*"))
+    summaries = [event for event in _events(path) if event.summary.value]
+    assert len(summaries) == 1 and summaries[0].step == 4
+    # lr kept on training loaders only; a tag with characters TensorBoard refuses is written as add_scalar would
+    assert {v.tag: v.simple_value for v in summaries[0].summary.value} == {
+        "loss/epoch": 0.25, "is_even/accuracy__x_/epoch": 0.5}
+    event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    accumulator = event_accumulator.EventAccumulator(str(tmp_path / "valid"))
+    accumulator.Reload()
+    assert sorted(accumulator.Tags()["scalars"]) == ["is_even/accuracy__x_/epoch", "loss/epoch"]
+    assert [(s.step, s.value) for s in accumulator.Scalars("loss/epoch")] == [(4, 0.25)]

@@ -86,8 +86,12 @@ class FlowCriterionCallback(ICriterionCallback):
         # One small row per batch (one stack, which promotes the integer counts; no accumulation kernels), summed
         # at loader end in float64.
         names = self._task_names = self._task_names or list(per_task)
-        row = torch.stack([per_task[name].detach().reshape(()) for name in names]
-                          + [torch.as_tensor(counts[name]).reshape(()) for name in names] + [batch_total.reshape(())])
+        parts = [per_task[name] for name in names] + [counts[name] for name in names] + [batch_total]
+        with torch.no_grad():  # detached without a detach() per value
+            try:
+                row = torch.stack(parts)
+            except (TypeError, RuntimeError):  # counts given as numbers, or values not of shape ()
+                row = torch.stack([torch.as_tensor(v).reshape(()) for v in parts])
         keep(self._rows, row[None])
 
     def on_loader_end(self, runner) -> None:

@@ -10,6 +10,8 @@ broken weights is ever written; the message still points at the first batch that
 """
 from __future__ import annotations
 
+import math
+
 from typing import List, Optional
 
 import torch
@@ -74,13 +76,13 @@ class NanGuardCallback(Callback):
             return torch.zeros(n, len(self.slots) - 1, dtype=torch.bool, device=loss.device)
         # A sum is NaN or inf when one of its terms is (or, harmlessly, when finite logits add up past 3e38):
         # one reduction per task instead of a finiteness test per element and task.
-        flat = [v.detach().reshape(n, -1) for v in output_logits(self.flow.graph, outputs, n).values()]
-        if self.read_on_cpu and flat[0].device.type == "cpu":
-            total = torch.cat(flat, 1).sum(dtype=torch.float32)
-            total = total + loss.detach().sum() if isinstance(loss, torch.Tensor) else total
-            if bool(torch.isfinite(total)):
-                return None
-        return ~torch.isfinite(torch.stack([v.sum(1, dtype=torch.float32) for v in flat], dim=1))
+        with torch.no_grad():  # no autograd bookkeeping for the views and the concatenation
+            flat = [v.reshape(n, -1) for v in output_logits(self.flow.graph, outputs, n).values()]
+            if self.read_on_cpu and flat[0].device.type == "cpu":
+                total = float(torch.cat(flat, 1).sum(dtype=torch.float32))
+                if math.isfinite(total + float(loss.sum()) if isinstance(loss, torch.Tensor) else total):
+                    return None
+            return ~torch.isfinite(torch.stack([v.sum(1, dtype=torch.float32) for v in flat], dim=1))
 
     def _record(self, runner, index, n: int, sample_bad: torch.Tensor, loss) -> None:
         """Fold this batch's flags into the on-device record of the first bad batch (no host read)."""
