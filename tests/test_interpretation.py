@@ -246,6 +246,37 @@ def test_publishers_are_chosen_by_column_then_type(tmp_path):
         publishers.get("y", None)
 
 
+def test_numeric_cells_read_for_all_picked_samples_at_once_equal_the_per_sample_cells(tmp_path):
+    from tensorboardX import SummaryWriter
+
+    from dnn_cool_catalyst.data import FlowDataset
+    from dnn_cool_catalyst.interpretation import SampleSource, publish_extremes
+
+    class Bracketed(TabularPublisher):  # a publisher of your own gets the sample's value, as before
+        def cell(self, value):
+            return f"[{super().cell(value)}]"
+
+    df = pd.DataFrame({"f": [0.5, 1.25, -2.0, 3.0, 7.125], "i": [1, 2, 3, 4, 5], "g": [9.5, 8.0, 7.0, 6.0, 5.5],
+                       "v": [np.array([k, k + 0.5]) for k in range(5)], "y": [1, 0, 1, 0, 1]})
+    converters = Converters()
+    converters.type.type_mapping["v"] = "array"
+    source = SampleSource(FlowDataset(converters.build(df, ["f", "i", "g", "v"], "y")))
+    publishers = Publishers()
+    publishers.col_mapping["g"] = Bracketed
+    publishers = publishers.for_columns(source.types)
+    one_by_one = SimpleNamespace(types=source.types, inputs=source.inputs)  # no numbers(): sample by sample
+    assert set(source.numbers([4, 1], ["f", "i", "g", "v"])) == {"f", "i", "g"}  # "v": two numbers per sample
+    selection = {"y": {"worst": [(4, "r4", 0.5), (1, "r1", 0.25)], "best": [(1, "r1", 0.25), (3, "r3", 0.1)]}}
+    texts = []
+    for i, src in enumerate((source, one_by_one)):
+        writer = SummaryWriter(str(tmp_path / str(i)))
+        publish_extremes(writer, selection, src, publishers, {"y": "flow.y"}, step=0)
+        writer.close()
+        texts.append(read_summaries(str(tmp_path / str(i)))["texts"])
+    assert texts[0] == texts[1]
+    assert texts[0]["flow.y/worst"][0][1].split("\n")[2] == "| 1 | r4 | 0.5 |  |  | 7.125 | 5 | [5.500] | v0=4, v1=4.500 |"
+
+
 def test_shards_of_distributed_processes_are_merged_on_rank_zero_only(monkeypatch):
     from dnn_cool_catalyst.callbacks import interpretation as module
 

@@ -1,8 +1,9 @@
 """Reading back the inputs and DataFrame row ids of samples picked by their dataset index."""
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
+import torch
 from torch.utils.data import Subset
 
 
@@ -35,10 +36,24 @@ class SampleSource:
             return {}
         return {name: None for name in self.dataset[0]["inputs"]}
 
-    def inputs(self, position: int) -> dict:
+    def inputs(self, position: int, names: Optional[Sequence[str]] = None) -> dict:
+        """The sample's inputs by column (only ``names`` when given and the dataset stores columns)."""
         if self._data is not None:
-            return {name: self._data.inputs[name][position] for name in self.types}
+            return {name: self._data.inputs[name][position] for name in (self.types if names is None else names)}
         return dict(self.dataset[position]["inputs"])
+
+    def numbers(self, positions: Sequence[int], names: Sequence[str]) -> Dict[str, Dict[int, float]]:
+        """``{column: {position: value}}`` for those of ``names`` stored as one number per sample (a 1-D
+        tensor), as Python numbers: one gather per column instead of one tensor per sample and column."""
+        if self._data is None or not positions:
+            return {}
+        rows = torch.as_tensor(list(positions), dtype=torch.long)
+        found = {}
+        for name in names:
+            column = self._data.inputs.get(name)
+            if isinstance(column, torch.Tensor) and column.dim() == 1:
+                found[name] = dict(zip(positions, column.index_select(0, rows).tolist()))
+        return found
 
     def batch(self, positions) -> dict:
         """The samples at dataset ``positions`` as one batch (inputs, targets, available, index), as a loader of

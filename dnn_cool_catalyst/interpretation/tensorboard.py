@@ -19,7 +19,7 @@ from tensorboardX import SummaryWriter
 from tensorboardX.proto.summary_pb2 import Summary
 
 from .frames import BoxOverlay, draw_boxes, encode_frame
-from .publishers import Publisher, _escape
+from .publishers import Publisher, TabularPublisher, _escape, format_number
 from .samples import SampleSource
 from .selection import OVERALL, Losses, rank
 
@@ -111,12 +111,24 @@ def publish_extremes(writer, selection, source: SampleSource, publishers: Mappin
     are written for the kinds in ``frame_kinds`` only (the tables for both). Returns the tags written."""
     views = views or {}
     tags = []
+    # Plain numeric columns (a table cell, nothing else) are read for every picked sample at once; the other
+    # columns per sample, as the publishers want them.
+    columns_in_order = list(source.types)
+    picked = sorted({index for kinds in selection.values() for examples in kinds.values() for index, _, _ in examples})
+    read_numbers = getattr(source, "numbers", None)  # a source of your own may read samples one by one only
+    numbers = read_numbers(picked, [c for c in columns_in_order if _numbers_only(publishers.get(c))]) \
+        if read_numbers is not None else {}
+    others = [c for c in columns_in_order if c not in numbers] if numbers else None
     cells_of = {}  # a sample picked for several tasks: its input cells are made once
 
     def input_cells(index, inputs) -> Dict[str, str]:
         if index not in cells_of:
-            cells_of[index] = {column: publishers[column].cell(value) for column, value in inputs.items()
-                               if publishers.get(column) is not None}
+            cells = {column: publishers[column].cell(value) for column, value in inputs.items()
+                     if publishers.get(column) is not None}
+            if numbers:
+                cells.update((column, format_number(values[index])) for column, values in numbers.items())
+                cells = {column: cells[column] for column in columns_in_order if column in cells}
+            cells_of[index] = cells
         return cells_of[index]
 
     for key, kinds in selection.items():
@@ -128,7 +140,7 @@ def publish_extremes(writer, selection, source: SampleSource, publishers: Mappin
             for position, (index, row_id, loss) in enumerate(examples, start=1):
                 view = views.get(index)
                 box_text = []
-                inputs = source.inputs(index)
+                inputs = source.inputs(index) if others is None else source.inputs(index, others)
                 for column, value in inputs.items():
                     publisher = publishers.get(column)
                     if publisher is None or kind not in frame_kinds:
@@ -151,6 +163,11 @@ def publish_extremes(writer, selection, source: SampleSource, publishers: Mappin
             writer.add_text(tag, _table(key, lines, columns or [], with_boxes), global_step=step)
             tags.append(tag)
     return tags
+
+
+def _numbers_only(publisher) -> bool:
+    """Whether ``publisher`` shows a number as :func:`format_number` does and publishes nothing else."""
+    return type(publisher) is TabularPublisher
 
 
 def _middle(key: str, view, paths) -> List[str]:
