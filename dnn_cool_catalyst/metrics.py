@@ -18,6 +18,7 @@ from typing import Dict
 
 import torch
 
+from .kept_batches import JOIN_EVERY
 from .parallel.precision import at_least_float32
 from .tasks.base import sample_mask
 
@@ -201,7 +202,7 @@ class FlowMetrics:
     #: then their statistics are computed in one pass: per batch, the dozen small kernels each task's statistics
     #: take cost as much as a small model's whole step (the 6-task tabular flow, benchmarks/README.md). Not a
     #: whole loader: tensors kept over many steps grow the C heap (see :mod:`dnn_cool_catalyst.kept_batches`);
-    #: these are freed at every flush.
+    #: for the same reason the pending batches are joined every ``JOIN_EVERY`` and freed at every flush.
     pending_batches_limit = 32
     pending_bytes_limit = 32 * 2 ** 20
 
@@ -209,11 +210,14 @@ class FlowMetrics:
         self.graph = graph
         self.metrics = {name: TaskMetric(task) for name, task in graph.tasks.items()}
         self._thresholds: Dict[tuple, torch.Tensor] = {}
-        self._pending: list = []
-        self._pending_bytes = 0
+        self._reset_pending()
+
+    def _reset_pending(self) -> None:
+        self._pending: list = []  # entries {task: (logits, targets, masks)}, the first _joined of them joined
+        self._joined = self._pending_batches = self._pending_bytes = 0
 
     def reset(self) -> None:
-        self._pending, self._pending_bytes = [], 0
+        self._reset_pending()
         for metric in self.metrics.values():
             metric.reset()
 
@@ -228,19 +232,31 @@ class FlowMetrics:
         logits = output_logits(self.graph, outputs, next(iter(targets.values())).shape[0])
         entry = {name: (logits[name].detach(), targets[name], masks[name]) for name in self.metrics}
         self._pending.append(entry)
+        self._pending_batches += 1
         self._pending_bytes += sum(t.numel() * t.element_size() for parts in entry.values() for t in parts)
-        if len(self._pending) >= self.pending_batches_limit or self._pending_bytes >= self.pending_bytes_limit:
+        if self._pending_batches >= self.pending_batches_limit or self._pending_bytes >= self.pending_bytes_limit:
             self.flush()
+        elif len(self._pending) - self._joined >= JOIN_EVERY:
+            self._join_recent()
+
+    def _join_recent(self) -> None:
+        """The batches added since the last join as one entry (or, if they do not concatenate, all computed)."""
+        try:
+            joined = _joined(self._pending[self._joined:])
+        except RuntimeError:
+            self.flush()
+            return
+        self._pending[self._joined:] = [joined]
+        self._joined += 1
 
     def flush(self) -> None:
         """Compute the statistics of the pending batches (all at once) and add them to each task's state."""
-        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        pending = self._pending
+        self._reset_pending()
         if not pending:
             return
         try:
-            joined = pending[0] if len(pending) == 1 else {
-                name: tuple(torch.cat([entry[name][k] for entry in pending]) for k in range(3))
-                for name in self.metrics}
+            joined = pending[0] if len(pending) == 1 else _joined(pending)
         except RuntimeError:  # batches that do not stack (e.g. token tasks padded per batch): one at a time
             for entry in pending:
                 self._update_now({n: v[0] for n, v in entry.items()}, {n: v[1] for n, v in entry.items()},
@@ -317,3 +333,7 @@ class FlowMetrics:
         self.flush()
         return {self.graph.paths[name]: metric.compute() for name, metric in self.metrics.items()}
 
+
+def _joined(entries: list) -> dict:
+    """Pending entries concatenated along the batch: one entry. RuntimeError when they do not concatenate."""
+    return {name: tuple(torch.cat([entry[name][k] for entry in entries]) for k in range(3)) for name in entries[0]}

@@ -157,6 +157,16 @@ def test_pending_batches_that_do_not_stack_are_computed_one_at_a_time():
         pending.update(outputs, labels)
         eager.update(outputs, labels)
     assert len(pending._pending) == 4 and not eager._pending
+    # Every JOIN_EVERY (8) batches the pending ones are joined; these do not join, so they are computed then.
+    batches += [batch(length) for length in (3, 3, 3, 3, 4, 3)]
+    for outputs, labels in batches[4:]:
+        pending.update(outputs, labels)
+        eager.update(outputs, labels)
+    assert len(pending._pending) == 2 and pending.metrics["pos"].state is not None
+    same_length = flow.get_metrics()
+    for _ in range(9):
+        same_length.update(*batch(4))
+    assert len(same_length._pending) == 2 and same_length._pending[0]["pos"][0].shape == (32, 4, 3)
     values = pending.compute()
     assert not pending._pending and values == eager.compute()
     assert torch.equal(pending.metrics["pos"].state, eager.metrics["pos"].state)

@@ -101,12 +101,12 @@ class InferenceMixin:
         finally:
             engine.cleanup()
 
-    @torch.no_grad()
     def _inference_device(self) -> torch.device:
         """The engine's device when the runner was given one (a CPU engine infers on the CPU), else CUDA if any."""
         return getattr(self._engine_arg, "device", None) or torch.device(
             "cuda" if torch.cuda.is_available() else "cpu")
 
+    @torch.no_grad()  # without it every kept output would hold its batch's whole autograd graph
     def _infer(self, splits, checkpoint: str, verbose: bool, device=None) -> dict:
         rank, world = parallel_world()
         self._use_fitted_targets()
