@@ -96,13 +96,9 @@ def describe_value(task, logits: torch.Tensor, activation: torch.Tensor, decoded
     if logits.dim() == 0:
         return describe_scalar(task, float(logits), float(activation), float(decoded), _threshold(task))
     if logits.dim() == 1 and decoded.dim() == 0:
-        names = _names(task, logits.shape[0])
-        k = max(1, min(int(getattr(task, "top_k", 1) or 1), logits.shape[0]))
-        # At least two classes, so the runner-up is visible even for top-1 tasks.
-        k = max(k, min(2, logits.shape[0]))
-        top = torch.argsort(activation, descending=True, stable=True)[:k].tolist()
-        ranked = ", ".join(f"{names[j]!r} {float(activation[j]):.3f} (logit {float(logits[j]):.3f})" for j in top)
-        return f"{names[int(decoded)]!r} (top-{k}: {ranked})"
+        top = torch.argsort(activation, descending=True, stable=True)[:shown_classes(task, logits.shape[0])]
+        return describe_class(_names(task, logits.shape[0]), logits.tolist(), activation.tolist(), int(decoded),
+                              top.tolist())
     if logits.dim() == 1 and decoded.shape == logits.shape:
         names = _names(task, logits.shape[0])
         chosen = [names[j] for j in range(len(names)) if float(decoded[j]) > 0.5]
@@ -113,6 +109,21 @@ def describe_value(task, logits: torch.Tensor, activation: torch.Tensor, decoded
     values = decoded.flatten().tolist()
     shown = ", ".join(format_number(v) for v in values[:16]) + (", ..." if len(values) > 16 else "")
     return f"[{shown}]"
+
+
+def shown_classes(task, n_classes: int) -> int:
+    """How many classes a one-class prediction lists: the task's ``top_k``, and at least two, so the runner-up
+    is visible even for top-1 tasks."""
+    k = max(1, min(int(getattr(task, "top_k", 1) or 1), n_classes))
+    return max(k, min(2, n_classes))
+
+
+def describe_class(names: Sequence[str], logits: Sequence[float], activation: Sequence[float], decoded: int,
+                   top: Sequence[int]) -> str:
+    """:func:`describe_value` of a one-class prediction from plain numbers: ``names`` of the classes, the
+    sample's ``logits`` and ``activation`` per class, the ``decoded`` class and the ``top`` classes to list."""
+    ranked = ", ".join(f"{names[j]!r} {activation[j]:.3f} (logit {logits[j]:.3f})" for j in top)
+    return f"{names[decoded]!r} (top-{len(top)}: {ranked})"
 
 
 def describe_scalar(task, logit: float, activation: float, decoded: float, threshold: Optional[float]) -> str:

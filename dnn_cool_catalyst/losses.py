@@ -97,11 +97,12 @@ class FlowLoss(nn.Module):
             return
         self._gradient_hook = self.log_vars.register_hook(lambda grad: all_reduce_sum(grad) / world_size())
 
-    def terms(self, outputs, batch, with_counts: bool = True, masks=None):
+    def terms(self, outputs, batch, with_counts: bool = True, masks=None, elements: Optional[dict] = None):
         """``(per_task, counts)``: each task's masked mean loss (in the graph, float32 or wider even under
         autocast) and its number of valid label elements (``None`` unless ``with_counts``: a plain training step
         does not need them, except under uncertainty weighting). ``masks``: the batch's ground-truth masks when
-        already computed (the training callbacks share them with the metrics)."""
+        already computed (the training callbacks share them with the metrics). ``elements``: a dict that receives
+        the element losses of the tasks whose loss is their masked mean (with counts only)."""
         labels = batch_labels(self.graph, batch)
         targets = labels[0]
         if masks is None:
@@ -113,7 +114,10 @@ class FlowLoss(nn.Module):
         for name, task in self.graph.tasks.items():
             value = at_least_float32(logits[name])
             if counts is not None and type(task).loss is Task.loss:  # the count it divides by is known already
-                per_task[name] = masked_mean(task.element_loss(value, targets[name]), masks[name], counts[name])
+                element = task.element_loss(value, targets[name])
+                if elements is not None:
+                    elements[name] = element
+                per_task[name] = masked_mean(element, masks[name], counts[name])
             else:
                 per_task[name] = task.loss(value, targets[name], masks[name])
         return per_task, counts

@@ -203,7 +203,7 @@ class FlowMetrics:
     #: take cost as much as a small model's whole step (the 6-task tabular flow, benchmarks/README.md). Not a
     #: whole loader: tensors kept over many steps grow the C heap (see :mod:`dnn_cool_catalyst.kept_batches`);
     #: for the same reason the pending batches are joined every ``JOIN_EVERY`` and freed at every flush.
-    pending_batches_limit = 32
+    pending_batches_limit = 64
     pending_bytes_limit = 32 * 2 ** 20
 
     def __init__(self, graph):

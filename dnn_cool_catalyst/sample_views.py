@@ -13,7 +13,8 @@ from typing import Dict, Mapping, Optional, Sequence
 
 import torch
 
-from .explain import _threshold, describe_scalar, describe_scalar_target, describe_target, describe_value
+from .explain import (_names, _threshold, describe_class, describe_scalar, describe_scalar_target, describe_target,
+                      describe_value, shown_classes)
 from .flow.batch import output_logits
 from .flow.graph import CompiledGraph
 
@@ -67,6 +68,9 @@ def sample_views(graph: CompiledGraph, outputs, targets: Mapping[str, torch.Tens
         if _one_value_per_sample(task, logits[name], target, avail):
             columns[name] = _scalar_views(task, logits[name], activations[name], decoded[name], target, avail, reach)
             continue
+        if _one_class_per_sample(task, logits[name], decoded[name], target, avail):
+            columns[name] = _class_views(task, logits[name], activations[name], decoded[name], target, avail, reach)
+            continue
         views = []
         for i in range(n):
             labelled = bool(avail[i].any())
@@ -88,6 +92,23 @@ def _one_value_per_sample(task, logits, target, available) -> bool:
     numbers, all samples at once (per sample and tensor, the same took most of a validation pass's extras)."""
     return (logits.dim() == 1 and target.dim() == 1 and available.dim() == 1
             and getattr(task, "explain_value", None) is None and getattr(task, "explain_target", None) is None)
+
+
+def _one_class_per_sample(task, logits, decoded, target, available) -> bool:
+    """Classification: class scores per sample, one decoded class and one class id label (no custom text)."""
+    return (logits.dim() == 2 and decoded.dim() == 1 and target.dim() == 1 and available.dim() == 1
+            and getattr(task, "explain_value", None) is None and getattr(task, "explain_target", None) is None)
+
+
+def _class_views(task, logits, activations, decoded, target, available, reached) -> list:
+    names = _names(task, logits.shape[1])
+    top = torch.argsort(activations, dim=1, descending=True, stable=True)[:, :shown_classes(task, logits.shape[1])]
+    return [TaskView(target=describe_scalar_target(task, float(label)) if labelled else "not labelled",
+                     prediction=describe_class(names, row_logits, row_activations, int(value), row_top),
+                     target_value=None, predicted_value=None, reached=reach)
+            for row_logits, row_activations, value, row_top, label, labelled, reach in zip(
+                logits.tolist(), activations.tolist(), decoded.tolist(), top.tolist(), target.tolist(),
+                available.tolist(), reached)]
 
 
 def _scalar_views(task, logits, activations, decoded, target, available, reached) -> list:

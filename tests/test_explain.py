@@ -125,3 +125,33 @@ def test_custom_tasks_can_format_their_own_nodes_and_bad_input_is_named():
         explainer({"dial": torch.tensor([1.0])}, labels=["x", "y"])
     with pytest.raises(TaskError, match="no logits for task 'dial'"):
         explainer({"other": torch.tensor([1.0])})
+
+
+@pytest.mark.parametrize("top_k", [1, 3])
+def test_views_of_many_samples_read_as_each_sample_described_alone(top_k):
+    from dnn_cool_catalyst.explain import describe_target, describe_value
+    from dnn_cool_catalyst.sample_views import sample_views
+
+    def flow_fn(flow, x, out):
+        out += flow.kind(x.features)
+        out += flow.door(x.features) | (out.kind == "van")
+        return out
+
+    kind = ClassificationTask("kind", 4, class_names=["car", "van", "bus", "bike"], in_features=3)
+    kind.top_k = top_k
+    flow = TaskFlow.from_function(flow_fn, [kind, BinaryTask("door", 3)])
+    gen = torch.Generator().manual_seed(1)
+    n = 9
+    logits = {"kind": torch.randn(n, 4, generator=gen), "door": torch.randn(n, generator=gen)}
+    targets = {"kind": torch.randint(0, 4, (n,), generator=gen).float(), "door": torch.ones(n)}
+    available = {"kind": torch.rand(n, generator=gen) > 0.3, "door": torch.ones(n, dtype=torch.bool)}
+    views = sample_views(flow.graph, {"logits": logits}, targets, available, list(range(50, 50 + n)))
+    for i in range(n):
+        view = views[50 + i].tasks["kind"]
+        activation = torch.softmax(logits["kind"][i], -1)
+        assert view.prediction == describe_value(kind, logits["kind"][i], activation, logits["kind"][i].argmax())
+        assert view.target == describe_target(kind, targets["kind"][i], available["kind"][i])
+        assert view.target_value is None and view.predicted_value is None
+    assert f"(top-{max(top_k, 2)}: " in views[50].tasks["kind"].prediction
+    assert {views[50 + i].tasks["kind"].target for i in range(n)} - {"'car'", "'van'", "'bus'", "'bike'"} == {
+        "not labelled"}

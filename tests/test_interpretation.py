@@ -198,6 +198,49 @@ def test_collector_is_exact_across_batches_with_empty_batches_and_matches_stored
     assert len(collected["multiple_three"][0]) == 0
 
 
+def test_collector_reads_the_loss_callbacks_element_losses_with_the_same_result():
+    from dnn_cool_catalyst import BinaryTask, MultilabelTask, TaskFlow
+    from dnn_cool_catalyst.flow.batch import ELEMENT_LOSSES_KEY, shared_ground_truth_masks
+
+    class Halved(BinaryTask):  # a per-sample loss of its own: computed by the task, not from element losses
+        def per_sample_loss(self, logits, target, mask):
+            return super().per_sample_loss(logits, target, mask) / 2
+
+    def flow_fn(flow, x, out):
+        out += flow.door(x.features)
+        out += flow.tags(x.features) | out.door
+        out += flow.half(x.features)
+        return out
+
+    flow = TaskFlow.from_function(flow_fn, [BinaryTask("door", 4), MultilabelTask("tags", 3, in_features=4), Halved("half", 4)])
+    gen = torch.Generator().manual_seed(0)
+    n = 12
+    outputs = {"logits": {"door": torch.randn(n, generator=gen), "tags": torch.randn(n, 3, generator=gen),
+                          "half": torch.randn(n, generator=gen)}}
+    batch = {"index": torch.arange(n) + 100,
+             "targets": {"door": (torch.rand(n, generator=gen) > 0.5).float(),
+                         "tags": (torch.rand(n, 3, generator=gen) > 0.5).float(),
+                         "half": (torch.rand(n, generator=gen) > 0.5).float()},
+             "available": {"door": torch.rand(n, generator=gen) > 0.2, "tags": torch.rand(n, 3, generator=gen) > 0.3,
+                           "half": torch.ones(n, dtype=torch.bool)}}
+    plain, shared = LossCollector(flow.graph), LossCollector(flow.graph)
+    plain.update(outputs, dict(batch))
+    elements = {}
+    masks = shared_ground_truth_masks(flow.graph, batch)
+    flow.get_loss().terms(outputs, batch, masks=masks, elements=elements)
+    assert set(elements) == {"door", "tags", "half"}
+    batch[ELEMENT_LOSSES_KEY] = (flow.graph, {**elements, "half": elements["half"] * 100})  # must not be read
+    shared.update(outputs, batch)
+    expected, found = plain.finish(), shared.finish()
+    assert set(found) == {"door", "tags", "half", "overall"}
+    for key in found:
+        assert np.array_equal(found[key][1], expected[key][1]) and np.allclose(found[key][0], expected[key][0]), key
+    assert len(found["tags"][0]) > 0 and np.all(found["half"][0] < 2)
+    doubled = LossCollector(flow.graph)  # the stored element losses are what it reads for the default tasks
+    doubled.update(outputs, {**batch, ELEMENT_LOSSES_KEY: (flow.graph, {"door": elements["door"] * 2})})
+    assert np.allclose(doubled.finish()["door"][0], 2 * expected["door"][0])
+
+
 def test_callback_is_inactive_on_train_and_skips_a_loader_without_samples(run, tmp_path):
     callback = InterpretationCallback(run.flow, k=2, loaders=("valid",), logdir=str(tmp_path))
     loader = DataLoader(Subset(run.dataset, range(6)), batch_size=4)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from dnn_cool_catalyst import Project, compat
+from dnn_cool_catalyst.callbacks.criterion import FlowCriterionCallback
 from dnn_cool_catalyst.callbacks.nan_guard import NanGuardCallback
 from dnn_cool_catalyst.runners import DnnCoolSupervisedRunner
 from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
@@ -143,6 +144,7 @@ def test_training_step_issues_no_host_sync(tmp_path, monkeypatch):
     # The NaN guard reads one value per batch on the CPU only, where that waits for nothing: the CPU stands in for
     # a device here, so take the device path.
     monkeypatch.setattr(NanGuardCallback, "read_on_cpu", False)
+    monkeypatch.setattr(FlowCriterionCallback, "read_on_cpu", False)
     runner = build_runner(tmp_path)
     runner.train(num_epochs=1)
     batches = len(runner.split_loader("train"))

@@ -108,6 +108,22 @@ def test_infer_and_predict_run_the_model_without_autograd(trained):
     assert len(modes) >= 2 and not any(modes)
 
 
+def test_loader_losses_are_the_same_from_numbers_read_on_the_cpu_and_from_device_tensors(tmp_path, monkeypatch):
+    from dnn_cool_catalyst.callbacks.criterion import FlowCriterionCallback
+
+    metrics = []
+    for read_on_cpu in (True, False):
+        monkeypatch.setattr(FlowCriterionCallback, "read_on_cpu", read_on_cpu)
+        runner = make_runner(tmp_path / str(read_on_cpu))
+        runner.train(num_epochs=1, lr=3e-3, verbose=False)
+        metrics.append({loader: {k: v for k, v in values.items() if k.startswith("loss")}
+                        for loader, values in runner.epoch_metrics.items() if loader != "_epoch_"})
+    assert metrics[0]["valid"]["loss"] > 0 and len(metrics[0]["valid"]) == 5  # loss + one per task
+    assert metrics[0].keys() == metrics[1].keys()
+    for loader in metrics[0]:
+        assert metrics[0][loader] == pytest.approx(metrics[1][loader], rel=1e-6), loader
+
+
 def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tmp_path):
     straight = make_runner(tmp_path / "a")
     straight.train(num_epochs=3, lr=3e-3, early_stopping_patience=10)

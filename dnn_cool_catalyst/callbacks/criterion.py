@@ -6,7 +6,7 @@ import math
 import torch
 from catalyst.core.callback import CallbackOrder, ICriterionCallback
 
-from ..flow.batch import shared_ground_truth_masks
+from ..flow.batch import ELEMENT_LOSSES_KEY, shared_ground_truth_masks
 from ..kept_batches import keep
 from ..losses import FlowLoss
 from ..parallel.distributed import all_reduce_sum, world_size
@@ -36,6 +36,10 @@ class FlowCriterionCallback(ICriterionCallback):
     and the checkpoints hold).
     """
 
+    #: On the CPU, reading a value waits for nothing: each batch's row of sums is built from numbers. False keeps
+    #: the device path, which never reads a value before loader end (the tests use it as a stand-in device).
+    read_on_cpu = True
+
     def __init__(self, flow, output_key: str = "outputs", loss_key: str = "loss", weights=None, loss_fn=None):
         super().__init__()
         self.order = CallbackOrder.Metric
@@ -58,7 +62,13 @@ class FlowCriterionCallback(ICriterionCallback):
         if not isinstance(self.loss_fn, FlowLoss):  # a loss of your own computes its own masks
             return self.loss_fn.terms(runner.batch[self.output_key], runner.batch)
         masks = shared_ground_truth_masks(self.loss_fn.graph, runner.batch)  # computed once, reused by the metrics
-        return self.loss_fn.terms(runner.batch[self.output_key], runner.batch, masks=masks)
+        if torch.is_grad_enabled():
+            return self.loss_fn.terms(runner.batch[self.output_key], runner.batch, masks=masks)
+        # A validation pass: the element losses are left in the batch for the best/worst samples' per-sample losses
+        elements = {}
+        terms = self.loss_fn.terms(runner.batch[self.output_key], runner.batch, masks=masks, elements=elements)
+        runner.batch[ELEMENT_LOSSES_KEY] = (self.loss_fn.graph, elements)
+        return terms
 
     def on_batch_end(self, runner) -> None:
         per_task, counts = self._terms(runner)
@@ -87,11 +97,15 @@ class FlowCriterionCallback(ICriterionCallback):
         # at loader end in float64.
         names = self._task_names = self._task_names or list(per_task)
         parts = [per_task[name] for name in names] + [counts[name] for name in names] + [batch_total]
-        with torch.no_grad():  # detached without a detach() per value
-            try:
-                row = torch.stack(parts)
-            except (TypeError, RuntimeError):  # counts given as numbers, or values not of shape ()
-                row = torch.stack([torch.as_tensor(v).reshape(()) for v in parts])
+        if self.read_on_cpu and batch_total.device.type == "cpu":  # numbers: cheaper than a stack of tensors
+            row = torch.tensor([v.item() if isinstance(v, torch.Tensor) else float(v) for v in parts],
+                               dtype=torch.float64)
+        else:
+            with torch.no_grad():  # detached without a detach() per value
+                try:
+                    row = torch.stack(parts)
+                except (TypeError, RuntimeError):  # counts given as numbers, or values not of shape ()
+                    row = torch.stack([torch.as_tensor(v, device=batch_total.device).reshape(()) for v in parts])
         keep(self._rows, row[None])
 
     def on_loader_end(self, runner) -> None:

@@ -77,3 +77,15 @@ def shared_ground_truth_masks(graph: CompiledGraph, batch: MutableMapping, store
     if store:
         batch[GROUND_TRUTH_MASKS_KEY] = (graph, masks)
     return masks
+
+
+ELEMENT_LOSSES_KEY = "element_losses"
+
+
+def shared_element_losses(graph: CompiledGraph, batch: Mapping) -> Dict[str, torch.Tensor]:
+    """Element losses (no graph) the loss callback computed for this batch on a validation pass, by task name,
+    for the tasks whose loss is the mean of :meth:`~dnn_cool_catalyst.tasks.Task.element_loss`; ``{}`` when it
+    left none (training steps, a loss of your own). The best/worst samples read them instead of computing each
+    task's loss a second time."""
+    stored = batch.get(ELEMENT_LOSSES_KEY) if isinstance(batch, Mapping) else None
+    return stored[1] if stored is not None and stored[0] is graph else {}

@@ -20,10 +20,10 @@ from typing import Dict, List, Mapping, Tuple
 import numpy as np
 import torch
 
-from ..flow.batch import batch_labels, output_logits, shared_ground_truth_masks
+from ..flow.batch import batch_labels, output_logits, shared_element_losses, shared_ground_truth_masks
 from ..flow.graph import CompiledGraph
 from ..kept_batches import keep
-from ..tasks.base import sample_mask
+from ..tasks.base import Task, per_sample_mean, sample_mask
 
 OVERALL = "overall"
 #: key → (losses, dataset indices) of the samples where that key is valid, on the host.
@@ -52,13 +52,18 @@ class LossCollector:
     @torch.no_grad()
     def update(self, outputs, batch: Mapping) -> None:
         masks = shared_ground_truth_masks(self.graph, batch, store=False)  # the loss callback's, when it ran first
+        elements = shared_element_losses(self.graph, batch)  # likewise
         targets = batch_labels(self.graph, batch)[0]
         index = batch["index"]
         n = int(index.shape[0])
         logits = output_logits(self.graph, outputs, n)
-        self.add({name: task.per_sample_loss(logits[name], targets[name], masks[name])
-                  for name, task in self.graph.tasks.items()},
-                 {name: sample_mask(mask) for name, mask in masks.items()}, index)
+        losses = {}
+        for name, task in self.graph.tasks.items():
+            if name in elements and type(task).per_sample_loss is Task.per_sample_loss:
+                losses[name] = per_sample_mean(elements[name], masks[name])
+            else:
+                losses[name] = task.per_sample_loss(logits[name], targets[name], masks[name])
+        self.add(losses, {name: sample_mask(mask) for name, mask in masks.items()}, index)
 
     def add(self, losses: Mapping[str, torch.Tensor], valid: Mapping[str, torch.Tensor], index: torch.Tensor) -> None:
         """Append one batch's ``(N,)`` per-sample losses and validity per task (computed elsewhere, e.g. on

@@ -26,12 +26,21 @@ from ..errors import TaskError  # defined there with every library error; re-exp
 RESERVED_TASK_NAMES = frozenset({"overall"})
 
 
-
 def masked_mean(elements: torch.Tensor, mask: torch.Tensor, count: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Mean of ``elements`` where ``mask`` holds, 0 (in the graph) where nothing does; ``count``: ``mask.sum()``
     when the caller has it already."""
     count = mask.sum() if count is None else count
     return torch.where(mask, elements, 0.0).sum() / count.clamp(min=1)
+
+
+def per_sample_mean(elements: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Each sample's mean of ``elements`` ``(N, ...)`` where ``mask`` holds, 0 where nothing does: ``(N,)``."""
+    elements = torch.where(mask, elements, 0.0)
+    if elements.dim() == 1:
+        return elements
+    weights = mask.to(elements.dtype).flatten(1).sum(1)
+    return elements.flatten(1).sum(1) / weights.clamp(min=1.0)
+
 
 class Task:
     #: How the task may be used as a precondition: ``"bool"`` allows ``out.task`` / ``~out.task``,
@@ -99,11 +108,7 @@ class Task:
 
     def per_sample_loss(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Loss of each sample ``(N,)``: mean over its valid label elements, 0 where it has none."""
-        elements = torch.where(mask, self.element_loss(logits, target), 0.0)
-        if elements.dim() == 1:
-            return elements
-        weights = mask.to(elements.dtype).flatten(1).sum(1)
-        return elements.flatten(1).sum(1) / weights.clamp(min=1.0)
+        return per_sample_mean(self.element_loss(logits, target), mask)
 
     # -- preconditions ----------------------------------------------------------------------------
     def resolve_condition_arg(self, kind: str, arg):
