@@ -212,7 +212,8 @@ def test_collector_reads_the_loss_callbacks_element_losses_with_the_same_result(
         out += flow.half(x.features)
         return out
 
-    flow = TaskFlow.from_function(flow_fn, [BinaryTask("door", 4), MultilabelTask("tags", 3, in_features=4), Halved("half", 4)])
+    tasks = [BinaryTask("door", 4), MultilabelTask("tags", 3, in_features=4), Halved("half", 4)]
+    flow = TaskFlow.from_function(flow_fn, tasks)
     gen = torch.Generator().manual_seed(0)
     n = 12
     outputs = {"logits": {"door": torch.randn(n, generator=gen), "tags": torch.randn(n, 3, generator=gen),
@@ -317,7 +318,8 @@ def test_numeric_cells_read_for_all_picked_samples_at_once_equal_the_per_sample_
         writer.close()
         texts.append(read_summaries(str(tmp_path / str(i)))["texts"])
     assert texts[0] == texts[1]
-    assert texts[0]["flow.y/worst"][0][1].split("\n")[2] == "| 1 | r4 | 0.5 |  |  | 7.125 | 5 | [5.500] | v0=4, v1=4.500 |"
+    first_row = texts[0]["flow.y/worst"][0][1].split("\n")[2]
+    assert first_row == "| 1 | r4 | 0.5 |  |  | 7.125 | 5 | [5.500] | v0=4, v1=4.500 |"
 
 
 def test_shards_of_distributed_processes_are_merged_on_rank_zero_only(monkeypatch):
