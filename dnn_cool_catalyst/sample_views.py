@@ -90,14 +90,18 @@ def sample_views(graph: CompiledGraph, outputs, targets: Mapping[str, torch.Tens
 def _one_value_per_sample(task, logits, target, available) -> bool:
     """Binary and regression tasks (one logit, one label per sample, no custom text): described from plain
     numbers, all samples at once (per sample and tensor, the same took most of a validation pass's extras)."""
-    return (logits.dim() == 1 and target.dim() == 1 and available.dim() == 1
-            and getattr(task, "explain_value", None) is None and getattr(task, "explain_target", None) is None)
+    return logits.dim() == 1 and target.dim() == 1 and available.dim() == 1 and _library_text(task)
 
 
 def _one_class_per_sample(task, logits, decoded, target, available) -> bool:
     """Classification: class scores per sample, one decoded class and one class id label (no custom text)."""
-    return (logits.dim() == 2 and decoded.dim() == 1 and target.dim() == 1 and available.dim() == 1
-            and getattr(task, "explain_value", None) is None and getattr(task, "explain_target", None) is None)
+    return logits.dim() == 2 and decoded.dim() == 1 and target.dim() == 1 and available.dim() == 1 \
+        and _library_text(task)
+
+
+def _library_text(task) -> bool:
+    """Whether the task leaves its texts to the library (no ``explain_value``/``explain_target`` of its own)."""
+    return getattr(task, "explain_value", None) is None and getattr(task, "explain_target", None) is None
 
 
 def _class_views(task, logits, activations, decoded, target, available, reached) -> list:

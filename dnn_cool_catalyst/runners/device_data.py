@@ -204,4 +204,4 @@ class DeviceBatches:
                  "targets": {name: send(t.index_select(0, rows)) for name, t in self._targets.items()},
                  "available": {name: send(t.index_select(0, rows)) for name, t in self._available.items()},
                  "index": send(rows)}
-        return self._marked(batch, len(positions), None if valid is None else send(valid), self.device)
+        return self._marked(batch, len(positions), valid, self.device)  # valid stays on the CPU: read as a list
