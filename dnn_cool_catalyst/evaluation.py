@@ -53,19 +53,20 @@ class Evaluator:
         return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def tune_flow(flow, logits, targets, available, metric: str = "f1", min_recall: Optional[float] = None,
-              min_samples: int = 0, min_per_class: int = 0):
+def tune_flow(flow, logits, targets, available, metric: str = "accuracy", min_recall: Optional[float] = None,
+              min_samples: int = 0, min_per_class: int = 0, alpha: Optional[float] = 0.05):
     """Tune every task's decoding parameters on ground-truth-gated samples.
 
     Returns ``(params, report)`` keyed by task path; tasks that cannot be tuned (no valid sample, one class, fewer
     than ``min_samples`` masked samples or fewer than ``min_per_class`` of a class) keep their current parameters
-    and a warning names them."""
+    and a warning names them; those whose gain is not significant at level ``alpha`` keep them silently (their
+    report says why: ``kept`` and ``reason``)."""
     masks = split_masks(flow, logits, targets, available, "gt")
     params, report = {}, {}
     for leaf in flow.graph.leaves:
-        limits = {"min_samples": min_samples, "min_per_class": min_per_class}
-        if not _accepts(leaf.task.tune, limits):  # a custom task written before these limits existed
-            limits = {}
+        limits = {"min_samples": min_samples, "min_per_class": min_per_class, "alpha": alpha}
+        # A custom task written before these limits existed gets only those it accepts.
+        limits = {key: value for key, value in limits.items() if _accepts(leaf.task.tune, {key: value})}
         task_params, task_report = leaf.task.tune(logits[leaf.name], targets[leaf.name], masks[leaf.name],
                                                   metric=metric, min_recall=min_recall, **limits)
         if not task_params:

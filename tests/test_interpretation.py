@@ -179,6 +179,51 @@ def test_tune_marks_the_tuned_point_on_the_pr_curve(run):
     assert "| is_even |" in found["texts"]["pr_curve/tuned"][-1][1]
 
 
+def test_tuned_file_table_and_explain_show_the_chosen_interval(run):
+    run.tune(min_samples=0, min_per_class=0)
+    path = os.path.join(run.run_dir, "tuned.json")
+    saved = json.load(open(path))
+    assert saved["metric"] == "accuracy" and saved["alpha"] == 0.05
+    entry = saved["report"]["is_even"]["threshold"]
+    for key in ("lower", "upper", "candidate", "best_value", "kept", "p_value", "b", "c"):
+        assert key in entry, key
+    stored = run._stored("valid")[3]["is_even"]
+    scores = stored["activations"][stored["mask_gt"]].double().numpy()
+    labels = stored["targets"][stored["mask_gt"]].numpy() > 0.5
+    # The best interval holds its candidate, which is on no validation activation and reaches the best value.
+    assert entry["lower"] < entry["candidate"] <= entry["upper"]
+    assert entry["candidate"] not in set(scores.tolist())
+    assert np.mean((scores >= entry["candidate"]) == labels) == pytest.approx(entry["best_value"])
+    assert entry["threshold"] == (0.5 if entry["kept"] else entry["candidate"])
+    choice = ("kept: " + entry["reason"]) if entry["kept"] else "best interval ("
+    run.infer(splits=["valid"])
+    table = read_summaries(os.path.join(run.tensorboard_dir, "infer_valid"))["texts"]["pr_curve/tuned"][-1][1]
+    assert "| choice (valid) |" in table
+    row = next(line for line in table.splitlines() if line.startswith("| is_even |"))
+    assert choice in row and f"({entry['lower']:.4g}, {entry['upper']:.4g}]" in row
+    text = run.explain("valid", ["id20"])["id20"]
+    footer = text.split("\nThresholds tuned on valid:\n")[1].splitlines()
+    assert len(footer) == sum(len(entries) for entries in saved["report"].values())
+    assert any(line.startswith(f"  is_even: threshold {entry['threshold']:.4g}, ") and choice in line
+               for line in footer)
+    assert run.explain("valid", ["id20"], render=False)["id20"].__class__.__name__ == "Tree"
+
+    # A tuned.json written before intervals were recorded is still read, the interval shown as unknown.
+    for entries in saved["report"].values():
+        for item in entries.values():
+            for key in ("lower", "upper", "candidate", "best_value", "kept", "p_value", "b", "c"):
+                item.pop(key, None)
+    saved.pop("alpha")
+    with open(path, "w") as f:
+        json.dump(saved, f)
+    assert "is_even: threshold" in run.explain("valid", ["id20"])["id20"]
+    assert "interval not recorded" in run.explain("valid", ["id20"])["id20"]
+    run.load_tuned()
+    run.infer(splits=["valid"])
+    table = read_summaries(os.path.join(run.tensorboard_dir, "infer_valid"))["texts"]["pr_curve/tuned"][-1][1]
+    assert "interval not recorded" in table
+
+
 def test_collector_is_exact_across_batches_with_empty_batches_and_matches_stored(run):
     collector = LossCollector(run.flow.graph)
     loader = DataLoader(Subset(run.dataset, range(N)), batch_size=6, shuffle=True,

@@ -275,7 +275,7 @@ class CrossValidationMixin:
         args.apply_defaults()
         a = args.arguments
         self._tune_outputs("oof", logits, targets, available, a["metric"], a["min_recall"], a["min_samples"],
-                           a["min_per_class"])
+                           a["min_per_class"], alpha=a["alpha"])
 
     def _apply_decoders(self, params: dict) -> None:
         for name, task_params in params.items():

@@ -18,7 +18,7 @@ from ..interpretation.selection import OVERALL, losses_from_stored, rank
 from ..interpretation.tensorboard import (losses_by_position, open_writer, picked_positions, publish_extremes,
                                           select_extremes)
 from ..sample_views import sample_views
-from .tuned_file import tuned_point_rows
+from .tuned_file import tuned_choice_lines, tuned_point_rows
 
 
 def _preformatted(text: str) -> str:
@@ -89,7 +89,9 @@ class InterpretationMixin:
         """Explanation trees of the samples with DataFrame row ids ``rows`` from the stored ``loader`` outputs
         (gated on the decoded predictions, with the tuned thresholds when ``tuned.json`` exists).
 
-        Returns ``{row_id: text}`` (``render=False``: ``{row_id: treelib.Tree}``) in the order asked."""
+        Returns ``{row_id: text}`` (``render=False``: ``{row_id: treelib.Tree}``) in the order asked. A rendered
+        text ends, when the thresholds were tuned, with how each was chosen: ``Thresholds tuned on valid:`` and one
+        line per threshold with its best interval on that split, or why it was kept."""
         split = self._split_of(loader)
         data = self._stored(split)[3]
         self.load_tuned_if_any()
@@ -101,7 +103,18 @@ class InterpretationMixin:
         if missing:
             raise RunnerError(f"row id(s) {missing[:5]} are not in the stored '{split}' outputs "
                                 f"({len(positions)} samples)")
-        return self._trees(data, [where[r] for r in rows], rows, render)
+        trees = self._trees(data, [where[r] for r in rows], rows, render)
+        footer = self._tuned_choices() if render else ""
+        return {row: text + footer for row, text in trees.items()} if footer else trees
+
+    def _tuned_choices(self) -> str:
+        """The lines :meth:`explain` ends a rendered tree with (empty without ``tuned.json``)."""
+        path, saved = self._tuned_file()
+        lines = tuned_choice_lines(path, saved.get("report")) if saved is not None else []
+        if not lines:
+            return ""
+        tuned_on = saved.get("loader") if isinstance(saved.get("loader"), str) else "the tuning split"
+        return f"Thresholds tuned on {tuned_on}:\n" + "".join(f"  {line}\n" for line in lines)
 
     def _trees(self, data, at: Sequence[int], rows: Sequence, render: bool) -> Dict:
         at = np.asarray(at, dtype=np.int64)
@@ -173,25 +186,34 @@ class InterpretationMixin:
             tags.append(tag)
         return tags
 
-    def _tuned_points_table(self, split: str) -> Optional[str]:
-        """The tuned thresholds' precision/recall (from ``tuned.json``) as a markdown table under a line saying
-        where they were measured (the tuning loader, usually not ``split``), or None."""
+    def _tuned_file(self):
+        """``(path, contents)`` of ``tuned.json``; contents None when the run has none."""
         path = os.path.join(self.run_dir, "tuned.json")
         try:
             with open(path, encoding="utf-8") as f:
                 saved = json.load(f)
         except FileNotFoundError:
-            return None
+            return path, None
         except (OSError, ValueError) as e:
             raise RunnerError(f"tuned parameters file {path} is corrupted ({e}); run runner.tune() again") from None
         if not isinstance(saved, dict):
             raise RunnerError(f"tuned parameters file {path}: field '(top level)' must be an object; run "
                                 f"runner.tune() again")
+        return path, saved
+
+    def _tuned_points_table(self, split: str) -> Optional[str]:
+        """The tuned thresholds' precision/recall and how each was chosen (its best interval, or why it was kept;
+        from ``tuned.json``) as a markdown table under a line saying where they were measured (the tuning loader,
+        usually not ``split``), or None."""
+        path, saved = self._tuned_file()
+        if saved is None:
+            return None
         lines = tuned_point_rows(path, saved.get("report"))
         if not lines:
             return None
         tuned_on = saved.get("loader") if isinstance(saved.get("loader"), str) else "the tuning split"
-        where = (f"Thresholds tuned on **{tuned_on}**; precision and recall below were measured on {tuned_on}"
-                 + ("." if self._split_of(tuned_on) == split else f", not on {split} (see its PR curves)."))
-        return "\n".join([where, "", f"| curve | tuned threshold | precision ({tuned_on}) | recall ({tuned_on}) |",
-                          "|---|---|---|---|"] + lines)
+        where = (f"Thresholds tuned on **{tuned_on}**; precision, recall and intervals below were measured on "
+                 f"{tuned_on}" + ("." if self._split_of(tuned_on) == split else f", not on {split} (see its PR "
+                                                                              f"curves)."))
+        return "\n".join([where, "", f"| curve | tuned threshold | precision ({tuned_on}) | recall ({tuned_on}) | "
+                                     f"choice ({tuned_on}) |", "|---|---|---|---|---|"] + lines)

@@ -173,14 +173,17 @@ class Task:
         if params:
             raise TaskError(f"task '{self.name}' has no decoding parameters, got {sorted(params)}")
 
-    def tune(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, metric: str = "f1",
-             min_recall: Optional[float] = None, min_samples: int = 0, min_per_class: int = 0):
+    def tune(self, logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, metric: str = "accuracy",
+             min_recall: Optional[float] = None, min_samples: int = 0, min_per_class: int = 0,
+             alpha: Optional[float] = 0.05):
         """Tune the decoding parameters on stored outputs, using only the masked elements. With fewer than
-        ``min_samples`` masked samples (or fewer than ``min_per_class`` of either class) the default stays.
+        ``min_samples`` masked samples (or fewer than ``min_per_class`` of either class) the current ones stay; so
+        they do when the gain is not significant at level ``alpha`` (None: no such test).
 
         Returns ``(params, report)``: the parameters for :meth:`set_decoder_params` and a JSON-able report per
-        tuned quantity (``value``, ``num_samples``, ``tuned``, ``reason``). Tasks without parameters return empty
-        dicts."""
+        tuned quantity (``threshold``, ``value``, ``num_samples``, ``tuned``, ``reason`` and, where searched, the
+        best interval ``lower``/``upper``, ``candidate``, ``best_value``, ``kept``, ``p_value``, ``b``, ``c``: see
+        :class:`~dnn_cool_catalyst.tuning.ThresholdResult`). Tasks without parameters return empty dicts."""
         return {}, {}
 
     # -- predictions in label space (runner.predict) ----------------------------------------------------

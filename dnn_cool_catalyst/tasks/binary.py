@@ -94,12 +94,13 @@ class BinaryTask(Task):
     def metric_values(self, stats):
         return M.binary_values(stats)
 
-    def tune(self, logits, target, mask, metric="f1", min_recall=None, min_samples=0, min_per_class=0):
+    def tune(self, logits, target, mask, metric="accuracy", min_recall=None, min_samples=0, min_per_class=0,
+             alpha=0.05):
         from ..tuning import best_threshold
 
         result = best_threshold(torch.sigmoid(logits[mask]).double().numpy(), target[mask].numpy(), metric=metric,
                                 min_recall=min_recall, default=self.threshold, min_samples=min_samples,
-                                min_per_class=min_per_class)
+                                min_per_class=min_per_class, alpha=alpha)
         return {"threshold": result.threshold}, {"threshold": result.report()}
 
     def get_decoder_params(self):

@@ -85,15 +85,17 @@ class MultilabelTask(Task):
     def metric_values(self, stats):
         return M.binary_values(stats)
 
-    def tune(self, logits, target, mask, metric="f1", min_recall=None, min_samples=0, min_per_class=0):
+    def tune(self, logits, target, mask, metric="accuracy", min_recall=None, min_samples=0, min_per_class=0,
+             alpha=0.05):
         from ..tuning import best_thresholds
 
+        # Each class's current threshold is what it keeps when it cannot be tuned or the gain is within noise.
         results = best_thresholds(torch.sigmoid(logits).double().numpy(), target.numpy(), mask.numpy(), metric=metric,
-                                  min_recall=min_recall, min_samples=min_samples, min_per_class=min_per_class)
-        # A class that cannot be tuned keeps its current threshold rather than the tuner's default.
-        thresholds = [r.threshold if r.tuned else old for r, old in zip(results, self.thresholds)]
+                                  min_recall=min_recall, default=self.thresholds, min_samples=min_samples,
+                                  min_per_class=min_per_class, alpha=alpha)
+        thresholds = [r.threshold for r in results]
         names = self.class_names or [str(i) for i in range(self.n_classes)]
-        report = {name: {**r.report(), "threshold": t} for name, r, t in zip(names, results, thresholds)}
+        report = {name: r.report() for name, r in zip(names, results)}
         return {"thresholds": thresholds}, report
 
     def get_decoder_params(self):
