@@ -183,8 +183,9 @@ def test_threshold_strictly_between_neighbouring_activations():
 
 
 def noisy_band(n_band_pos, n_band_neg, seed=0, clear=40):
-    """``clear`` clear negatives (< 0.3) and as many clear positives (> 0.7), plus a band between 0.35 and 0.45 (below the
-    current threshold 0.5) with the given numbers of positives and negatives, positives above the negatives."""
+    """``clear`` clear negatives (< 0.3) and as many clear positives (> 0.7), plus a band between 0.35 and 0.45
+    (below the current threshold 0.5) with the given numbers of positives and negatives, positives above the
+    negatives."""
     rng = np.random.default_rng(seed)
     clear_neg, clear_pos = rng.uniform(0.01, 0.3, clear), rng.uniform(0.7, 0.99, clear)
     band_neg = np.linspace(0.35, 0.39, n_band_neg) if n_band_neg else np.empty(0)

@@ -100,8 +100,9 @@ def interval_text(path: str, field: str, entry: dict) -> str:
     >>> interval_text("tuned.json", "report.a.threshold", {"tuned": True, "kept": False, "lower": 0.0015,
     ...                                                     "upper": 0.9995, "reason": ""})
     'best interval (0.0015, 0.9995], threshold at its middle'
+    >>> noise = "gain within noise (b=3, c=1, p=0.31)"
     >>> interval_text("tuned.json", "report.a.threshold", {"tuned": True, "kept": True, "lower": 0.2,
-    ...                                                     "upper": 0.3, "reason": "gain within noise (b=3, c=1, p=0.31)"})
+    ...                                                     "upper": 0.3, "reason": noise})
     'kept: gain within noise (b=3, c=1, p=0.31); best interval (0.2, 0.3]'
     """
     if entry.get("tuned") is False:
