@@ -47,7 +47,7 @@ import torch
 from treelib import Tree
 
 from .flow.batch import output_logits
-from .tasks.base import display_label
+from .tasks.base import class_labels
 from .flow.conditions import Condition, EvalContext, conjunction, ref_names
 from .flow.graph import CompiledGraph, FlowNode
 from .interpretation.publishers import format_number
@@ -60,8 +60,8 @@ def render_tree(tree: Tree) -> str:
 
 def _names(task, n: int) -> List[str]:
     names = getattr(task, "class_names", None)
-    # Labels as written in the DataFrame: the integer label 2 prints as 2, not '2'.
-    return [display_label(c) for c in names] if names is not None and len(names) == n else [str(i) for i in range(n)]
+    # Labels as the DataFrame column holds them: the integer label 2 prints as 2, not '2'.
+    return class_labels(task) if names is not None and len(names) == n else [str(i) for i in range(n)]
 
 
 def _threshold(task, position: Optional[int] = None) -> Optional[float]:

@@ -3,9 +3,14 @@
 Per task, one column named after the task with its decoded prediction as the user wrote labels (binary: one of
 its two label values; classification: the class label; multilabel: the list of labels present; regression: the
 value in label units), and with ``proba=True`` probability columns right after it: ``proba_<task>`` (binary:
-P(positive)) or ``proba_<task>[<label>]`` per class (classification, multilabel). Where a task does not apply under *decoded*
-gating (its preconditions are false on the model's own decoded predictions), its cells are None/NaN, the
-probability cells included.
+P(positive)) or ``proba_<task>[<label>]`` per class (classification, multilabel).
+
+Labels keep the type of the user's column (:mod:`dnn_cool_catalyst.tasks.labels`): a bool column gives ``boolean``
+predictions, an integer column ``Int64``, a float column ``Float64`` (the labels 1.0..5.0 stay 1.0..5.0; note that
+pandas reads an integer column with missing cells as float), a text column ``string``; regression is ``Float64``
+in label units; multilabel lists of labels are objects. Where a task does not apply under *decoded* gating (its
+preconditions are false on the model's own decoded predictions) its cells are ``pd.NA``, in the same nullable
+dtype, so a gated task has the dtype it would have ungated; its probability cells are NaN.
 
 Decoding uses the tasks' current decoders (thresholds as tuned, fitted regression scaling), as ``infer()`` and
 ``evaluate(gating="decoded")`` do; nothing here special-cases a task type (see ``Task.label_values`` and
@@ -21,10 +26,13 @@ Example:
     >>> flow = TaskFlow.from_function(gate, [BinaryTask("door_open", labels=["closed", "open"]),
     ...                                      BinaryTask("door_locked")])
     >>> logits = {"door_open": torch.tensor([3.0, -3.0]), "door_locked": torch.tensor([3.0, 3.0])}
-    >>> predictions_frame(flow, logits, index=["a", "b"])
+    >>> frame = predictions_frame(flow, logits, index=["a", "b"])
+    >>> frame
       door_open  door_locked
-    a      open          NaN
-    b    closed          1.0
+    a      open         <NA>
+    b    closed            1
+    >>> frame.dtypes.astype(str).tolist()
+    ['string', 'Int64']
 """
 from __future__ import annotations
 
@@ -34,6 +42,7 @@ import pandas as pd
 import torch
 
 from .flow.module import decoded_gating_masks
+from .tasks.labels import series_of
 
 PROBA_PREFIX = "proba_"
 
@@ -64,7 +73,7 @@ def label_frame(flow, decoded: Mapping[str, torch.Tensor], applies: Mapping[str,
         if len(values) != n:
             raise ValueError(f"task '{leaf.path}': {len(values)} decoded values, expected {n} (one per sample)")
         keep = [bool(v) for v in applies[name].detach().cpu().reshape(n, -1).all(dim=1)]
-        columns[name] = _series([v if k else None for v, k in zip(values, keep)])
+        columns[name] = series_of(task.prediction_kind(), [v if k else None for v, k in zip(values, keep)])
         if activations is None:
             continue
         for suffix, probability in task.probabilities(activations[name].detach().cpu()).items():
@@ -78,15 +87,3 @@ def label_frame(flow, decoded: Mapping[str, torch.Tensor], applies: Mapping[str,
         frame.index = pd.Index(index) if not isinstance(index, pd.Index) else index
     return frame
 
-
-def _series(cells: list) -> pd.Series:
-    """Numbers (regression, numeric labels) as float64 with NaN where a task does not apply (int64 when they are
-    integers that apply everywhere); anything else
-    (label strings, lists of labels) as objects with None there."""
-    present = [c for c in cells if c is not None]
-    numeric = all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in present)
-    if numeric and len(present) == len(cells) and all(isinstance(c, int) for c in cells):
-        return pd.Series(cells, dtype="int64")  # e.g. 0/1 labels of a binary task that applies everywhere
-    if numeric:
-        return pd.Series([float("nan") if c is None else c for c in cells], dtype="float64")
-    return pd.Series(cells, dtype=object)

@@ -62,15 +62,23 @@ def test_integral_float_and_numpy_values_mean_the_same_label(tmp_path):
 
 
 def test_flow_description_records_the_label_not_the_class_id(tmp_path):
-    flow, _ = gated_mask(frame([1, 2, 3, 1, 2, 3, nan, 1]), 1, tmp_path)
+    flow, _ = gated_mask(frame([1, 2, 3, 1, 2, 3, 2, 1]), 1, tmp_path)
     conditions = {t["path"]: t["condition"] for t in flow.describe()["tasks"]}
     assert conditions["child"] == "level == 1"
+    # as the column holds it: pandas keeps integers with a missing cell as floats, unless the column is Int64
+    flow, _ = gated_mask(frame([1, 2, 3, 1, 2, 3, nan, 1]), 1, tmp_path / "f")
+    assert {t["path"]: t["condition"] for t in flow.describe()["tasks"]}["child"] == "level == 1.0"
+    flow, _ = gated_mask(frame(pd.array([1, 2, 3, 1, 2, 3, None, 1], dtype="Int64")), 1, tmp_path / "i")
+    assert {t["path"]: t["condition"] for t in flow.describe()["tasks"]}["child"] == "level == 1"
     flow, _ = gated_mask(frame(["a", "b", "c", "a", "b", "c", "a", "b"]), "b", tmp_path / "s")
     assert {t["path"]: t["condition"] for t in flow.describe()["tasks"]}["child"] == "level == 'b'"
 
 
 @pytest.mark.parametrize("levels, value, shown", [
     ([1, 2, 3, 1, 2, 3, 1, 2], 0, "[1, 2, 3]"),
+    ([1.0, 2.0, 5.0, 1.0, 2.0, 5.0, 1.0, 2.0], 3, "[1.0, 2.0, 5.0]"),
+    ([1.0, 2.0, 5.0, 1.0, 2.0, 5.0, 1.0, 2.0], "5", "[1.0, 2.0, 5.0]"),
+    ([1.0, 2.0, 5.0, 1.0, 2.0, 5.0, 1.0, 2.0], "5.0", "[1.0, 2.0, 5.0]"),
     ([1, 2, 3, 1, 2, 3, 1, 2], 4, "[1, 2, 3]"),
     ([1, 2, 3, 1, 2, 3, 1, 2], 1.5, "[1, 2, 3]"),
     ([10, 20, 10, 20, 10, 20, 10, 20], 1, "[10, 20]"),

@@ -141,7 +141,10 @@ def test_predictions_are_in_label_space(trained):
     assert set(predicted["grade"].dropna()) <= set(GRADES)
     assert set(predicted["approved"].dropna()) <= {0.0, 1.0}
     income = predicted["income"].dropna()
-    assert income.dtype == np.float64 and income.mean() > 10000  # label units, not standard units
+    assert str(income.dtype) == "Float64" and income.mean() > 10000  # label units, not standard units
+    # the column's own types: text labels as text, a float 0/1 column as floats, gated or not (pd.NA there)
+    assert [str(predicted[name].dtype) for name in ("application_type", "grade", "approved")] == \
+        ["string", "string", "Float64"]
 
 
 def test_proba_columns(trained):
@@ -221,9 +224,12 @@ def test_label_frame_multilabel_lists_and_class_condition():
               "traits": torch.tensor([[3.0, 3.0], [-3.0, 3.0], [-3.0, -3.0]]),
               "barks": torch.tensor([2.0, 2.0, -2.0])}
     frame = predictions_frame(flow, logits, index=["a", "b", "c"], proba=True)
-    assert list(frame["kind"]) == ["cat", "dog", 3]  # an integer label comes back as the integer
+    assert list(frame["kind"]) == ["cat", "dog", "3"]  # names that are not all numbers: a text column
+    numbered = ClassificationTask("kind", 3, class_names=["1", "2", "3"])
+    assert numbered.label_values(torch.tensor([0, 2])) == [1, 3]  # integer names: integer labels
     assert list(frame["traits"]) == [["fluffy", "loud"], ["loud"], []]
     assert cells(frame["barks"]) == [None, 1, None] and math.isnan(frame.loc["a", "proba_barks"])
+    assert str(frame["barks"].dtype) == "Int64" and frame.loc["a", "barks"] is pd.NA
     assert frame.loc["b", "proba_barks"] == pytest.approx(torch.sigmoid(torch.tensor(2.0)).item())
     assert frame.loc["a", "proba_traits[loud]"] == pytest.approx(torch.sigmoid(torch.tensor(3.0)).item())
     with pytest.raises(ValueError, match="index has 2 labels for 3"):

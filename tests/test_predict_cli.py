@@ -107,3 +107,18 @@ def test_cli_errors_are_one_line_with_status_2(config_run, tmp_path, capsys):
                              "--checkpoint", "nope"])
     assert "runner.nope.pth" in err and "train first" in err
     assert not os.path.exists(out)  # nothing half-written
+
+
+def test_predictions_csv_prints_labels_as_the_training_csv_writes_them(config_run, tmp_path):
+    """numbers.csv writes its 0/1 labels as 0.0/1.0 (float columns, empty where not labelled): the predictions
+    CSV prints the same texts, gated tasks included (empty where a task does not apply)."""
+    _, run_dir = config_run
+    rows = pd.read_csv(NUMBERS).head(30)[INPUTS]
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    predict_csv(str(run_dir), str(tmp_path / "rows.csv"), str(tmp_path / "p.csv"))
+    printed = pd.read_csv(tmp_path / "p.csv", dtype=str, keep_default_na=False)
+    written = pd.read_csv(NUMBERS, dtype=str, keep_default_na=False)
+    for task in TASKS:
+        labels = set(written[task]) - {""}
+        assert labels == {"0.0", "1.0"}, task
+        assert set(printed[task]) - {""} <= labels and set(printed[task]) != {""}, task

@@ -52,11 +52,12 @@ _NUMERIC_GUESSES = ("binary", "category", "continuous", "regression")
 # -- default task factories (module level so that a Converters object pickles, e.g. for DDP spawn) ------
 
 def binary_task(name: str, converter) -> Task:
-    return BinaryTask(name, labels=getattr(converter, "labels", None))
+    return BinaryTask(name, labels=getattr(converter, "labels", None), label_kind=getattr(converter, "label_kind", None))
 
 
 def category_task(name: str, converter) -> Task:
-    return ClassificationTask(name, len(converter.class_names), class_names=converter.class_names)
+    return ClassificationTask(name, len(converter.class_names), class_names=converter.class_names,
+                              label_kind=getattr(converter, "label_kind", None))
 
 
 def multilabel_task(name: str, converter) -> Task:

@@ -27,6 +27,7 @@ import torch
 from pandas.api import types as ptypes
 
 from ..errors import ConverterError  # defined there with every library error; re-exported here
+from ..tasks.labels import check_kind, kind_of_column, kind_of_keys
 
 
 # -- shared helpers --------------------------------------------------------------------------------------
@@ -146,7 +147,7 @@ class BinaryConverter(ValueConverter):
         >>> conv.labels, conv.positive, conv.transform(pd.Series(["no", "yes"]), "smoker")[0].tolist()
         (['no', 'yes'], 'yes', [0.0, 1.0])
         >>> BinaryConverter(positive="female").fit(pd.Series(["male", "female"]), "sex").state_dict()
-        {'labels': ['male', 'female'], 'positive': 'female'}
+        {'labels': ['male', 'female'], 'positive': 'female', 'label_kind': 'str'}
     """
 
     type_name = "binary"
@@ -156,6 +157,8 @@ class BinaryConverter(ValueConverter):
     def __init__(self, positive=None):
         self.positive_arg = _plain(positive)
         self.labels: Optional[list] = None  # [negative, positive], JSON values (numbers or strings)
+        # How the column holds them ("bool", "int", "float", "str"; see tasks/labels.py): predictions come back so.
+        self.label_kind: Optional[str] = None
 
     @property
     def positive(self):
@@ -222,6 +225,7 @@ class BinaryConverter(ValueConverter):
                      if isinstance(label, str) and label.strip().lower() in self.POSITIVE_WORDS]
             index = words[0] if len(words) == 1 else 1
         self.labels = [labels[1 - index], labels[index]]
+        self.label_kind = kind_of_column(labelled)
         self.transform(series, column)  # validates every value now rather than at the first batch
         return self
 
@@ -244,7 +248,7 @@ class BinaryConverter(ValueConverter):
 
     def state_dict(self):
         labels = self.labels or [0, 1]
-        return {"labels": list(labels), "positive": labels[1]}
+        return {"labels": list(labels), "positive": labels[1], "label_kind": self.label_kind or kind_of_keys(labels)}
 
     def load_state_dict(self, state):
         if not state:  # saved before binary labels had state: 0/1 labels
@@ -264,6 +268,7 @@ class BinaryConverter(ValueConverter):
             raise ConverterError(f"positive class {self.positive_arg!r} differs from the saved positive class "
                                  f"{positive!r}")
         self.labels = [labels[1 - index], labels[index]]
+        self.label_kind = _state_kind(state, labels, self.type_name)
 
 
 def _json_number(value: float):
@@ -291,7 +296,10 @@ class CategoryConverter(ValueConverter):
     def __init__(self, class_names: Optional[Sequence] = None):
         self.class_names: Optional[List[str]] = None
         self.kind: Optional[str] = None  # "int" or "str": how labels were keyed when fitted
+        # How the column holds them ("bool", "int", "float", "str"; see tasks/labels.py): predictions come back so.
+        self.label_kind: Optional[str] = None
         if class_names is not None:
+            self.label_kind = kind_of_keys([_plain(c) for c in class_names])
             self.class_names = [str(c) for c in class_names]
             self.kind = "int" if all(_is_int_text(c) for c in self.class_names) else "str"
             self._check_classes("<explicit class_names>")
@@ -326,6 +334,7 @@ class CategoryConverter(ValueConverter):
             return self
         _, labelled = _split_missing(series)
         keys, self.kind = self._keys(labelled, column)
+        self.label_kind = kind_of_column(labelled)
         unique = pd.unique(keys.to_numpy())
         order = (lambda k: int(k)) if self.kind == "int" else (lambda k: k)
         self.class_names = sorted((str(k) for k in unique), key=order)
@@ -346,13 +355,26 @@ class CategoryConverter(ValueConverter):
         return torch.from_numpy(values), torch.from_numpy(~missing)
 
     def state_dict(self):
-        return {"class_names": list(self.class_names or []), "kind": self.kind}
+        names = list(self.class_names or [])
+        return {"class_names": names, "kind": self.kind, "label_kind": self.label_kind or kind_of_keys(names)}
 
     def load_state_dict(self, state):
         names = _state_get(state, "class_names", self.type_name)
         self.class_names = [str(c) for c in names]
         self.kind = state.get("kind") or ("int" if all(_is_int_text(c) for c in self.class_names) else "str")
+        self.label_kind = _state_kind(state, self.class_names, self.type_name)
         self._check_classes("<state>")
+
+
+def _state_kind(state: dict, keys: list, type_name: str) -> str:
+    """The saved label kind, or (a state saved before kinds were) the one the keys suggest."""
+    kind = state.get("label_kind")
+    if kind is None:
+        return kind_of_keys(keys)
+    try:
+        return check_kind(kind, f"{type_name} converter state, field 'label_kind'")
+    except ValueError as e:
+        raise ConverterError(str(e)) from None
 
 
 def _is_int_text(text: str) -> bool:

@@ -14,7 +14,7 @@ import torch
 
 from ..data.inputs import CategoricalInput, ImageInput, NumericInput
 from ..flow.graph import CompiledGraph
-from ..tasks.base import display_label
+from ..tasks.base import class_labels
 
 #: Bumped when the JSON's meaning changes, so a deployment can refuse a file it does not understand.
 SIGNATURE_VERSION = 1
@@ -77,10 +77,9 @@ def output_spec(graph: CompiledGraph, name: str, value: torch.Tensor) -> dict:
             "decoder_params": task.get_decoder_params()}
     names: Optional[list] = getattr(task, "class_names", None)
     if names is not None:
-        spec["class_names"] = [display_label(n) for n in names]
-    labels = getattr(task, "labels", None)
+        spec["class_names"] = class_labels(task)  # as the label column holds them, like runner.predict
     if task.type_name == "binary":
-        spec["labels"] = list(labels) if labels is not None else [0, 1]
+        spec["labels"] = task.typed_labels()
         spec["value"] = "1.0 where the positive label (labels[1]) is predicted, else 0.0 (labels[0])"
     elif task.type_name == "classification":
         spec["value"] = "class id: class_names[id] is the label"

@@ -34,8 +34,8 @@ class PredictionMixin:
         ``df`` needs the project's input columns (label columns are not needed and ignored if present); they are
         converted with the stored converter state: a category not seen in training maps to the unknown code
         with a warning, a missing column or a value of the wrong type is an error naming the column. One column
-        per task with the decoded prediction in label space, None/NaN where the task does not apply under
-        decoded gating; ``proba=True`` adds ``proba_<task>`` (binary: P(positive)) and ``proba_<task>[<label>]``
+        per task with the decoded prediction in label space, typed as the label column (pandas nullable dtypes),
+        ``pd.NA`` where the task does not apply under decoded gating; ``proba=True`` adds ``proba_<task>`` (binary: P(positive)) and ``proba_<task>[<label>]``
         (per class of a classification / multilabel task) columns, see :mod:`dnn_cool_catalyst.prediction`.
         Thresholds are the tuned ones when ``runner.tune()`` has run (else 0.5, with a warning). Rows go
         through the model ``batch_size`` at a time (default: the runner's), with a progress bar if ``verbose``.

@@ -39,6 +39,7 @@ from .run_dir import claim_run_dir
 from .schedules import build_optimizer, build_scheduler, scheduler_interval, steps_per_epoch
 from .splits import load_or_make_splits
 from .stages import StagesMixin
+from .trainable import check_trainable
 from .tensorboard_runs import FlowTensorboardLogger, TensorboardRunsMixin
 
 
@@ -361,7 +362,12 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         ``augment={"img": ["hflip", "brightness"]}`` augments the training batches per input column and
         ``balance={"task": "inverse_frequency"}`` / ``{"task": {"negatives_per_positive": 3}}`` balances the
         training split's sampling (README, "Augmentation, test-time augmentation and class balancing").
+
+        A task with no labelled training row where its condition holds is an error before any epoch (see
+        :mod:`.trainable`), unless ``loaders=`` brings the user's own data.
         """
+        if "loaders" not in kwargs:
+            check_trainable(self.flow, self.dataset, self.splits)
         train_args = dict(num_epochs=num_epochs, resume=resume, lr=lr, early_stopping_patience=early_stopping_patience,
                           verbose=verbose, valid_metric=valid_metric, **({} if stages is None else {"stages": stages}),
                           **({} if augment is None else {"augment": augment}),

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import TaskError  # defined there with every library error; re-exported here
+from .labels import find_label, kind_of_keys, mismatch_hint, typed_labels
 
 
 #: Names no task may have (see :meth:`Task.__init__`).
@@ -123,10 +124,11 @@ class Task:
         return arg
 
     def condition_label(self, kind: str, arg):
-        """How the resolved ``arg`` of an ``eq`` condition is shown (flow.json, explanations): the label value."""
+        """How the resolved ``arg`` of an ``eq`` condition is shown (flow.json, explanations): the label value as
+        the column holds it."""
         names = getattr(self, "class_names", None)
         if kind == "eq" and names is not None and isinstance(arg, int):
-            return display_label(names[arg])
+            return class_labels(self)[arg]
         return arg
 
     def condition(self, value: torch.Tensor, kind: str, arg) -> torch.Tensor:
@@ -189,8 +191,15 @@ class Task:
     # -- predictions in label space (runner.predict) ----------------------------------------------------
     def label_values(self, decoded: torch.Tensor) -> list:
         """Decoded predictions (what :meth:`decode` returns) as the labels a user wrote, one Python value per
-        sample. Default: the decoded numbers themselves (regression values are already in label units)."""
+        sample, of the kind :meth:`prediction_kind` names. Default: the decoded numbers themselves (regression values
+        are already in label units)."""
         return decoded.tolist()
+
+    def prediction_kind(self) -> Optional[str]:
+        """The label kind (:data:`~dnn_cool_catalyst.tasks.labels.LABEL_KINDS`) of :meth:`label_values`, whose
+        nullable pandas dtype ``runner.predict`` gives this task's column (``pd.NA`` where the task does not
+        apply, so a gated task keeps its dtype); None: a column of objects (e.g. lists of labels)."""
+        return None
 
     def probabilities(self, activation: torch.Tensor) -> Dict[str, torch.Tensor]:
         """Per-sample probabilities ``(N,)`` worth reporting, keyed by a column suffix: ``""`` for a single one
@@ -249,12 +258,23 @@ def label_key(value) -> Optional[str]:
     return None
 
 
-def display_label(name: str):
-    """A stored class name as the user wrote the label: ``"2"`` -> ``2`` (integer labels), else the string."""
-    try:
-        return int(name) if str(int(name)) == name else name
-    except ValueError:
-        return name
+def class_labels(task: Task) -> list:
+    """A task's class names as the labels its column holds (its ``label_kind``, else guessed from the names:
+    ``["1", "2"]`` -> ``[1, 2]``), class ids without names.
+
+    >>> from dnn_cool_catalyst.tasks import ClassificationTask
+    >>> class_labels(ClassificationTask("rate", 2, class_names=["1", "5"], label_kind="float"))
+    [1.0, 5.0]
+    """
+    names = getattr(task, "class_names", None)
+    if names is None:
+        return list(range(task.out_features()))
+    return typed_labels(names_kind(task), names)
+
+
+def names_kind(task: Task) -> str:
+    """The label kind of a task's class names: its ``label_kind`` when set, else guessed from the names."""
+    return getattr(task, "label_kind", None) or kind_of_keys(task.class_names)
 
 
 def resolve_class(task: Task, arg) -> int:
@@ -268,12 +288,14 @@ def resolve_class(task: Task, arg) -> int:
             raise TaskError(f"{task.type_name} task '{task.name}' has no class names, so a condition value must be a "
                             f"class id in [0, {task.n_classes}), got {arg!r}")
         return arg
-    key = label_key(arg)
-    if key is None or key not in names:
+    kind = names_kind(task)
+    index = find_label(kind, names, arg)
+    if index is None:
         shown = arg.item() if isinstance(arg, np.generic) else arg
         raise TaskError(f"{task.type_name} task '{task.name}' has no class named {shown!r}: a condition value is a "
-                        f"label value, and its labels are {[display_label(n) for n in names]}")
-    return names.index(key)
+                        f"label value as the column holds it, and its labels are {class_labels(task)}"
+                        f"{mismatch_hint(kind, arg)}")
+    return index
 
 
 def sample_mask(mask: torch.Tensor) -> torch.Tensor:

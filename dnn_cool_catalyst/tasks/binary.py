@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
 from .. import metrics as M
 from .base import Task, TaskError, label_key, logit_of
+from .labels import check_kind, find_label, kind_of_keys, mismatch_hint, typed_labels
 
 
 def squeeze_single(task: Task, logits: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -26,7 +28,9 @@ class BinaryTask(Task):
     """``out.task`` holds where the label (or the decoded prediction) is the positive class (1).
 
     ``labels`` (optional, ``[negative, positive]`` as written in the DataFrame, e.g. ``["male", "female"]``) also
-    allows ``out.task == "female"`` / ``out.task == "male"``.
+    allows ``out.task == "female"`` / ``out.task == "male"``. ``label_kind`` (``"bool"``, ``"int"``, ``"float"``
+    or ``"str"``, see :mod:`.labels`; the converter fits it from the column, default: guessed from ``labels``)
+    is how the column holds them: predictions come back as such values, and a condition value must equal one.
 
     Example:
         >>> import torch
@@ -40,13 +44,23 @@ class BinaryTask(Task):
     metric_names = ["accuracy", "f1", "precision", "recall"]
     selection_metric = "accuracy"
 
-    def __init__(self, name: str, in_features=None, threshold: float = 0.5, labels=None):
+    def __init__(self, name: str, in_features=None, threshold: float = 0.5, labels=None,
+                 label_kind: Optional[str] = None):
         super().__init__(name, in_features)
         self.threshold = float(threshold)
         if labels is not None and (len(labels) != 2 or label_key(labels[0]) == label_key(labels[1])):
             raise TaskError(f"binary task '{name}': labels must be [negative, positive], two distinct values, got "
                             f"{labels!r}")
         self.labels = None if labels is None else list(labels)
+        try:
+            self.label_kind = kind_of_keys(self.labels or [0, 1]) if label_kind is None else \
+                check_kind(label_kind, f"binary task '{name}'")
+        except ValueError as e:
+            raise TaskError(str(e)) from None
+
+    def typed_labels(self) -> list:
+        """``[negative, positive]`` as the column holds them (``[False, True]`` for a bool column)."""
+        return typed_labels(self.label_kind, self.labels if self.labels is not None else [0, 1])
 
     def out_features(self) -> int:
         return 1
@@ -70,19 +84,19 @@ class BinaryTask(Task):
         super().resolve_condition_arg(kind, arg)
         if kind != "eq":
             return arg
-        labels = self.labels if self.labels is not None else [0, 1]
-        keys = [label_key(label) for label in labels]
-        key = label_key(arg)
-        if key is None or key not in keys:
+        labels = self.typed_labels()
+        index = find_label(self.label_kind, self.labels if self.labels is not None else [0, 1], arg)
+        if index is None:
             shown = arg.item() if hasattr(arg, "item") else arg
             raise TaskError(f"binary task '{self.name}' has no label {shown!r}; its labels are {labels} (positive "
-                            f"class {labels[1]!r}: out.{self.name} holds where the label is {labels[1]!r})")
-        return keys.index(key) == 1  # True: the positive label
+                            f"class {labels[1]!r}: out.{self.name} holds where the label is {labels[1]!r})"
+                            f"{mismatch_hint(self.label_kind, arg)}")
+        return index == 1  # True: the positive label
 
     def condition_label(self, kind, arg):
         if kind != "eq":
             return arg
-        return (self.labels or [0, 1])[1 if arg else 0]
+        return self.typed_labels()[1 if arg else 0]
 
     def condition(self, value, kind, arg):
         positive = value > 0.5
@@ -117,13 +131,19 @@ class BinaryTask(Task):
         self.threshold = threshold
 
     def label_values(self, decoded):
-        """``labels[1]`` where the prediction is positive, ``labels[0]`` elsewhere (1/0 without labels).
+        """The positive label where the prediction is positive, the negative one elsewhere, as the column holds
+        them (1/0 without labels).
 
         >>> BinaryTask("sex", labels=["male", "female"]).label_values(torch.tensor([1.0, 0.0]))
         ['female', 'male']
+        >>> BinaryTask("smoker", labels=[0, 1], label_kind="bool").label_values(torch.tensor([1.0, 0.0]))
+        [True, False]
         """
-        negative, positive = self.labels if self.labels is not None else [0, 1]
+        negative, positive = self.typed_labels()
         return [positive if value > 0.5 else negative for value in decoded.tolist()]
+
+    def prediction_kind(self):
+        return self.label_kind
 
     def probabilities(self, activation):
         return {"": activation}  # P(positive)

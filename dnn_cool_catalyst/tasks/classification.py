@@ -7,7 +7,15 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics as M
-from .base import Task, TaskError, display_label, log_of, resolve_class
+from .base import Task, TaskError, class_labels, log_of, names_kind, resolve_class
+from .labels import check_kind
+
+
+def _checked_kind(kind: str, where: str) -> str:
+    try:
+        return check_kind(kind, where)
+    except ValueError as e:
+        raise TaskError(str(e)) from None
 
 
 class ClassificationTask(Task):
@@ -25,7 +33,7 @@ class ClassificationTask(Task):
     selection_metric = "accuracy"
 
     def __init__(self, name: str, n_classes: int, class_names: Optional[Sequence[str]] = None, in_features=None,
-                 top_k: int = 1):
+                 top_k: int = 1, label_kind: Optional[str] = None):
         super().__init__(name, in_features)
         if n_classes < 2:
             raise TaskError(f"classification task '{name}' needs at least 2 classes, got {n_classes}")
@@ -33,6 +41,8 @@ class ClassificationTask(Task):
             raise TaskError(f"classification task '{name}': {len(class_names)} class names for {n_classes} classes")
         self.n_classes = int(n_classes)
         self.class_names = [str(c) for c in class_names] if class_names is not None else None
+        # How the column holds the labels (see .labels); guessed from the names when not given (["1", "2"]: int).
+        self.label_kind = None if label_kind is None else _checked_kind(label_kind, f"classification task '{name}'")
         self.top_k = max(1, min(int(top_k), self.n_classes))
 
     @property
@@ -87,9 +97,18 @@ class ClassificationTask(Task):
         return {**super().describe(), "class_names": self.class_names}
 
     def label_values(self, decoded):
-        """The predicted class as its label (``display_label`` of its name: ``"3"`` -> 3), the id without names."""
-        ids = decoded.long().tolist()
-        return ids if self.class_names is None else [display_label(self.class_names[i]) for i in ids]
+        """The predicted class as its label, as the column holds it (``"3"`` -> 3 on an integer column, 3.0 on a
+        float one), the id without names.
+
+        >>> task = ClassificationTask("rate", 3, class_names=["1", "2", "5"], label_kind="float")
+        >>> task.label_values(torch.tensor([2, 0]))
+        [5.0, 1.0]
+        """
+        labels = class_labels(self)
+        return [labels[i] for i in decoded.long().tolist()]
+
+    def prediction_kind(self):
+        return "int" if self.class_names is None else names_kind(self)
 
     def probabilities(self, activation):
         names = self.class_names or [str(i) for i in range(self.n_classes)]

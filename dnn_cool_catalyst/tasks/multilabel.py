@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics as M
-from .base import Task, TaskError, display_label, logit_of, resolve_class
+from .base import Task, TaskError, class_labels, logit_of, resolve_class
 
 
 class MultilabelTask(Task):
@@ -37,6 +37,7 @@ class MultilabelTask(Task):
             raise TaskError(f"multilabel task '{name}': {len(class_names)} class names for {n_classes} classes")
         self.n_classes = int(n_classes)
         self.class_names = [str(c) for c in class_names] if class_names is not None else None
+        self.label_kind = "str"  # a multilabel cell lists text labels ("a, b"), so its labels are text
         self.thresholds = [0.5] * self.n_classes
         if thresholds is not None:
             self.set_decoder_params({"thresholds": thresholds})
@@ -119,9 +120,8 @@ class MultilabelTask(Task):
 
     def label_values(self, decoded):
         """Per sample, the list of the labels predicted present (class ids without names), in class order."""
-        names = self.class_names
-        return [[display_label(names[j]) if names is not None else j for j, on in enumerate(row) if on > 0.5]
-                for row in decoded.tolist()]
+        labels = class_labels(self)
+        return [[labels[j] for j, on in enumerate(row) if on > 0.5] for row in decoded.tolist()]
 
     def probabilities(self, activation):
         names = self.class_names or [str(i) for i in range(self.n_classes)]

@@ -67,6 +67,9 @@ class BoundedRegressionTask(Task):
     def describe(self):
         return {**super().describe(), "lo": self.lo, "hi": self.hi}
 
+    def prediction_kind(self):
+        return "float"  # a value in label units
+
 
 class RegressionTask(Task):
     """Unbounded regression; negative values are real labels (availability is explicit).
@@ -166,3 +169,6 @@ class RegressionTask(Task):
 
     def metric_values(self, stats):
         return M.error_values(stats)
+
+    def prediction_kind(self):
+        return "float"  # a value in label units
