@@ -34,11 +34,11 @@ def trivial_baselines(flow, targets: Mapping[str, torch.Tensor], available: Mapp
     (accuracy of the majority label) and regression (R^2 of the mean: 0) tasks with at least one labelled sample
     where their conditions hold on the labels. Other task types have no entry.
 
-    >>> import torch
-    >>> from dnn_cool_catalyst import Project
+    >>> import tempfile
     >>> import pandas as pd
-    >>> df = pd.DataFrame({"x": [0.1, 0.4, 0.3, 0.9], "hit": [1, 0, 0, 0], "size": [1.0, 2.0, 3.0, 4.0]})
-    >>> project = Project(df, input_col=["x"], output_col=["hit", "size"])
+    >>> from dnn_cool_catalyst import Project
+    >>> df = pd.DataFrame({"x": [0.1, 0.4, 0.3, 0.9], "hit": [1, 0, 0, 0], "size": [1.37, 2.91, 3.05, 4.62]})
+    >>> project = Project(df, input_col=["x"], output_col=["hit", "size"], project_dir=tempfile.mkdtemp())
     >>> def flows(flow, x, out):
     ...     out += flow.hit(x.features)
     ...     out += flow.size(x.features)
