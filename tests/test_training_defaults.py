@@ -116,5 +116,7 @@ def test_early_stopping_is_held_while_a_task_is_at_its_baseline_and_released_aft
     assert run_epochs(stopper({}), scores) == 3  # plain patience
     assert run_epochs(stopper({"hit/accuracy": 0.8}), scores) == 6  # held through epoch 5, released at 6
     assert run_epochs(stopper({"hit/accuracy": 0.8}), scores[:5]) is None
+    # ... but not for ever: 3 x patience epochs without improvement end the hold
+    assert run_epochs(stopper({"hit/accuracy": 0.8}), [(1.0, 0.8)] + [(1.1, 0.8)] * 10) == 7
     # a NaN score (no validation sample) does not hold the run
     assert run_epochs(stopper({"hit/accuracy": 0.8}), [(1.0, 0.8), (1.1, float("nan")), (1.1, float("nan"))]) == 3

@@ -11,8 +11,10 @@ does not stop while any task's validation score is still at its trivial baseline
 
 The baselines come from the validation labels (:func:`trivial_baselines`); the check reads the epoch's own
 validation metrics, so it has no state of its own: a resumed run (whose counter the checkpoint callback replays
-from the saved scores) holds and releases exactly as the uninterrupted run would. The run still ends at
-``num_epochs``: a task that never beats its baseline costs the rest of the epoch budget, not an endless run.
+from the saved scores) holds and releases exactly as the uninterrupted run would. The hold lasts at most
+``HOLD_FACTOR x patience`` epochs without improvement (and never past ``num_epochs``): a task that never beats its
+baseline costs some epochs, not the whole budget. Runs at Catalyst's ``CallbackOrder.External`` like the callback
+it extends, after the metrics and model-selection callbacks have written the epoch's scores.
 """
 from __future__ import annotations
 
@@ -26,6 +28,9 @@ from ..tasks.base import sample_mask
 
 #: A score counts as above its baseline only by more than this (accuracy and R^2 are both fractions).
 BASELINE_MARGIN = 1e-6
+#: The hold ends after this many times ``patience`` epochs without improvement: a task that cannot beat its
+#: baseline (a label the inputs do not predict) must not keep every run going to its last epoch.
+HOLD_FACTOR = 3
 
 
 def trivial_baselines(flow, targets: Mapping[str, torch.Tensor], available: Mapping[str, torch.Tensor]
@@ -67,7 +72,8 @@ def trivial_baselines(flow, targets: Mapping[str, torch.Tensor], available: Mapp
 
 class BaselineAwareEarlyStopping(EarlyStoppingCallback):
     """Catalyst's early stopping (``patience`` epochs without improvement of ``metric_key`` on ``loader_key``),
-    held while any of ``baselines`` (from :func:`trivial_baselines`) is not beaten on that loader this epoch."""
+    held while any of ``baselines`` (from :func:`trivial_baselines`) is not beaten on that loader this epoch, for
+    at most ``HOLD_FACTOR * patience`` epochs without improvement."""
 
     def __init__(self, patience: int, loader_key: str, metric_key: str, minimize: bool,
                  baselines: Mapping[str, float], min_delta: float = 1e-6):
@@ -86,6 +92,8 @@ class BaselineAwareEarlyStopping(EarlyStoppingCallback):
 
     def handle_score_is_not_better(self, runner) -> None:
         self.num_no_improvement_epochs += 1
-        if self.num_no_improvement_epochs >= self.patience and not self.at_baseline(
-                runner.epoch_metrics.get(self.loader_key, {})):
+        if self.num_no_improvement_epochs < self.patience:
+            return
+        held = self.at_baseline(runner.epoch_metrics.get(self.loader_key, {}))
+        if not held or self.num_no_improvement_epochs >= HOLD_FACTOR * self.patience:
             runner.need_early_stop = True

@@ -39,3 +39,13 @@ def default_patience(num_epochs: int) -> int:
     (5, 8, 16)
     """
     return int(min(MAX_PATIENCE, max(MIN_PATIENCE, num_epochs // 12)))
+
+
+def plateau_patience(early_stopping_patience: int) -> int:
+    """Epochs without improvement before the default plateau scheduler halves the learning rate: a third of
+    early stopping's patience, at least 2, so the lr drops a few times before a run stops.
+
+    >>> plateau_patience(5), plateau_patience(16)
+    (2, 5)
+    """
+    return max(2, early_stopping_patience // 3)

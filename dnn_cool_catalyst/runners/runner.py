@@ -29,7 +29,7 @@ from .augmentation import AugmentationMixin
 from .cross_validation import CrossValidationMixin
 from .decoding import DecodingMixin
 from .export import ExportMixin
-from .epoch_budget import default_num_epochs, default_patience
+from .epoch_budget import default_num_epochs, default_patience, plateau_patience
 from .errors import RunnerError
 from .inference import InferenceMixin, to_device
 from .interpretation import InterpretationMixin
@@ -421,8 +421,10 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
                               stacklevel=2)
         scheduler = kwargs.pop("scheduler", "default")
         if scheduler == "default":
+            # Halve the lr after a third of early stopping's patience without improvement (2 epochs on short runs).
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min" if minimize else "max",
-                                                                   factor=0.5, patience=2)
+                                                                   factor=0.5,
+                                                                   patience=plateau_patience(early_stopping_patience))
         elif scheduler is None or isinstance(scheduler, (str, dict)):
             scheduler = build_scheduler(scheduler, optimizer, lr=lr, steps_per_epoch=steps_per_epoch(loaders),
                                         num_epochs=num_epochs, minimize=minimize)
