@@ -176,7 +176,7 @@ def summary(results: pd.DataFrame, ensemble: bool) -> str:
     lines = [f"single run within tolerance: {int(results['within'].sum())}/{len(results)} task-seeds; "
              f"on every seed: {every_seed}/{per_task.ngroups} tasks"]
     if ensemble:
-        beats_mean = per_task.apply(lambda g: g["ens beats"].mean() > 0.5 if len(g) > 1 else bool(g["ens beats"].iloc[0]))
+        beats_mean = per_task["ens beats"].apply(lambda beats: beats.astype(float).mean() > 0.5)
         lines.append(f"fold ensemble beats the best baseline: {int(results['ens beats'].sum())}/{len(results)} "
                      f"task-seeds; on most seeds: {int(beats_mean.sum())}/{per_task.ngroups} tasks (target: at "
                      f"least half)")

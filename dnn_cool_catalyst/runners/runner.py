@@ -331,8 +331,11 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
               **kwargs) -> "DnnCoolSupervisedRunner":
         """Train with sensible defaults; every default can be replaced with the usual Catalyst argument.
 
-        Defaults: AdamW(lr), ReduceLROnPlateau on ``valid_metric`` (with its SchedulerCallback), early
-        stopping after ``early_stopping_patience`` epochs without improvement, best + last checkpoints in
+        Defaults: AdamW(lr), ReduceLROnPlateau on ``valid_metric`` (with its SchedulerCallback; halves the lr after
+        a third of the early-stopping patience without improvement, at least 2 epochs), early stopping after
+        ``early_stopping_patience`` epochs without improvement (default: a twelfth of ``num_epochs``, 5 to 16), held
+        while a task is still at its trivial baseline (majority label / R^2 <= 0 on the validation split; see
+        :mod:`dnn_cool_catalyst.callbacks.early_stopping`), best + last checkpoints in
         ``checkpoints/``, TensorBoard logs in ``tensorboard/run-<N>/`` (see :attr:`tensorboard_dir`), an explicit
         engine (GPU when available).
         ``resume=True`` continues from ``checkpoints/runner.last.pth`` with the optimizer, scheduler and epoch
@@ -346,7 +349,8 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
 
         ``optimizer`` and ``scheduler`` also take plain specs (``{"name": "SGD", "momentum": 0.9}``,
         ``{"name": "one_cycle", "max_lr": 0.01}``, ``"warmup_cosine"``; see :mod:`.schedules`); per-batch schedules
-        are stepped after every training batch. ``num_epochs`` defaults to 10.
+        are stepped after every training batch. Without ``num_epochs`` the run gets a budget of optimizer steps
+        (:mod:`.epoch_budget`: 4,000 steps, 10 to 200 epochs; the same total again on resume).
 
         ``stages``: a list of stages trained one after the other, each a dict with ``num_epochs`` and optionally
         ``name``, ``lr``, ``optimizer``, ``scheduler``, ``loss_weights``, ``freeze``, ``initial_weights``,
