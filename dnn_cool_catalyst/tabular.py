@@ -176,7 +176,7 @@ class TabularMLP(nn.Module):
         return self.flow({"features": self.trunk(torch.cat(parts, dim=1))})
 
 
-def tabular_model(project: Project, hidden: int = 64, depth: int = 2, dropout: float = 0.0) -> TabularMLP:
+def tabular_model(project: Project, hidden: int = 256, depth: int = 2, dropout: float = 0.0) -> TabularMLP:
     """A :class:`TabularMLP` for ``project``'s full flow and input columns."""
     columns, categorical, values = {}, {}, []
     for column in project.input_cols:

@@ -100,7 +100,7 @@ def train_loans(project: Project, runner_name: str = "mlp", seed: int = 0, **tra
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=None, help="random subset of rows (default: all 10,000)")
-    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the library's step budget")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--project-dir", default="./loans_project")
     args = parser.parse_args(argv)

@@ -47,14 +47,15 @@ SUMMARY_SOURCE = "evaluation_test_gt.csv"  # which per-fold table cv_summary.csv
 class CrossValidationMixin:
     """``cross_validate`` for the runner; needs its ``flow``, ``dataset``, ``splits``, ``model``, ``run_dir``."""
 
-    def cross_validate(self, folds: int = 5, stratify: Optional[str] = None, num_epochs: int = 10,
+    def cross_validate(self, folds: int = 5, stratify: Optional[str] = None, num_epochs: Optional[int] = None,
                        tune_kwargs: Optional[dict] = None, **train_kwargs) -> pd.DataFrame:
         """Train one model per fold, evaluate each on the test split, ensemble them; return the fold summary.
 
         The rows outside this run's test split are dealt into ``folds`` seeded folds (by row identity, with the
         runner's ``seed``; ``stratify`` names a binary/classification task whose classes are dealt evenly). Fold
         ``k`` trains in ``<run_dir>/fold_<k>`` on the other folds, selects its best epoch and tunes its thresholds
-        on fold ``k``. ``num_epochs`` and ``train_kwargs`` go to every fold's :meth:`train`, ``tune_kwargs`` to
+        on fold ``k``. ``num_epochs`` (default: :meth:`train`'s step budget, from each fold's own training batches) and
+        ``train_kwargs`` go to every fold's :meth:`train`, ``tune_kwargs`` to
         every :meth:`tune` (the folds' and the ensemble's). Every fold starts from a copy of this runner's model.
 
         Calling it again resumes: done folds are skipped, interrupted ones resume from their last checkpoint.
@@ -67,8 +68,10 @@ class CrossValidationMixin:
         if fixed:
             raise RunnerError(f"cross_validate() sets {fixed} itself (each fold trains on its own splits and resumes "
                               f"when it was interrupted); leave them out")
-        if isinstance(num_epochs, bool) or not isinstance(num_epochs, int) or num_epochs < 1:
-            raise RunnerError(f"num_epochs must be a positive int, got {num_epochs!r}")
+        if num_epochs is not None and (isinstance(num_epochs, bool) or not isinstance(num_epochs, int)
+                                       or num_epochs < 1):
+            raise RunnerError(f"num_epochs must be a positive int or None (each fold's step budget), got "
+                              f"{num_epochs!r}")
         plan = self.fold_splits(folds, stratify)
         self._check_ensemble_possible()
         checkpoints = self.checkpoint_dir

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 from .. import compat
 from ..callbacks import FlowCriterionCallback, FlowMetricsCallback, InterpretationCallback
 from ..callbacks.checkpoint import ResumableCheckpointCallback
+from ..callbacks.early_stopping import BaselineAwareEarlyStopping, trivial_baselines
 from ..callbacks.console import EpochSummaryCallback, ProgressBarCallback, resolve_verbose
 from ..callbacks.nan_guard import NanGuardCallback
 from ..callbacks.selection import ModelSelectionCallback, ValidMetricError, resolve_valid_metric, selection_key
@@ -28,6 +29,7 @@ from .augmentation import AugmentationMixin
 from .cross_validation import CrossValidationMixin
 from .decoding import DecodingMixin
 from .export import ExportMixin
+from .epoch_budget import default_num_epochs, default_patience, plateau_patience
 from .errors import RunnerError
 from .inference import InferenceMixin, to_device
 from .interpretation import InterpretationMixin
@@ -325,13 +327,16 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
     @forwards_kwargs("catalyst.dl.SupervisedRunner.train",
                      exclude=("model", "criterion", "logdir", "valid_loader", "minimize_valid_metric", "seed"))
     def train(self, *, num_epochs: Optional[int] = None, resume: bool = False, lr: float = 1e-3,
-              early_stopping_patience: int = 5, verbose="auto", valid_metric: str = "loss",
+              early_stopping_patience: Optional[int] = None, verbose="auto", valid_metric: str = "loss",
               stages: Optional[Sequence[dict]] = None, augment=None, balance=None,
               **kwargs) -> "DnnCoolSupervisedRunner":
         """Train with sensible defaults; every default can be replaced with the usual Catalyst argument.
 
-        Defaults: AdamW(lr), ReduceLROnPlateau on ``valid_metric`` (with its SchedulerCallback), early
-        stopping after ``early_stopping_patience`` epochs without improvement, best + last checkpoints in
+        Defaults: AdamW(lr), ReduceLROnPlateau on ``valid_metric`` (with its SchedulerCallback; halves the lr after
+        a third of the early-stopping patience without improvement, at least 2 epochs), early stopping after
+        ``early_stopping_patience`` epochs without improvement (default: a twelfth of ``num_epochs``, 5 to 16), held
+        while a task is still at its trivial baseline (majority label / R^2 <= 0 on the validation split; see
+        :mod:`dnn_cool_catalyst.callbacks.early_stopping`), best + last checkpoints in
         ``checkpoints/``, TensorBoard logs in ``tensorboard/run-<N>/`` (see :attr:`tensorboard_dir`), an explicit
         engine (GPU when available).
         ``resume=True`` continues from ``checkpoints/runner.last.pth`` with the optimizer, scheduler and epoch
@@ -345,7 +350,8 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
 
         ``optimizer`` and ``scheduler`` also take plain specs (``{"name": "SGD", "momentum": 0.9}``,
         ``{"name": "one_cycle", "max_lr": 0.01}``, ``"warmup_cosine"``; see :mod:`.schedules`); per-batch schedules
-        are stepped after every training batch. ``num_epochs`` defaults to 10.
+        are stepped after every training batch. Without ``num_epochs`` the run gets a budget of optimizer steps
+        (:mod:`.epoch_budget`: 4,000 steps, 10 to 200 epochs; the same total again on resume).
 
         ``stages``: a list of stages trained one after the other, each a dict with ``num_epochs`` and optionally
         ``name``, ``lr``, ``optimizer``, ``scheduler``, ``loss_weights``, ``freeze``, ``initial_weights``,
@@ -379,16 +385,20 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
                                           early_stopping_patience=early_stopping_patience, verbose=verbose,
                                           valid_metric=valid_metric, **kwargs)
             self._check_not_staged(resume)
-            num_epochs = 10 if num_epochs is None else num_epochs
             return self._train(num_epochs=num_epochs, resume=resume, lr=lr,
                                early_stopping_patience=early_stopping_patience, verbose=verbose,
                                valid_metric=valid_metric, **kwargs)
 
-    def _train(self, *, num_epochs: int, resume: bool, lr: float, early_stopping_patience: int, verbose,
-               valid_metric: str, **kwargs) -> "DnnCoolSupervisedRunner":
+    def _train(self, *, num_epochs: Optional[int], resume: bool, lr: float, early_stopping_patience: Optional[int],
+               verbose, valid_metric: str, **kwargs) -> "DnnCoolSupervisedRunner":
         verbose = resolve_verbose(verbose)
-        if not isinstance(num_epochs, int) or num_epochs < 1:
+        if num_epochs is not None and (isinstance(num_epochs, bool) or not isinstance(num_epochs, int)
+                                       or num_epochs < 1):
             raise RunnerError(f"num_epochs must be a positive int (the total, also when resuming), got {num_epochs!r}")
+        if early_stopping_patience is not None and (isinstance(early_stopping_patience, bool) or not isinstance(
+                early_stopping_patience, int) or early_stopping_patience < 1):
+            raise RunnerError(f"early_stopping_patience must be a positive int or None (derived from num_epochs), "
+                              f"got {early_stopping_patience!r}")
         try:
             metric_key, minimize = resolve_valid_metric(self.flow, valid_metric)
         except ValidMetricError as e:
@@ -401,6 +411,10 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         self._materialize()
         loaders = kwargs.pop("loaders", None) or OrderedDict(
             train=self.split_loader("train", shuffle=True), valid=self.split_loader("valid"))
+        if num_epochs is None:  # the step budget; the same total again on resume (it depends on the data only)
+            num_epochs = default_num_epochs(steps_per_epoch(loaders))
+        if early_stopping_patience is None:
+            early_stopping_patience = default_patience(num_epochs)
         optimizer = kwargs.pop("optimizer", None)
         loss_params = list(self.flow_loss.parameters())
         if optimizer is None or isinstance(optimizer, (str, dict)):
@@ -417,8 +431,10 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
                               stacklevel=2)
         scheduler = kwargs.pop("scheduler", "default")
         if scheduler == "default":
+            # Halve the lr after a third of early stopping's patience without improvement (2 epochs on short runs).
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min" if minimize else "max",
-                                                                   factor=0.5, patience=2)
+                                                                   factor=0.5,
+                                                                   patience=plateau_patience(early_stopping_patience))
         elif scheduler is None or isinstance(scheduler, (str, dict)):
             scheduler = build_scheduler(scheduler, optimizer, lr=lr, steps_per_epoch=steps_per_epoch(loaders),
                                         num_epochs=num_epochs, minimize=minimize)
@@ -438,8 +454,9 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
                 minimize=minimize)} if self.interpretation_k > 0 else {}),
             _backward=dl.BackwardCallback(metric_key="loss"),
             _optimizer=dl.OptimizerCallback(metric_key="loss"),
-            _early_stopping=dl.EarlyStoppingCallback(patience=early_stopping_patience, loader_key="valid",
-                                                     metric_key=monitored, minimize=minimize),
+            _early_stopping=BaselineAwareEarlyStopping(patience=early_stopping_patience, loader_key="valid",
+                                                       metric_key=monitored, minimize=minimize,
+                                                       baselines=self._valid_baselines()),
             # Same order as the checkpoint: listed first so the scheduler steps before its state is saved.
             **compat.scheduler_callbacks(scheduler, mode=scheduler_interval(scheduler), loader_key="valid",
                                          metric_key=monitored),
@@ -460,6 +477,13 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
                       num_epochs=num_epochs, logdir=self.run_dir, valid_loader="valid", valid_metric=monitored,
                       minimize_valid_metric=minimize, seed=self.split_seed, verbose=verbose, **kwargs)
         return self
+
+    def _valid_baselines(self) -> dict:
+        """Trivial baselines of the validation split (what early stopping waits for every task to beat)."""
+        if not self.splits["valid"]:
+            return {}
+        targets, available = fitted.train_split_labels(self.dataset, self.flow, self.splits["valid"])
+        return trivial_baselines(self.flow, targets, available)
 
     def _check_resumed_selection(self, monitored: str, minimize: bool, valid_metric: str) -> None:
         """A resumed run must select on what it selected on before: the best epoch and the early-stopping
