@@ -135,6 +135,11 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
                                                      write=self._writes_files())
         except fitted.FittedStateError as e:
             raise RunnerError(str(e)) from None
+        # A model with input statistics of its own (tabular_model(kind="tabm")) fits them on the training split
+        # here, deterministically, so a restarted runner rebuilds the same model before loading its weights.
+        fit_inputs = getattr(model, "fit_inputs", None)
+        if callable(fit_inputs):
+            fit_inputs(self.dataset, self.splits["train"])
 
     def _use_fitted_targets(self) -> None:
         """Put this run's fitted state back on the tasks (another runner over the same project may have fitted
