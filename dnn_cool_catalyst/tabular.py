@@ -189,24 +189,25 @@ def tabular_model(project: Project, hidden: int = 64, depth: int = 2, dropout: f
         raise ValueError(f"tabular_model: kind must be 'mlp' or 'tabm', got {kind!r}")
     if num_embeddings is not None:
         raise ValueError(f"tabular_model: num_embeddings={num_embeddings!r} needs kind='tabm'")
-    columns, categorical, joined = input_table(project)
+    columns, categorical, joined = input_table(project.data, project.input_cols)
     mean, std = standardisation(joined)
     return TabularMLP(project.get_full_flow().torch(), columns, mean, std, hidden, depth, dropout,
                       categorical=categorical)
 
 
-def input_table(project: Project, rows: Optional[Sequence[int]] = None):
-    """``(columns, categorical, numeric)``: numeric/array column -> width, categorical column -> number of codes,
-    and the numeric columns side by side as one float tensor ``(N, width)`` (of the dataset positions ``rows``,
-    all rows by default). Raises naming a column of another type (text, images)."""
+def input_table(converted, input_cols: Sequence[str], rows: Optional[Sequence[int]] = None):
+    """``(columns, categorical, numeric)`` of the converted data (``project.data``, a dataset's ``data``):
+    numeric/array column -> width, categorical column -> number of codes, and the numeric columns side by side as
+    one float tensor ``(N, width)`` (of the positions ``rows``, all rows by default). Raises naming a column of
+    another type (text, images)."""
     columns, categorical, values = {}, {}, []
-    for column in project.input_cols:
-        data = project.data.inputs[column]
-        num_codes = getattr(project.data.converters.get(column), "num_codes", None)
+    for column in input_cols:
+        data = converted.inputs[column]
+        num_codes = getattr(converted.converters.get(column), "num_codes", None)
         if isinstance(data, StoredColumn):  # e.g. a uint8 array column, kept as bytes
             data = data.decode(data.values)
         if not isinstance(data, torch.Tensor):
-            raise ValueError(f"tabular_model: input column '{column}' has type {project.data.types[column]!r}; "
+            raise ValueError(f"tabular_model: input column '{column}' has type {converted.types[column]!r}; "
                              f"the MLP takes numeric, array or categorical columns only")
         if num_codes is not None:
             categorical[column] = int(num_codes)
@@ -214,7 +215,7 @@ def input_table(project: Project, rows: Optional[Sequence[int]] = None):
         flat = data.float().reshape(len(data), -1)
         columns[column] = flat.shape[1]
         values.append(flat if rows is None else flat[torch.as_tensor(list(rows), dtype=torch.long)])
-    n = len(project.df) if rows is None else len(rows)
+    n = len(next(iter(converted.inputs.values()))) if rows is None else len(rows)
     return columns, categorical, torch.cat(values, dim=1) if values else torch.zeros(n, 0)
 
 

@@ -91,9 +91,9 @@ class TabularTabM(nn.Module):
         if not isinstance(k, int) or k < 1:
             raise ValueError(f"tabular_model: k (the number of TabM members) must be a positive int, got {k!r}")
         tabm, rtdl = _import_tabm()
-        self.project, self.num_embeddings, self.k = project, num_embeddings, k
+        self.input_cols, self.num_embeddings, self.k = list(project.input_cols), num_embeddings, k
         self.columns: Dict[str, int]
-        self.columns, self.categorical, numeric = input_table(project)
+        self.columns, self.categorical, numeric = input_table(project.data, self.input_cols)
         self.register_buffer("mean", torch.zeros(numeric.shape[1]))
         self.register_buffer("std", torch.ones(numeric.shape[1]))
         width = numeric.shape[1]
@@ -127,7 +127,7 @@ class TabularTabM(nn.Module):
         """Fit the input statistics on the dataset positions of the training split (the runner calls it when a
         run is created, before any optimizer exists): standardisation, and the piecewise-linear bins, whose
         embedding is built anew from them (its learned weights start over)."""
-        numeric = input_table(self.project, positions)[2]
+        numeric = input_table(dataset.data, self.input_cols, positions)[2]
         if len(numeric) == 0:
             raise ValueError("tabular_model(kind='tabm'): the training split is empty, nothing to fit inputs on")
         self._fit(numeric)

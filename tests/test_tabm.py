@@ -130,7 +130,7 @@ def test_input_statistics_and_bins_come_from_the_training_split(tmp_path):
     assert model.mean[0].item() == pytest.approx(a[train].mean().item(), abs=1e-5)
     assert model.std[0].item() == pytest.approx(a[train].std(unbiased=False).item(), abs=1e-5)
     assert abs(model.mean[0].item() - a.mean().item()) > 1e-4  # the other splits left no trace
-    numeric = input_table(project, train)[2]
+    numeric = input_table(project.data, project.input_cols, train)[2]
     mean, std = standardisation(numeric)
     expected = rtdl_num_embeddings.PiecewiseLinearEncoding(piecewise_linear_bins((numeric - mean) / std)).impl
     assert torch.equal(model.tabm.num_module.impl.bias, expected.bias)
