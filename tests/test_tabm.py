@@ -214,3 +214,30 @@ def test_tabm_needs_its_package(monkeypatch, project):
     monkeypatch.setattr(builtins, "__import__", blocked)
     with pytest.raises(ImportError, match=r"pip install 'dnn_cool_catalyst\[tabm\]'"):
         TabularTabM(project)
+
+
+def test_every_cross_validation_fold_fits_inputs_on_its_own_training_rows(tmp_path):
+    from dnn_cool_catalyst.runners.folds import fold_name
+
+    project = project_of(tmp_path, frame(n=120))
+    model = tabular_model(project, hidden=8, kind="tabm", k=2)
+    seen = []  # (mean of column a, number of rows) of every fit; folds work on deep copies of the model
+    fit_inputs = TabularTabM.fit_inputs
+
+    def recording(self, dataset, positions):
+        fit_inputs(self, dataset, positions)
+        seen.append((self.mean[0].item(), len(positions)))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TabularTabM, "fit_inputs", recording)
+        runner = project.runner(model, runner_name="cv", batch_size=32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            runner.cross_validate(folds=2, num_epochs=1)
+    a = torch.tensor(project.df["a"].to_numpy(), dtype=torch.float32)
+    assert seen[0] == (pytest.approx(a[runner.splits["train"]].mean().item(), abs=1e-5), len(runner.splits["train"]))
+    assert len(seen) == 3
+    for k, (mean, rows) in enumerate(seen[1:]):
+        splits = json.loads((tmp_path / "cv" / fold_name(k) / "splits.json").read_text())["splits"]
+        assert rows == len(splits["train"]) < len(runner.splits["train"]) + len(runner.splits["valid"])
+        assert mean == pytest.approx(a[project.df.index.get_indexer(splits["train"])].mean().item(), abs=1e-5)
