@@ -89,6 +89,19 @@ def test_loss_is_the_mean_of_the_members_masked_losses(project, batch):
     assert all(p.grad is not None for p in model.tabm.parameters() if p.requires_grad)
 
 
+def test_dataparallel_replica_reduction_uses_the_members_losses_too(project, batch):
+    from dnn_cool_catalyst.parallel.replicas import replica_reduction
+
+    torch.manual_seed(2)
+    model = tabular_model(project, hidden=16, kind="tabm", k=K).train()
+    out = model(batch["inputs"])
+    graph = project.get_full_flow().graph
+    per_task, _ = project.get_full_flow().get_loss().terms(out, batch)
+    reduced = replica_reduction(graph, out, batch)["loss"]
+    for name, loss in per_task.items():
+        assert torch.allclose(reduced[name], loss.reshape(1), atol=1e-6), name
+
+
 def test_a_task_without_inverse_activation_cannot_have_members():
     class Plain(BinaryTask):
         inverse_activation = Task.inverse_activation
