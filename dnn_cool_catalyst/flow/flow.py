@@ -56,9 +56,11 @@ class TaskFlow:
         """Task name → dotted path through nested flows."""
         return self.graph.paths
 
-    def torch(self) -> FlowModule:
-        """A fresh nn.Module with one head per task; feed it the dict of features your backbone computes."""
-        return FlowModule(self.graph)
+    def torch(self, members: bool = False) -> FlowModule:
+        """A fresh nn.Module with one head per task; feed it the dict of features your backbone computes.
+        ``members=True`` for a trunk whose features have a member axis ``(N, k, F)`` (see
+        :mod:`dnn_cool_catalyst.flow.members`)."""
+        return FlowModule(self.graph, members=members)
 
     def get_loss(self, weights=None):
         """The masked multi-task loss (an nn.Module); ``weights``: ``None`` (every task 1.0), a dict of fixed

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..tasks.base import TaskError
 from .graph import CompiledGraph
+from .members import MEMBER_LOGITS_KEY, average_members, check_member_logits, check_member_tasks
 
 
 def decode_condition_sources(graph: CompiledGraph, logits: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -57,6 +58,10 @@ class FlowModule(nn.Module):
     mode (or with ``decoded_masks=True``), ``"masks"``: where each task is reached when gating on the model's
     own decoded predictions. Training needs no masks from the model: ground-truth gating happens in the loss.
 
+    ``members=True``: the features have a member axis ``(N, k, F)`` (a TabM trunk); the heads give logits
+    ``(N, k, ...)``, ``"logits"`` holds the members' averaged prediction and, in training mode,
+    ``"member_logits"`` the members' own (see :mod:`dnn_cool_catalyst.flow.members`).
+
     Example:
         >>> import torch
         >>> from dnn_cool_catalyst import TaskFlow
@@ -71,13 +76,16 @@ class FlowModule(nn.Module):
         (['door_locked', 'door_open'], torch.Size([4]))
     """
 
-    def __init__(self, graph: CompiledGraph):
+    def __init__(self, graph: CompiledGraph, members: bool = False):
         super().__init__()
         self.graph = graph
+        self.members = members
+        if members:
+            check_member_tasks(graph.tasks)
         self.heads = TaskHeads({leaf.name: leaf.task.head() for leaf in graph.leaves})
 
     def forward(self, features: Mapping[str, torch.Tensor], decoded_masks: Optional[bool] = None) -> dict:
-        logits = {}
+        logits, member_logits = {}, {}
         for leaf in self.graph.leaves:
             inputs = features.get(leaf.input_key) if isinstance(features, Mapping) else None
             if inputs is None:
@@ -85,8 +93,14 @@ class FlowModule(nn.Module):
                 raise TaskError(f"task '{leaf.path}' reads x.{leaf.input_key}, but the features given to the flow "
                                 f"module have no '{leaf.input_key}' (got {given})")
             raw = self.heads[leaf.name](inputs)
-            logits[leaf.name] = leaf.task.check_logits(raw, raw.shape[0])
+            if self.members:
+                member_logits[leaf.name] = check_member_logits(leaf.task, raw, raw.shape[0])
+                logits[leaf.name] = average_members(leaf.task, member_logits[leaf.name])
+            else:
+                logits[leaf.name] = leaf.task.check_logits(raw, raw.shape[0])
         result = {"logits": logits}
+        if self.members and self.training:
+            result[MEMBER_LOGITS_KEY] = member_logits
         if decoded_masks if decoded_masks is not None else not self.training:
             result["masks"] = decoded_gating_masks(self.graph, logits)
         return result

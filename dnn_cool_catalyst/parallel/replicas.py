@@ -25,6 +25,7 @@ from typing import Dict, Mapping, Optional
 import torch
 
 from ..flow.batch import batch_labels, ground_truth_masks, output_logits
+from ..flow.members import member_loss, output_member_logits
 from ..tasks.base import sample_mask
 from .precision import at_least_float32, autocast
 
@@ -60,13 +61,16 @@ def replica_reduction(graph, outputs, batch: Mapping) -> Dict[str, Dict[str, tor
     n = next(iter(targets.values())).shape[0]
     masks = ground_truth_masks(graph, batch, labels)
     logits = {name: at_least_float32(value) for name, value in output_logits(graph, outputs, n).items()}
+    members = output_member_logits(graph, outputs, n)
     index = batch.get("index")
     device = next(iter(logits.values())).device
     index = torch.arange(n, device=device) if index is None else torch.as_tensor(index, device=device)
     result = {key: {} for key in ("loss", "count", "stats", "samples", "per_sample", "valid", "nonfinite")}
     for name, task in graph.tasks.items():
         mask, target = masks[name], targets[name]
-        result["loss"][name] = task.loss(logits[name], target, mask).float().reshape(1)
+        loss = (task.loss(logits[name], target, mask) if members is None  # members: as FlowLoss.terms
+                else member_loss(task, at_least_float32(members[name]), target, mask))
+        result["loss"][name] = loss.float().reshape(1)
         result["count"][name] = mask.sum().to(torch.float32).reshape(1)
         with torch.no_grad():
             detached = logits[name].detach()

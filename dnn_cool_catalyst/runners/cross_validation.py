@@ -171,6 +171,7 @@ class CrossValidationMixin:
                                                      write=self._writes_files())
         except fitted.FittedStateError as e:
             raise RunnerError(str(e)) from None
+        fold._fit_model_inputs()  # the fold's own training rows
         return fold
 
     def _run_fold(self, fold, k: int, state: dict, num_epochs: int, tune_kwargs: dict, train_kwargs: dict,

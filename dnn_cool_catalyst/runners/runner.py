@@ -138,6 +138,15 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
                                                      write=self._writes_files())
         except fitted.FittedStateError as e:
             raise RunnerError(str(e)) from None
+        self._fit_model_inputs()
+
+    def _fit_model_inputs(self) -> None:
+        """A model with input statistics of its own (``tabular_model(kind="tabm")``: standardisation, bins) fits
+        them on this run's training split, deterministically, so a restarted runner rebuilds the same model before
+        loading its weights. Called when the run (or a fold of it) is created, before any optimizer exists."""
+        fit_inputs = getattr(self.model, "fit_inputs", None)
+        if callable(fit_inputs):
+            fit_inputs(self.dataset, self.splits["train"])
 
     def _use_fitted_targets(self) -> None:
         """Put this run's fitted state back on the tasks (another runner over the same project may have fitted
