@@ -76,7 +76,7 @@ def test_columns_as_people_have_them_convert_to_batched_tensors(tmp_path):
     saved = json.loads((tmp_path / "converters.json").read_text())["columns"]
     assert saved["island"]["state"] == {"vocab": ISLANDS}
     assert saved["mass"]["state"] == {"missing": "indicator", "median": median}
-    assert saved["sex"]["state"] == {"labels": ["male", "female"], "positive": "female"}
+    assert saved["sex"]["state"] == {"labels": ["male", "female"], "positive": "female", "label_kind": "str"}
 
 
 def test_string_inputs_end_to_end_then_unseen_category_maps_to_unknown_once(tmp_path):
