@@ -98,9 +98,9 @@ def test_infer_again_replaces_the_split_summaries_and_the_tuned_table_names_its_
     table = read_summaries(directory)["texts"]["pr_curve/tuned"]
     assert len(table) == 1
     text = table[0][1]
-    assert text.startswith("Thresholds tuned on **valid**; precision and recall below were measured on valid, "
-                           "not on test")
-    assert "| curve | tuned threshold | precision (valid) | recall (valid) |" in text
+    assert text.startswith("Thresholds tuned on **valid**; precision, recall and intervals below were measured on "
+                           "valid, not on test")
+    assert "| curve | tuned threshold | precision (valid) | recall (valid) | choice (valid) |" in text
     # Trees show the tuned threshold that decided, and the label next to the prediction.
     tree = read_summaries(directory)["texts"]["explanation/worst/1"][0][1]
     assert f"threshold {threshold:.3f}" in tree and " · target " in tree
