@@ -26,11 +26,11 @@ def test_summary_text_is_exact():
         "d                     -  -          -")
 
 
-def test_numbers_and_headline_metrics():
+def test_numbers_and_headline_metrics(tmp_path):
     assert [format_number(v) for v in (0.0, -1.23456, 99999.0, float("inf"))] == ["0.000", "-1.235", "1.000e+05",
                                                                                    "-"]
     df = numbers_frame(40, seed=0)
-    project = Project(df, input_col="number", output_col=list(df.columns[1:]), project_dir="/nonexistent")
+    project = Project(df, input_col="number", output_col=list(df.columns[1:]), project_dir=str(tmp_path))
     flow = define_flows(project)
     assert headline_metrics(flow) == [("is_interesting", "accuracy"), ("numerical_flow.is_even", "accuracy"),
                                       ("numerical_flow.predict_positive", "accuracy"),
