@@ -1,7 +1,6 @@
 """``tune()``, the tuned decoding parameters read back from ``tuned.json``, and ``evaluate()``."""
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from typing import Optional
@@ -14,6 +13,7 @@ from ..interpretation.pr_curves import mark_tuned_points
 from ..tasks.base import TaskError
 from .errors import RunnerError
 from .tuned_file import check_tuned_params
+from ..safe_read import read_json
 
 
 class DecodingMixin:
@@ -69,8 +69,7 @@ class DecodingMixin:
         """Apply the parameters saved by :meth:`tune` to the flow's decoders and return them."""
         path = os.path.join(self.run_dir, "tuned.json")
         try:
-            with open(path, encoding="utf-8") as f:
-                params = json.load(f)["params"]
+            params = read_json(path)["params"]
         except FileNotFoundError:
             raise RunnerError(f"no tuned parameters at {path}; run runner.tune() first") from None
         except (ValueError, KeyError, TypeError) as e:

@@ -1,7 +1,6 @@
 """``DnnCoolSupervisedRunner``: Catalyst's SupervisedRunner driven by a flow."""
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections import OrderedDict
@@ -40,6 +39,7 @@ from .schedules import build_optimizer, build_scheduler, scheduler_interval, ste
 from .splits import load_or_make_splits
 from .stages import StagesMixin
 from .tensorboard_runs import FlowTensorboardLogger, TensorboardRunsMixin
+from ..safe_read import read_json
 
 
 class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, InferenceMixin, DecodingMixin, PredictionMixin,
@@ -460,8 +460,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         record are scores of that metric."""
         path = os.path.join(self.checkpoint_dir, "runner.storage.json")
         try:
-            with open(path, encoding="utf-8") as f:
-                saved = json.load(f)
+            saved = read_json(path)
             before = (saved["metric_key"], bool(saved["minimize"]))
         except (OSError, ValueError, KeyError, TypeError):
             return  # no readable record: the checkpoint callback reports a damaged one itself
