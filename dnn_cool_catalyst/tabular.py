@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from .data.columns import StoredColumn
+from .errors import ConverterError
 from .project import Project
 
 FLOW_PARAMETERS = ["flow", "x", "out"]
@@ -197,5 +198,23 @@ def tabular_model(project: Project, hidden: int = 64, depth: int = 2, dropout: f
     # std of zero columns (categorical inputs only) warns in torch; there is nothing to standardise then.
     std = joined.std(dim=0, unbiased=False) if values else torch.ones(0)
     std = torch.where(std > 0, std, torch.ones_like(std))  # a constant column must not divide by zero
-    return TabularMLP(project.get_full_flow().torch(), columns, joined.mean(dim=0), std, hidden, depth, dropout,
+    mean = joined.mean(dim=0)
+    _check_standardisable(columns, joined, mean, std)
+    return TabularMLP(project.get_full_flow().torch(), columns, mean, std, hidden, depth, dropout,
                       categorical=categorical)
+
+
+def _check_standardisable(columns: Dict[str, int], joined: torch.Tensor, mean: torch.Tensor, std: torch.Tensor):
+    """Values finite in float32 can still overflow its mean, spread or ``(x - mean) / std`` (1e38-scale inputs):
+    refuse here, naming the column, instead of a task's logits turning inf later."""
+    finite = torch.isfinite(mean) & torch.isfinite(std) & torch.isfinite((joined - mean) / std).all(dim=0)
+    if bool(finite.all()):
+        return
+    start = 0
+    for column, width in columns.items():
+        if not bool(finite[start:start + width].all()):
+            largest = float(joined[:, start:start + width].abs().max())
+            raise ConverterError(f"input column '{column}': values up to {largest:.3g} overflow float32 when "
+                                 f"standardised (mean, spread or (x - mean) / std is infinite); rescale the "
+                                 f"column (e.g. divide it by a power of ten) before building the project")
+        start += width

@@ -14,6 +14,7 @@ from ..tasks.base import TaskError
 from .errors import RunnerError
 from .tuned_file import check_tuned_params
 from ..safe_read import read_json
+from ..spreadsheet import spreadsheet_safe
 
 
 class DecodingMixin:
@@ -111,7 +112,7 @@ class DecodingMixin:
         table = self.flow.get_evaluator()(logits, targets, available, gating=gating)
         if self._writes_files():
             atomic_write_text(os.path.join(self.run_dir, f"evaluation_{loader}_{gating}.csv"),
-                              table.to_csv(index=False))
+                              spreadsheet_safe(table).to_csv(index=False))
         return table
 
 
