@@ -107,3 +107,42 @@ def test_cli_errors_are_one_line_with_status_2(config_run, tmp_path, capsys):
                              "--checkpoint", "nope"])
     assert "runner.nope.pth" in err and "train first" in err
     assert not os.path.exists(out)  # nothing half-written
+
+
+def test_a_config_importing_foreign_code_needs_trust_config(config_run, tmp_path, capsys):
+    """A run directory from elsewhere: its config.yml is code. Nothing outside the library is imported or run
+    unless --trust-config is given, and the error lists what would run."""
+    tmp, run_dir = config_run
+    path = run_dir / "config.yml"
+    original = path.read_text(encoding="utf-8")
+    probe = tmp_path / "probe_marker"
+    (tmp_path / "dnn_cool_probe.py").write_text(f"open({str(probe)!r}, 'w').write('imported')\nNet = None\n")
+    config = yaml.safe_load(original)
+    config["model"]["_target_"] = "dnn_cool_probe.Net"
+    sys.path.insert(0, str(tmp_path))
+    try:
+        path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        out = str(tmp_path / "p.csv")
+        err = cli_error(capsys, ["--run-dir", str(run_dir), "--csv", str(tmp / "new.csv"), "--out", out])
+        assert "config.yml imports and runs code from outside dnn_cool_catalyst: ['dnn_cool_probe.Net']" in err
+        assert "--trust-config" in err and not probe.exists() and not os.path.exists(out)
+        err = cli_error(capsys, ["--run-dir", str(run_dir), "--csv", str(tmp / "new.csv"), "--out", out,
+                                 "--trust-config"])
+        assert "--trust-config" not in err and probe.exists()  # trusted: it was imported (and then failed)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("dnn_cool_probe", None)
+        path.write_text(original, encoding="utf-8")
+
+
+def test_predictions_csv_cells_cannot_run_as_spreadsheet_formulas(config_run, tmp_path):
+    tmp, run_dir = config_run
+    rows = pd.read_csv(NUMBERS).head(4)[INPUTS]
+    ids = ["=cmd|' /C calc'!A0", "@SUM(A1)", "-x", "+1"]
+    rows.insert(0, "id", ids)
+    rows.to_csv(tmp_path / "ids.csv", index=False)
+    assert main(["--run-dir", str(run_dir), "--csv", str(tmp_path / "ids.csv"), "--out", str(tmp_path / "p.csv"),
+                 "--index-col", "id", "--proba"]) == 0
+    table = pd.read_csv(tmp_path / "p.csv", dtype={"id": str})
+    assert list(table["id"]) == ["'=cmd|' /C calc'!A0", "'@SUM(A1)", "'-x", "+1"]  # "+1" is a number: kept
+    assert table["proba_is_interesting"].between(0, 1).all()
