@@ -1,6 +1,6 @@
 """``dnn-cool-predict``: predictions for the rows of a CSV file from a run made with ``dnn-cool-run``.
 
-    dnn-cool-predict --run-dir DIR --csv new.csv --out predictions.csv [--checkpoint best] [--proba]
+    dnn-cool-predict --run-dir DIR --csv new.csv --out predictions.csv [--trust-config] [--checkpoint best] [--proba]
 
 The run directory alone is enough: its ``config.yml`` (saved by ``dnn-cool-run``) rebuilds the project, the model
 and the runner, whose ``predict`` does the work (see :meth:`PredictionMixin.predict`). The output CSV has one
@@ -8,9 +8,10 @@ column per task (empty where the task does not apply), lists of labels as JSON, 
 in order; ``--index-col`` names an input column to use as the row index (written first). Relative paths inside
 the config are read from the directory the run was started from, paths given here from the current one.
 
-A config is code: rebuilding the run imports and calls what its ``_target_`` keys name. A ``config.yml`` that
-names anything outside ``dnn_cool_catalyst`` (your own model class, or whatever a run directory received from
-someone else holds) is refused unless ``--trust-config`` is given; the error lists what it would run.
+A config is code: rebuilding the run imports and calls what its ``_target_`` keys name and runs the Python files
+it names (``tabular_project``'s ``flows``). A ``config.yml`` that names code outside ``dnn_cool_catalyst`` (a
+flows file, your own model class, or whatever a run directory received from someone else holds) is refused unless
+``--trust-config`` is given; the error lists what it would run.
 
 Exit status 2 with one line on standard error when the run directory, the CSV or its columns are wrong.
 """
@@ -47,13 +48,14 @@ def _working_directory(path: str) -> Iterator[None]:
         os.chdir(before)
 
 
-def foreign_targets(config) -> List[str]:
-    """The ``_target_`` / ``_meta_factory_`` names of ``config`` that import code from outside this library,
-    sorted (a name without a dot is one of the registry's: Catalyst's and ours).
+def foreign_code(config) -> List[str]:
+    """What ``config`` would run from outside this library, sorted: ``_target_`` / ``_meta_factory_`` names of
+    other packages (a name without a dot is one of the registry's: Catalyst's and ours) and Python files it names.
 
-    >>> foreign_targets({"model": {"_target_": "my_models.Net"}, "runner": {"_target_": "project_runner"},
-    ...                  "run": [{"_target_": "dnn_cool_catalyst.tabular.tabular_model"}, {"_target_": "os.system"}]})
-    ['my_models.Net', 'os.system']
+    >>> foreign_code({"model": {"_target_": "my_models.Net"}, "runner": {"_target_": "project_runner"},
+    ...               "run": [{"_target_": "dnn_cool_catalyst.tabular.tabular_model", "flows": "f.py"},
+    ...                       {"_target_": "os.system"}]})
+    ['f.py', 'my_models.Net', 'os.system']
     """
     found, pending = set(), [config]
     while pending:  # no recursion: the YAML reader bounded the depth, but a walk needs no stack anyway
@@ -64,6 +66,8 @@ def foreign_targets(config) -> List[str]:
                 if isinstance(name, str) and "." in name and not name.startswith("dnn_cool_catalyst."):
                     found.add(name)
             pending.extend(node.values())
+        elif isinstance(node, str) and node.endswith(".py"):
+            found.add(node)
         elif isinstance(node, list):
             pending.extend(node)
     return sorted(found)
@@ -93,7 +97,7 @@ def predict_csv(run_dir: str, csv: str, out: str, checkpoint: str = "best", prob
 
     run_dir, csv, out = (os.path.abspath(p) for p in (run_dir, csv, out))
     config, cwd = load_run_config(run_dir)
-    foreign = foreign_targets(config)
+    foreign = foreign_code(config)
     if foreign and not trust_config:
         raise ConfigError(f"{os.path.join(run_dir, CONFIG_FILE)} imports and runs code from outside "
                           f"dnn_cool_catalyst: {foreign}; a config is code, so rebuilding this run runs it. Pass "
