@@ -78,7 +78,8 @@ def compare(root, metric: Optional[str] = None, split: str = "test", gating: str
     ``detail`` says which and why), ``skipped`` (reached through a symlink, not followed): no experiment is left
     out), the sort metric ``task/metric`` (a fold group's mean over folds, with ``<metric> std`` and the
     ensemble's ``<metric> ensemble`` beside it), then one column per configuration key that differs between
-    experiments (flattened: ``run.0.num_epochs``, ``runner.batch_size``), then every other metric of ``evaluation_<split>_<gating>.csv``, and last
+    experiments (flattened: ``run.0.num_epochs``, ``runner.batch_size``), then every other metric of
+    ``evaluation_<split>_<gating>.csv``, and last
     ``metrics_source``, ``config_source``, ``detail`` (why a run is not done, unreadable files) and ``path``.
 
     ``metric`` defaults to the first one found; errors (names with ``loss``, ``mae``, ``mse``, ``rmse``,
