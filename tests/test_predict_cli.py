@@ -121,7 +121,7 @@ def test_a_config_importing_foreign_code_needs_trust_config(config_run, tmp_path
     probe = tmp_path / "probe_marker"
     (tmp_path / "dnn_cool_probe.py").write_text(f"open({str(probe)!r}, 'w').write('imported')\nNet = None\n")
     config = yaml.safe_load(original)
-    config["model"]["_target_"] = "dnn_cool_probe.Net"
+    config["runner"]["model"]["_target_"] = "dnn_cool_probe.Net"
     sys.path.insert(0, str(tmp_path))
     try:
         path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
