@@ -28,7 +28,7 @@ from ..evaluation import COLUMNS
 from ..runners.lock import LOCK_NAME, is_stale, read_holder
 from ..runners.run_config import RUN_CONFIG_FILE, read_run_config
 from ..safe_read import read_csv, read_json
-from .configs import CONFIG_YAML, read_config
+from .configs import CONFIG_YAML, _one_line, read_config
 from .tensorboard import read_scalars
 
 CV_FILE = "cv.json"
@@ -277,11 +277,6 @@ def _fold_dir(group: str, name: str) -> str:
         raise ValueError(f"{os.path.join(group, CV_FILE)}: fold_dirs entry {name!r} points outside the fold "
                          f"group folder; refused")
     return path
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0][:300] if text else type(error).__name__
 
 
 def _group_status(fold_status: dict, has_metrics: bool) -> str:
