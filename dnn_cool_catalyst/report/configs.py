@@ -89,4 +89,4 @@ def _canonical(value) -> str:
 
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
+    return text[0][:400] if text else type(error).__name__  # paths can be long: keep the reason
