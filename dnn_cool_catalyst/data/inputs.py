@@ -256,11 +256,6 @@ class NumericInput(InputConverter):
             raise ConverterError(f"numeric input column '{column}': infinite value at row "
                                  f"{_plain(series.index[int(np.flatnonzero(bad)[0])])!r} ({int(bad.sum())} "
                                  f"row(s)); inputs must be finite numbers")
-        huge = np.abs(floats) > np.finfo(np.float32).max  # would become inf in the float32 tensor
-        if huge.any():
-            raise ConverterError(f"numeric input column '{column}': value {floats[huge][0]:.3g} at row "
-                                 f"{_plain(series.index[int(np.flatnonzero(huge)[0])])!r} is beyond float32's "
-                                 f"range (+-3.4e38); rescale the column")
         return floats
 
     def build_column(self, series, column):
