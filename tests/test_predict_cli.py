@@ -53,7 +53,8 @@ def test_dnn_cool_run_saves_the_config_it_ran(config_run):
 def test_predict_cli_end_to_end_from_another_directory(config_run):
     tmp, run_dir = config_run
     done = run(["dnn_cool_catalyst.predict", "--run-dir", os.path.relpath(run_dir, tmp), "--csv", "new.csv",
-                "--out", "predictions.csv", "--proba", "--trust-config"], cwd=tmp)  # relative paths: from where it is called
+                "--out", "predictions.csv", "--proba", "--trust-config"],
+               cwd=tmp)  # relative paths: from where it is called
     assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_csv(tmp / "predictions.csv")
     assert len(table) == 40 and list(table.columns) == [c for t in TASKS for c in (t, f"proba_{t}")]
