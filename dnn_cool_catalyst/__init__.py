@@ -1,7 +1,8 @@
 """dnn_cool_catalyst: multi-task learning with conditional objectives and missing labels."""
 from .data import Converters
 from .errors import (ArtifactError, CheckpointError, ConfigError, ConverterError, FittedStateError,
-                     FlowDefinitionError, NonFiniteError, RunnerError, TaskError, ValidMetricError)
+                     FlowDefinitionError, NonFiniteError, RunnerError, TaskError, UnsafeFileError,
+                     ValidMetricError)
 from .flow import TaskFlow
 from .project import Project
 from .tasks import (BinaryTask, BoundedRegressionTask, ClassificationTask, MultilabelTask, RegressionTask, Task,
@@ -13,4 +14,4 @@ __all__ = ["Project", "Converters", "ConverterError", "TaskFlow", "FlowDefinitio
            "MultilabelTask", "BoundedRegressionTask", "RegressionTask", "TokenClassificationTask",
            # every library error (dnn_cool_catalyst.errors)
            "RunnerError", "CheckpointError", "ArtifactError", "FittedStateError", "ValidMetricError", "ConfigError",
-           "NonFiniteError"]
+           "NonFiniteError", "UnsafeFileError"]

@@ -53,9 +53,15 @@ class ConfigError(ValueError):
     """A config is malformed: the message names the file(s) and the key path."""
 
 
+class UnsafeFileError(ValueError):
+    """A file written by another process is too large, nested too deep or expands too much to be read safely (a
+    damaged or hostile file); the message names the file and the limit it broke."""
+
+
 class NonFiniteError(FloatingPointError):
     """Training produced NaN or inf logits (or loss); the message names the task, loader, epoch and batch."""
 
 
 __all__ = ["ArtifactError", "CheckpointError", "ConfigError", "ConverterError", "FittedStateError",
-           "FlowDefinitionError", "NonFiniteError", "RunnerError", "TaskError", "ValidMetricError"]
+           "FlowDefinitionError", "NonFiniteError", "RunnerError", "TaskError", "UnsafeFileError",
+           "ValidMetricError"]

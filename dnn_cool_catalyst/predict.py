@@ -1,12 +1,17 @@
 """``dnn-cool-predict``: predictions for the rows of a CSV file from a run made with ``dnn-cool-run``.
 
-    dnn-cool-predict --run-dir DIR --csv new.csv --out predictions.csv [--checkpoint best] [--proba]
+    dnn-cool-predict --run-dir DIR --csv new.csv --out predictions.csv [--trust-config] [--checkpoint best] [--proba]
 
 The run directory alone is enough: its ``config.yml`` (saved by ``dnn-cool-run``) rebuilds the project, the model
 and the runner, whose ``predict`` does the work (see :meth:`PredictionMixin.predict`). The output CSV has one
 column per task (empty where the task does not apply), lists of labels as JSON, and the rows of the input CSV
 in order; ``--index-col`` names an input column to use as the row index (written first). Relative paths inside
 the config are read from the directory the run was started from, paths given here from the current one.
+
+A config is code: rebuilding the run imports and calls what its ``_target_`` keys name and runs the Python files
+it names (``tabular_project``'s ``flows``). A ``config.yml`` that names code outside ``dnn_cool_catalyst`` (a
+flows file, your own model class, or whatever a run directory received from someone else holds) is refused unless
+``--trust-config`` is given; the error lists what it would run.
 
 Exit status 2 with one line on standard error when the run directory, the CSV or its columns are wrong.
 """
@@ -17,13 +22,14 @@ import contextlib
 import json
 import os
 import sys
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
 import pandas as pd
 
 from .atomic import atomic_write_text
 from .config.saved import CONFIG_FILE, load_run_config
 from .config.validate import ConfigError
+from .spreadsheet import safe_cell, spreadsheet_safe
 
 
 def _user_errors():
@@ -42,6 +48,31 @@ def _working_directory(path: str) -> Iterator[None]:
         os.chdir(before)
 
 
+def foreign_code(config) -> List[str]:
+    """What ``config`` would run from outside this library, sorted: ``_target_`` / ``_meta_factory_`` names of
+    other packages (a name without a dot is one of the registry's: Catalyst's and ours) and Python files it names.
+
+    >>> foreign_code({"model": {"_target_": "my_models.Net"}, "runner": {"_target_": "project_runner"},
+    ...               "run": [{"_target_": "dnn_cool_catalyst.tabular.tabular_model", "flows": "f.py"},
+    ...                       {"_target_": "os.system"}]})
+    ['f.py', 'my_models.Net', 'os.system']
+    """
+    found, pending = set(), [config]
+    while pending:  # no recursion: the YAML reader bounded the depth, but a walk needs no stack anyway
+        node = pending.pop()
+        if isinstance(node, dict):
+            for key in ("_target_", "_meta_factory_"):
+                name = node.get(key)
+                if isinstance(name, str) and "." in name and not name.startswith("dnn_cool_catalyst."):
+                    found.add(name)
+            pending.extend(node.values())
+        elif isinstance(node, str) and node.endswith(".py"):
+            found.add(node)
+        elif isinstance(node, list):
+            pending.extend(node)
+    return sorted(found)
+
+
 def read_new_rows(csv: str, index_col: Optional[str] = None) -> pd.DataFrame:
     """The rows to predict: ``csv`` read with pandas; ``index_col`` (optional) becomes the index."""
     if not os.path.isfile(csv):
@@ -56,15 +87,21 @@ def read_new_rows(csv: str, index_col: Optional[str] = None) -> pd.DataFrame:
 
 
 def predict_csv(run_dir: str, csv: str, out: str, checkpoint: str = "best", proba: bool = False,
-                index_col: Optional[str] = None, batch_size: Optional[int] = None, verbose: bool = False
-                ) -> pd.DataFrame:
+                index_col: Optional[str] = None, batch_size: Optional[int] = None, verbose: bool = False,
+                trust_config: bool = False) -> pd.DataFrame:
     """Rebuild the run in ``run_dir`` from its ``config.yml``, predict the rows of ``csv`` and write them to
-    ``out`` (atomically); returns the predictions. Errors are ConfigError / RunnerError / ConverterError."""
+    ``out`` (atomically); returns the predictions. A config naming code outside this library is refused unless
+    ``trust_config`` (see the module docstring). Errors are ConfigError / RunnerError / ConverterError."""
     from .config.run import build_config
     from .runners import DnnCoolSupervisedRunner
 
     run_dir, csv, out = (os.path.abspath(p) for p in (run_dir, csv, out))
     config, cwd = load_run_config(run_dir)
+    foreign = foreign_code(config)
+    if foreign and not trust_config:
+        raise ConfigError(f"{os.path.join(run_dir, CONFIG_FILE)} imports and runs code from outside "
+                          f"dnn_cool_catalyst: {foreign}; a config is code, so rebuilding this run runs it. Pass "
+                          f"--trust-config (trust_config=True) only for a run you made or whose author you trust")
     if not os.path.isdir(os.path.dirname(out)):
         raise ConfigError(f"--out {out!r}: its directory does not exist")
     df = read_new_rows(csv, index_col)  # before anything is built: a wrong file fails in a second
@@ -80,7 +117,9 @@ def predict_csv(run_dir: str, csv: str, out: str, checkpoint: str = "best", prob
                               f"the run was made in")
         predictions = runner.predict(df, checkpoint=checkpoint, proba=proba, batch_size=batch_size,
                                      verbose=verbose)
-    table = predictions.apply(lambda column: column.map(_cell) if column.dtype == object else column)
+    table = spreadsheet_safe(predictions.apply(lambda column: column.map(_cell) if column.dtype == object
+                                               else column))
+    table.index = table.index.map(safe_cell)  # the user's row names, written with --index-col
     atomic_write_text(out, table.to_csv(index=index_col is not None))
     return predictions
 
@@ -101,10 +140,14 @@ def main(argv=None) -> int:
     parser.add_argument("--index-col", default=None, help="an input column to use as the row index")
     parser.add_argument("--batch-size", type=int, default=None, help="rows per batch (default: the run's)")
     parser.add_argument("--verbose", action="store_true", help="show a progress bar")
+    parser.add_argument("--trust-config", action="store_true",
+                        help="rebuild the run even though its config.yml imports code from outside "
+                             "dnn_cool_catalyst (only for a run you made or whose author you trust)")
     args = parser.parse_args(argv)
     try:
         predict_csv(args.run_dir, args.csv, args.out, checkpoint=args.checkpoint, proba=args.proba,
-                    index_col=args.index_col, batch_size=args.batch_size, verbose=args.verbose)
+                    index_col=args.index_col, batch_size=args.batch_size, verbose=args.verbose,
+                    trust_config=args.trust_config)
     except _user_errors() as e:
         print(f"dnn-cool-predict: error: {' '.join(str(e).split())}", file=sys.stderr)
         sys.exit(2)

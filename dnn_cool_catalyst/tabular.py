@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from .data.columns import StoredColumn
+from .errors import ConverterError
 from .project import Project
 
 FLOW_PARAMETERS = ["flow", "x", "out"]
@@ -191,7 +192,7 @@ def tabular_model(project: Project, hidden: int = 256, depth: int = 2, dropout: 
     if num_embeddings is not None:
         raise ValueError(f"tabular_model: num_embeddings={num_embeddings!r} needs kind='tabm'")
     columns, categorical, joined = input_table(project.data, project.input_cols)
-    mean, std = standardisation(joined)
+    mean, std = standardisation(joined, columns)
     return TabularMLP(project.get_full_flow().torch(), columns, mean, std, hidden, depth, dropout,
                       categorical=categorical)
 
@@ -220,9 +221,28 @@ def input_table(converted, input_cols: Sequence[str], rows: Optional[Sequence[in
     return columns, categorical, torch.cat(values, dim=1) if values else torch.zeros(n, 0)
 
 
-def standardisation(values: torch.Tensor):
-    """``(mean, std)`` per column of ``values`` ``(N, width)``; a constant column gets std 1 (no division by 0)."""
+def standardisation(values: torch.Tensor, columns: Optional[Dict[str, int]] = None):
+    """``(mean, std)`` per column of ``values`` ``(N, width)``; a constant column gets std 1 (no division by 0).
+    ``columns`` (column -> width, in the order of ``values``) names a column whose values overflow float32."""
     # std of zero columns (categorical inputs only) warns in torch; there is nothing to standardise then.
     std = values.std(dim=0, unbiased=False) if values.shape[1] else torch.ones(0)
     std = torch.where(std > 0, std, torch.ones_like(std))
-    return values.mean(dim=0), std
+    mean = values.mean(dim=0)
+    _check_standardisable(columns or {"(numeric inputs)": values.shape[1]}, values, mean, std)
+    return mean, std
+
+
+def _check_standardisable(columns: Dict[str, int], joined: torch.Tensor, mean: torch.Tensor, std: torch.Tensor):
+    """Values finite in float32 can still overflow its mean, spread or ``(x - mean) / std`` (1e38-scale inputs):
+    refuse here, naming the column, instead of a task's logits turning inf later."""
+    finite = torch.isfinite(mean) & torch.isfinite(std) & torch.isfinite((joined - mean) / std).all(dim=0)
+    if bool(finite.all()):
+        return
+    start = 0
+    for column, width in columns.items():
+        if not bool(finite[start:start + width].all()):
+            largest = float(joined[:, start:start + width].abs().max())
+            raise ConverterError(f"input column '{column}': values up to {largest:.3g} overflow float32 when "
+                                 f"standardised (mean, spread or (x - mean) / std is infinite); rescale the "
+                                 f"column (e.g. divide it by a power of ten) before building the project")
+        start += width

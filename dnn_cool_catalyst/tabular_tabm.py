@@ -113,13 +113,13 @@ class TabularTabM(nn.Module):
 
     def _piecewise_linear(self, numeric: torch.Tensor) -> nn.Module:
         _, rtdl = _import_tabm()
-        standardised = (numeric - numeric.mean(0)) / standardisation(numeric)[1]
+        standardised = (numeric - numeric.mean(0)) / standardisation(numeric, self.columns)[1]
         bins = piecewise_linear_bins(standardised)
         with one_bin_is_fine():
             return rtdl.PiecewiseLinearEmbeddings(bins, PLE_WIDTH, activation=False, version="B")
 
     def _fit(self, numeric: torch.Tensor) -> None:
-        mean, std = standardisation(numeric)
+        mean, std = standardisation(numeric, self.columns)
         self.mean.copy_(mean)
         self.std.copy_(std)
 

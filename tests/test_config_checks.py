@@ -1,6 +1,7 @@
 """Config runs keep the README's promises: arguments checked against signatures before anything is built (with the
 closest name), bad --set values and missing CSV columns in one line with exit status 2, catalyst-run saying where
 its results went, and neither launcher writing into a run directory the other one is using."""
+import json
 import os
 import re
 import subprocess
@@ -136,3 +137,27 @@ def test_a_launcher_never_trains_into_a_run_directory_in_use(tmp_path, launcher)
     else:
         assert done.stderr.rstrip().endswith(f"catalyst-run: stopped by RunnerError; what runner 'numbers_mlp' "
                                              f"wrote before is in {run_dir}")
+
+
+def test_exponent_learning_rates_are_numbers_in_files_and_overrides(tmp_path, capsys):
+    """``lr: 3e-3`` (a string to YAML 1.1 and PyYAML) is the float a user means, in a file and in --set."""
+    from dnn_cool_catalyst.config.run import load_config
+
+    path = tmp_path / "lr.yml"
+    path.write_text("run:\n  - {_call_: train, num_epochs: 1, lr: 3e-3}\n")
+    assert load_config([str(path)])["run"][0]["lr"] == 0.003
+    assert load_config([str(path)], ["run.0.lr=1E-2"])["run"][0]["lr"] == 0.01
+    config = tiny_config(tmp_path)
+    assert main(["--config", TABULAR, config, "--set", "run.0.lr=3e-3"]) in (0, None)
+    saved = json.loads((tmp_path / "proj" / "numbers_mlp" / "run_config.json").read_text())
+    assert saved["train"]["lr"] == 0.003
+
+
+def test_a_billion_laughs_config_is_a_one_line_error(tmp_path, capsys):
+    from test_safe_read import billion_laughs
+
+    bad = tmp_path / "laughs.yml"
+    bad.write_text(billion_laughs())
+    status, err = run_main(capsys, str(bad))
+    assert status == 2 and err.count("\n") == 1
+    assert "laughs.yml: its YAML aliases expand to more than 1000000 nodes" in err

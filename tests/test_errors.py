@@ -20,6 +20,7 @@ OLD_PATHS = {
     "ValidMetricError": ["dnn_cool_catalyst.callbacks.selection"],
     "ConfigError": ["dnn_cool_catalyst.config", "dnn_cool_catalyst.config.validate"],
     "NonFiniteError": ["dnn_cool_catalyst.callbacks", "dnn_cool_catalyst.callbacks.nan_guard"],
+    "UnsafeFileError": ["dnn_cool_catalyst.safe_read"],
 }
 
 

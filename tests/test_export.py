@@ -257,3 +257,18 @@ def test_deployed_labels_equal_runner_predict_on_the_same_rows(run, exported, tm
             else:
                 assert got == want, name
         assert any(v is None for v in answers[name]) == bool(column.isna().any()), name
+
+
+def test_the_artifact_holds_no_training_row(run, exported):
+    """torch.export saves the batch it traced with (``example_inputs``): the artifact must not carry real rows."""
+    import zipfile
+
+    project, _ = run
+    path, _ = exported
+    assert torch.export.load(path).example_inputs is None
+    with zipfile.ZipFile(path) as archive:
+        contents = b"".join(archive.read(name) for name in archive.namelist())
+    contents += open(path, "rb").read()
+    values = project.df[["a", "b"]].to_numpy(dtype=np.float32).ravel()
+    found = [float(v) for v in values if np.isfinite(v) and np.float32(v).tobytes() in contents]
+    assert found == []

@@ -102,6 +102,19 @@ def inf_in_numeric_input(tmp_path):
     build(people().assign(age=[0.0, np.inf] + [4.0] * 10), tmp_path=tmp_path)
 
 
+def input_overflowing_tabular_standardisation(tmp_path):
+    from dnn_cool_catalyst.tabular import tabular_model
+
+    project = build(people().assign(age=[1e38] * 6 + [-1e38] * 6), tmp_path=tmp_path)  # finite in float32
+
+    @project.add_flow
+    def adults(flow, x, out):
+        out += flow.is_adult(x.features)
+        return out
+
+    tabular_model(project)
+
+
 def inf_in_regression_label(tmp_path):
     build(people().assign(temperature=[1.0, -np.inf] + [4.0] * 10), outputs=["temperature"], tmp_path=tmp_path,
           temperature="regression")
@@ -279,6 +292,11 @@ def corrupted_tuned_parameters(run):
     run.evaluate()
 
 
+def tuned_parameters_nested_100000_deep(run):
+    Path(run.run_dir, "tuned.json").write_text('{"params": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    run.evaluate()
+
+
 def tuned_parameters_of_another_flow(run):
     Path(run.run_dir, "tuned.json").write_text(json.dumps({"params": {"door_open": {"threshold": 0.3}}}))
     run.load_tuned()
@@ -383,6 +401,8 @@ DATAFRAME = [
                                                   "\\[3\\]", "cannot have NaN")),
     (inf_in_numeric_input, raises(ConverterError, "numeric input column 'age': infinite value at row 1",
                                   "must be finite")),
+    (input_overflowing_tabular_standardisation, raises(ConverterError, "input column 'age': values up to 1e\\+38 "
+                                                       "overflow float32 when standardised", "rescale the column")),
     (inf_in_regression_label, raises(ConverterError, "regression column 'temperature': infinite value -inf at "
                                                      "row 1", "NaN for a missing label")),
     (ragged_array_input, raises(ConverterError, "array input column 'embedding': cells have different shapes",
@@ -427,6 +447,7 @@ FILES = [
     (missing_image_file, raises(ConverterError, "img input column 'img': 1 file\\(s\\) not found",
                                 "img2.png")),
     (unreadable_image_file, raises(ConverterError, "img input column 'img': cannot read image", "img1.png")),
+    (tuned_parameters_nested_100000_deep, raises(RunnerError, "tuned.json", "nested deeper than 100 levels")),
     (corrupted_tuned_parameters, raises(RunnerError, "tuned parameters file .*tuned.json is corrupted",
                                         "run runner.tune\\(\\) again")),
     (tuned_parameters_of_another_flow, raises(RunnerError, "tuned.json does not fit this flow",

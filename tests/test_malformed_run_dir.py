@@ -51,6 +51,11 @@ def splits_not_json(run):
     numbers_runner(run.parent)
 
 
+def splits_nested_100000_deep(run):
+    (run / "splits.json").write_text("[" * 100_000 + "]" * 100_000)
+    numbers_runner(run.parent)
+
+
 def splits_a_list(run):
     (run / "splits.json").write_text("[1, 2, 3]")
     numbers_runner(run.parent)
@@ -167,6 +172,11 @@ def storage_not_a_list(run):
     edit_storage(run, {"logpath": "runner.0001.pth", "metric": 0.5})
 
 
+def storage_nested_100000_deep(run):
+    (run / "checkpoints" / "runner.storage.json").write_text('{"storage": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    numbers_runner(run.parent).train(num_epochs=2, resume=True)
+
+
 def last_checkpoint_symlinked_out(run):
     last = run / "checkpoints" / "runner.last.pth"
     target = victim(run)
@@ -226,6 +236,8 @@ def nested_flow_named_like_a_task(tmp_path):
 
 CASES = [
     (splits_not_json, RunnerError, ["cannot read the saved splits .*splits.json as JSON", "resplit=True"]),
+    (splits_nested_100000_deep, RunnerError, ["cannot read the saved splits .*splits.json",
+                                              "nested deeper than 100 levels"]),
     (splits_a_list, RunnerError, ["saved splits .*splits.json hold a list, expected an object with 'splits'"]),
     (splits_unknown_format, RunnerError, ["splits.json: field 'format' must be 2, got 3"]),
     (splits_seed_a_string, RunnerError, ["splits.json: field 'seed' must be an int, got '42'"]),
@@ -259,6 +271,7 @@ CASES = [
     (storage_entry_a_string, CheckpointError, [r"entry storage\[0\] must be"]),
     (storage_not_a_list, CheckpointError, ["checkpoint index .*runner.storage.json is corrupted",
                                            "'storage' is a dict, expected a list"]),
+    (storage_nested_100000_deep, CheckpointError, ["runner.storage.json", "nested deeper than 100 levels"]),
     (last_checkpoint_symlinked_out, CheckpointError, ["checkpoint .*runner.last.pth leads outside"]),
     (best_checkpoint_symlinked_out, RunnerError, ["checkpoint .*runner.best.pth leads outside"]),
     (lambda tmp_path: runner_named(tmp_path, "../evil"), RunnerError, ["runner_name must be a single directory "

@@ -53,12 +53,14 @@ def test_dnn_cool_run_saves_the_config_it_ran(config_run):
 def test_predict_cli_end_to_end_from_another_directory(config_run):
     tmp, run_dir = config_run
     done = run(["dnn_cool_catalyst.predict", "--run-dir", os.path.relpath(run_dir, tmp), "--csv", "new.csv",
-                "--out", "predictions.csv", "--proba"], cwd=tmp)  # relative paths: from where it is called
+                "--out", "predictions.csv", "--proba", "--trust-config"],
+               cwd=tmp)  # relative paths: from where it is called
     assert done.returncode == 0, done.stderr[-3000:]
     table = pd.read_csv(tmp / "predictions.csv")
     assert len(table) == 40 and list(table.columns) == [c for t in TASKS for c in (t, f"proba_{t}")]
     # The same as runner.predict in this process, with the tuned thresholds; gating on the decoded parents.
-    expected = predict_csv(str(run_dir), str(tmp / "new.csv"), str(tmp / "again.csv"), proba=True)
+    expected = predict_csv(str(run_dir), str(tmp / "new.csv"), str(tmp / "again.csv"), proba=True,
+                           trust_config=True)
     pd.testing.assert_frame_equal(table, pd.read_csv(tmp / "again.csv"))
     assert expected["is_interesting"].notna().all() and set(expected["is_interesting"]) <= {0, 1}
     nested = expected[TASKS[1:]]
@@ -74,7 +76,7 @@ def test_index_col_is_written_as_the_row_index(config_run, tmp_path):
     rows.insert(0, "id", [f"n{i}" for i in range(5)])
     rows.to_csv(tmp_path / "ids.csv", index=False)
     assert main(["--run-dir", str(run_dir), "--csv", str(tmp_path / "ids.csv"), "--out", str(tmp_path / "p.csv"),
-                 "--index-col", "id"]) == 0
+                 "--index-col", "id", "--trust-config"]) == 0
     table = pd.read_csv(tmp_path / "p.csv")
     assert list(table.columns) == ["id"] + TASKS and list(table["id"]) == [f"n{i}" for i in range(5)]
 
@@ -96,15 +98,17 @@ def test_cli_errors_are_one_line_with_status_2(config_run, tmp_path, capsys):
     err = cli_error(capsys, ["--run-dir", str(python_run), "--csv", str(tmp / "new.csv"), "--out", out])
     assert "no config.yml" in err and "runner.predict(df)" in err
     pd.read_csv(NUMBERS).head(3)[INPUTS[:3]].to_csv(tmp_path / "short.csv", index=False)
-    err = cli_error(capsys, ["--run-dir", str(run_dir), "--csv", str(tmp_path / "short.csv"), "--out", out])
+    err = cli_error(capsys, ["--run-dir", str(run_dir), "--csv", str(tmp_path / "short.csv"), "--out", out,
+                             "--trust-config"])
     assert "['remainder_5']" in err
-    err = cli_error(capsys, ["--run-dir", str(run_dir), "--csv", str(tmp_path / "absent.csv"), "--out", out])
+    err = cli_error(capsys, ["--run-dir", str(run_dir), "--csv", str(tmp_path / "absent.csv"), "--out", out,
+                             "--trust-config"])
     assert "absent.csv" in err and "does not exist" in err
     err = cli_error(capsys, ["--run-dir", str(run_dir), "--csv", str(tmp / "new.csv"), "--out",
-                             str(tmp_path / "no" / "p.csv")])
+                             str(tmp_path / "no" / "p.csv"), "--trust-config"])
     assert "directory does not exist" in err
     err = cli_error(capsys, ["--run-dir", str(run_dir), "--csv", str(tmp / "new.csv"), "--out", out,
-                             "--checkpoint", "nope"])
+                             "--checkpoint", "nope", "--trust-config"])
     assert "runner.nope.pth" in err and "train first" in err
     assert not os.path.exists(out)  # nothing half-written
 
@@ -115,10 +119,50 @@ def test_predictions_csv_prints_labels_as_the_training_csv_writes_them(config_ru
     _, run_dir = config_run
     rows = pd.read_csv(NUMBERS).head(30)[INPUTS]
     rows.to_csv(tmp_path / "rows.csv", index=False)
-    predict_csv(str(run_dir), str(tmp_path / "rows.csv"), str(tmp_path / "p.csv"))
+    predict_csv(str(run_dir), str(tmp_path / "rows.csv"), str(tmp_path / "p.csv"), trust_config=True)
     printed = pd.read_csv(tmp_path / "p.csv", dtype=str, keep_default_na=False)
     written = pd.read_csv(NUMBERS, dtype=str, keep_default_na=False)
     for task in TASKS:
         labels = set(written[task]) - {""}
         assert labels == {"0.0", "1.0"}, task
         assert set(printed[task]) - {""} <= labels and set(printed[task]) != {""}, task
+
+
+def test_a_config_importing_foreign_code_needs_trust_config(config_run, tmp_path, capsys):
+    """A run directory from elsewhere: its config.yml is code. Nothing outside the library is imported or run
+    unless --trust-config is given, and the error lists what would run."""
+    tmp, run_dir = config_run
+    path = run_dir / "config.yml"
+    original = path.read_text(encoding="utf-8")
+    probe = tmp_path / "probe_marker"
+    (tmp_path / "dnn_cool_probe.py").write_text(f"open({str(probe)!r}, 'w').write('imported')\nNet = None\n")
+    config = yaml.safe_load(original)
+    config["runner"]["model"]["_target_"] = "dnn_cool_probe.Net"
+    sys.path.insert(0, str(tmp_path))
+    try:
+        path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        out = str(tmp_path / "p.csv")
+        err = cli_error(capsys, ["--run-dir", str(run_dir), "--csv", str(tmp / "new.csv"), "--out", out])
+        assert "config.yml imports and runs code from outside dnn_cool_catalyst: ['configs/numbers_flows.py', " \
+               "'dnn_cool_probe.Net']" in err
+        assert "--trust-config" in err and not probe.exists() and not os.path.exists(out)
+        err = cli_error(capsys, ["--run-dir", str(run_dir), "--csv", str(tmp / "new.csv"), "--out", out,
+                                 "--trust-config"])
+        assert "--trust-config" not in err and probe.exists()  # trusted: it was imported (and then failed)
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("dnn_cool_probe", None)
+        path.write_text(original, encoding="utf-8")
+
+
+def test_predictions_csv_cells_cannot_run_as_spreadsheet_formulas(config_run, tmp_path):
+    tmp, run_dir = config_run
+    rows = pd.read_csv(NUMBERS).head(4)[INPUTS]
+    ids = ["=cmd|' /C calc'!A0", "@SUM(A1)", "-x", "+1"]
+    rows.insert(0, "id", ids)
+    rows.to_csv(tmp_path / "ids.csv", index=False)
+    assert main(["--run-dir", str(run_dir), "--csv", str(tmp_path / "ids.csv"), "--out", str(tmp_path / "p.csv"),
+                 "--index-col", "id", "--proba", "--trust-config"]) == 0
+    table = pd.read_csv(tmp_path / "p.csv", dtype={"id": str})
+    assert list(table["id"]) == ["'=cmd|' /C calc'!A0", "'@SUM(A1)", "'-x", "+1"]  # "+1" is a number: kept
+    assert table["proba_is_interesting"].between(0, 1).all()

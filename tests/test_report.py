@@ -1,6 +1,7 @@
 """dnn-cool-report / report.compare: experiments found, settings diffed, metrics joined, statuses, HTML."""
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -273,3 +274,97 @@ def test_names_are_escaped_and_a_cut_event_file_is_read_up_to_the_cut(tmp_path):
     _, html_path, _ = write_report(tmp_path / "runs", tmp_path / "out")
     page = open(html_path, encoding="utf-8").read()
     assert "lr&lt;0.1&gt;&amp;&quot;x&quot;" in page and 'lr<0.1>' not in page
+
+
+# -- hostile runs: each is listed as unreadable, naming the file and why; the other runs are reported ---------------
+
+def _outside_fold_group(run, fold_dirs):
+    (run / "flow.json").unlink()
+    (run / "cv.json").write_text(json.dumps({"kind": "cross_validation", "folds": 1, "fold_dirs": fold_dirs,
+                                             "status": {d: "done" for d in fold_dirs}}))
+
+
+def _outside_run(run):
+    outside = run.parent.parent / "outside_run"
+    outside.mkdir(exist_ok=True)
+    (outside / "flow.json").write_text("{}")
+    _evaluation([("door", "accuracy", 0.99, 4)], outside / "evaluation_test_gt.csv")
+    return outside
+
+
+HOSTILE_RUNS = [
+    ("text_metric", lambda run: _evaluation([("door", "accuracy", "abc", 4)], run / "evaluation_test_gt.csv"),
+     r"evaluation_test_gt.csv: column 'metric_res' holds 'abc', expected a number"),
+    ("huge_metric", lambda run: _evaluation([("door", "accuracy", 1.7e308, 4)], run / "evaluation_test_gt.csv"),
+     r"evaluation_test_gt.csv: column 'metric_res' holds 1.7e\+308, expected a number within \+-1e\+100"),
+    ("huge_negative_metric", lambda run: _evaluation([("door", "accuracy", -1.7e308, 4)],
+                                                     run / "evaluation_test_gt.csv"),
+     r"column 'metric_res' holds -1.7e\+308"),
+    ("self_referencing_alias", lambda run: (run / "config.yml").write_text("a: &a [1, *a]\n"),
+     r"config.yml: a YAML alias refers to a node that contains it"),
+    ("billion_laughs", lambda run: (run / "config.yml").write_text(__import__("test_safe_read").billion_laughs()),
+     r"config.yml: its YAML aliases expand to more than 1000000 nodes"),
+    ("deep_run_config", lambda run: (run / RUN_CONFIG_FILE).write_text("[" * 100_000 + "]" * 100_000),
+     r"run_config.json is nested deeper than 100 levels"),
+    ("lock_pid_2_70", lambda run: (run / ".lock").write_text(json.dumps({"pid": 2 ** 70, "host": "h"})),
+     r"\.lock: pid 1180591620717411303424 is not a process id"),
+    ("cv_fold_outside", lambda run: _outside_fold_group(run, [f"../../{_outside_run(run).name}"]),
+     r"cv.json: fold_dirs entry '../../outside_run' points outside the fold group folder"),
+    ("cv_fold_absolute", lambda run: _outside_fold_group(run, [str(_outside_run(run))]),
+     r"cv.json: fold_dirs entry '.*outside_run' points outside the fold group folder"),
+    ("cv_fold_the_group_itself", lambda run: _outside_fold_group(run, ["."]),
+     r"fold_dirs entry '.' points outside the fold group folder"),
+]
+
+
+@pytest.mark.parametrize("damage, reason", [pytest.param(d, r, id=n) for n, d, r in HOSTILE_RUNS])
+def test_a_hostile_run_is_listed_as_unreadable_and_the_others_reported(tmp_path, damage, reason):
+    root = tmp_path / "runs"
+    for name in ("good", "bad"):
+        (root / name).mkdir(parents=True)
+        (root / name / "flow.json").write_text("{}")
+    _evaluation([("door", "accuracy", 0.5, 4)], root / "good" / "evaluation_test_gt.csv")
+    damage(root / "bad")
+    csv_path, html_path, comparison = write_report(root, tmp_path / "out")
+    table = comparison.table.set_index("experiment")
+    assert sorted(table.index) == ["bad", "good"]
+    assert table.loc["good", "status"] == "done" and table.loc["good", "door/accuracy"] == 0.5
+    assert table.loc["bad", "status"] == "unreadable"
+    assert re.search(reason, table.loc["bad", "detail"]), table.loc["bad", "detail"]
+    assert pd.isna(table.loc["bad", "door/accuracy"])  # nothing of it, nor of a run outside ROOT, is shown
+    page = open(html_path, encoding="utf-8").read()
+    assert "0.99" not in page and "0.99" not in open(csv_path).read()  # the metric of a run outside ROOT
+    assert 'class="status unreadable"' in page
+
+
+def test_a_run_reached_through_a_symlink_is_listed_as_skipped(tmp_path):
+    elsewhere = tmp_path / "elsewhere" / "linked_run"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / "flow.json").write_text("{}")
+    _evaluation([("door", "accuracy", 0.7, 4)], elsewhere / "evaluation_test_gt.csv")
+    root = tmp_path / "runs"
+    (root / "own").mkdir(parents=True)
+    (root / "own" / "flow.json").write_text("{}")
+    _evaluation([("door", "accuracy", 0.5, 4)], root / "own" / "evaluation_test_gt.csv")
+    os.symlink(elsewhere, root / "link")
+    table = compare(root).set_index("experiment")
+    assert table.status.to_dict() == {"own": "done", "link": "skipped"}
+    assert table.loc["link", "kind"] == "link" and pd.isna(table.loc["link", "door/accuracy"])
+    assert f"a symlink to {elsewhere}: not followed" in table.loc["link", "detail"]
+
+
+def test_report_csv_cells_cannot_run_as_spreadsheet_formulas(tmp_path):
+    root = tmp_path / "runs"
+    for name, value in (("=HYPERLINK(\"http:x\")", "=1+1"), ("plain", "@SUM(A1)")):
+        run = root / name
+        run.mkdir(parents=True)
+        (run / "flow.json").write_text("{}")
+        (run / "config.yml").write_text(yaml.safe_dump({"note": value, "lr": -0.5 if name == "plain" else 0.1}))
+        _evaluation([("door", "accuracy", -0.25, 4)], run / "evaluation_test_gt.csv")
+    csv_path, _, _ = write_report(root, tmp_path / "out")
+    written = pd.read_csv(csv_path, dtype=str, keep_default_na=False).set_index("path")
+    text = open(csv_path, encoding="utf-8").read()
+    assert "'=HYPERLINK" in text and "'=1+1" in text and "'@SUM(A1)" in text
+    assert not any(line.startswith(("=", "@")) or ",=" in line or ",@" in line for line in text.splitlines())
+    assert sorted(written["lr"]) == ["-0.5", "0.1"]  # numbers, negative ones included, are left as they are
+    assert set(written["door/accuracy"]) == {"-0.25"}

@@ -15,6 +15,7 @@ from catalyst.utils import pack_checkpoint
 
 from ..atomic import atomic_copy, atomic_write_bytes, atomic_write_text
 from ..errors import CheckpointError  # defined there with every library error; re-exported here
+from ..safe_read import read_json
 
 
 def read_checkpoint(path: str) -> dict:
@@ -46,8 +47,7 @@ def read_storage_index(path: str, logdir: str) -> List[Tuple[str, float]]:
     an older version, absolute but pointing into ``logdir`` itself. An entry leading anywhere else (another run
     directory, ``..``, a symlink out) is refused: resume deletes and copies the files this index names."""
     try:
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
+        saved = read_json(path)
         items = saved["storage"]
         if not isinstance(items, list):
             raise TypeError(f"'storage' is a {type(items).__name__}, expected a list")

@@ -13,6 +13,7 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import yaml
 
+from ..safe_read import loads_yaml, read_yaml
 from .saved import save_run_config
 from .validate import ConfigError, validate_config
 
@@ -31,11 +32,12 @@ def load_config(paths: Sequence[str], overrides: Sequence[str] = ()) -> dict:
     for path in paths:
         if not os.path.isfile(path):
             raise ConfigError(f"config file {path!r} does not exist")
-        with open(path, encoding="utf-8") as f:
-            try:
-                part = yaml.safe_load(f)
-            except yaml.YAMLError as e:
-                raise ConfigError(f"config file {path!r} is not valid YAML: {_yaml_problem(e)}") from None
+        try:
+            part = read_yaml(path)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {path!r} is not valid YAML: {_yaml_problem(e)}") from None
+        except (OSError, ValueError) as e:  # unreadable, bad UTF-8, or beyond the safe_read limits
+            raise ConfigError(f"cannot read config file {path!r}: {e}") from None
         if not isinstance(part, dict):
             raise ConfigError(f"config file {path!r} must hold a mapping of keys, got {type(part).__name__}")
         parts.append(part)
@@ -64,8 +66,8 @@ def _apply_override(config: dict, override: str) -> None:
             raise ConfigError(f"override {override!r}: no key '{'.'.join(parts[:i + 1])}' in the config")
         if last:
             try:
-                node[part] = yaml.safe_load(raw)
-            except yaml.YAMLError as e:
+                node[part] = loads_yaml(raw, f"override {override!r}")
+            except (yaml.YAMLError, ValueError) as e:
                 raise ConfigError(f"override {override!r}: the value is not plain YAML ({_yaml_problem(e)}); "
                                   f"quote it to pass a string") from None
         else:

@@ -15,6 +15,7 @@ from typing import Sequence, Tuple
 import yaml
 
 from ..atomic import atomic_write_text
+from ..safe_read import read_yaml
 from .validate import ConfigError
 
 CONFIG_FILE = "config.yml"
@@ -47,9 +48,8 @@ def load_run_config(run_dir: str) -> Tuple[dict, str]:
                           f"the config that rebuilds them. For a run made from Python, call runner.predict(df) on "
                           f"a runner built as in training (or export the model with runner.export)")
     try:
-        with open(path, encoding="utf-8") as f:
-            config = yaml.safe_load(f)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        config = read_yaml(path)
+    except (OSError, ValueError, yaml.YAMLError) as e:  # ValueError: bad UTF-8 or beyond the safe_read limits
         raise ConfigError(f"cannot read {path}: {e}") from None
     origin = config.pop(ORIGIN_KEY, None) if isinstance(config, dict) else None
     cwd = origin.get("cwd") if isinstance(origin, dict) else None

@@ -43,6 +43,7 @@ from .finite import require_finite_float32
 from .inputs import INPUT_CONVERTERS, check_missing_mode
 from .type_guess import TypeGuesser
 from .values import OUTPUT_CONVERTERS, ConverterError, _plain
+from ..safe_read import read_json
 
 STATE_VERSION = 1
 #: Output types a guess for an input column maps to the "numeric" input (inputs are never tasks).
@@ -346,9 +347,8 @@ def _load_state(state_path: Optional[str]) -> dict:
     if state_path is None or not os.path.exists(state_path):
         return empty
     try:
-        with open(state_path, encoding="utf-8") as f:
-            state = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        state = read_json(state_path)
+    except (OSError, ValueError) as e:  # ValueError: bad UTF-8 / JSON, or beyond the safe_read limits
         raise ConverterError(f"cannot read converter state file {state_path!r}: {e}; fix or delete it to refit") from e
     if not isinstance(state, dict) or not isinstance(state.get("columns"), dict):
         raise ConverterError(f"converter state file {state_path!r} is not a converter state (expected an object "

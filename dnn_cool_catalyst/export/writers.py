@@ -121,6 +121,8 @@ def _publish(tmp: str, path: str) -> None:
 def write_torch(module: DeployableModule, example: Dict[str, torch.Tensor], path: str) -> None:
     """Trace and save with ``torch.export.save``; the file appears complete or not at all."""
     program = trace_program(module, example)
+    # torch.export keeps the batch it traced with and saves it: real training rows would ship inside the file.
+    program.example_inputs = None
     tmp = _temporary(path)
     try:
         torch.export.save(program, tmp)

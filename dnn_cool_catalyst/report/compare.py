@@ -9,9 +9,9 @@ import pandas as pd
 
 from ..evaluation import GATINGS
 from .configs import differing_keys
-from .experiments import Experiment, evaluation_name, find_experiments, load_fold_group, load_run
+from .experiments import Experiment, evaluation_name, find_experiments, load_experiment
 
-STATUSES = ("done", "running", "failed", "incomplete")
+STATUSES = ("done", "running", "failed", "incomplete", "unreadable", "skipped")
 # Metric names where smaller is better; every other metric is sorted largest first.
 _SMALLER_IS_BETTER = ("loss", "mae", "mse", "rmse", "error")
 FIXED_COLUMNS = ("experiment", "kind", "status")
@@ -57,7 +57,7 @@ def collect(root, metric: Optional[str] = None, split: str = "test", gating: str
         raise ReportError(f"no runs under {root}: a run directory has flow.json, run_config.json or "
                           f"config.yml, a fold group has cv.json")
     for exp in experiments:
-        (load_fold_group if exp.kind == "folds" else load_run)(exp, split, gating)
+        load_experiment(exp, split, gating)
     available = _available_metrics(experiments)
     if metric is None:
         metric = available[0] if available else None
@@ -73,11 +73,13 @@ def collect(root, metric: Optional[str] = None, split: str = "test", gating: str
 def compare(root, metric: Optional[str] = None, split: str = "test", gating: str = "gt") -> pd.DataFrame:
     """One row per run or fold group under ``root`` (searched recursively), sorted by ``metric``.
 
-    Columns: ``experiment`` (path relative to ``root``), ``kind`` (``run`` / ``folds``), ``status`` (``done``,
-    ``running``, ``failed``, ``incomplete``: no experiment is left out), the sort metric ``task/metric`` (a fold
-    group's mean over folds, with ``<metric> std`` and the ensemble's ``<metric> ensemble`` beside it), then one
-    column per configuration key that differs between experiments (flattened: ``run.0.num_epochs``,
-    ``runner.batch_size``), then every other metric of ``evaluation_<split>_<gating>.csv``, and last
+    Columns: ``experiment`` (path relative to ``root``), ``kind`` (``run`` / ``folds`` / ``link``), ``status``
+    (``done``, ``running``, ``failed``, ``incomplete``, ``unreadable`` (a file of it could not be read safely;
+    ``detail`` says which and why), ``skipped`` (reached through a symlink, not followed): no experiment is left
+    out), the sort metric ``task/metric`` (a fold group's mean over folds, with ``<metric> std`` and the
+    ensemble's ``<metric> ensemble`` beside it), then one column per configuration key that differs between
+    experiments (flattened: ``run.0.num_epochs``, ``runner.batch_size``), then every other metric of
+    ``evaluation_<split>_<gating>.csv``, and last
     ``metrics_source``, ``config_source``, ``detail`` (why a run is not done, unreadable files) and ``path``.
 
     ``metric`` defaults to the first one found; errors (names with ``loss``, ``mae``, ``mse``, ``rmse``,

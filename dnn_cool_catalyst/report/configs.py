@@ -16,7 +16,9 @@ import json
 import os
 from typing import Dict, List, Optional, Tuple
 
+from ..errors import UnsafeFileError
 from ..runners.run_config import RUN_CONFIG_FILE, read_run_config
+from ..safe_read import read_yaml
 
 CONFIG_YAML = "config.yml"
 # Bookkeeping sections of run_config.json: they differ between any two runs and say nothing about the setting.
@@ -47,9 +49,8 @@ def read_config(directory: str) -> Tuple[Optional[dict], str, Optional[str]]:
         import yaml
 
         try:
-            with open(yaml_path, encoding="utf-8") as f:
-                loaded = yaml.safe_load(f)
-        except (OSError, yaml.YAMLError) as e:
+            loaded = read_yaml(yaml_path)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:  # a hostile file (UnsafeFileError) goes up
             return None, CONFIG_YAML, f"{CONFIG_YAML} unreadable ({_one_line(e)})"
         if not isinstance(loaded, dict):
             return None, CONFIG_YAML, f"{CONFIG_YAML} is not a mapping"
@@ -57,6 +58,8 @@ def read_config(directory: str) -> Tuple[Optional[dict], str, Optional[str]]:
     if os.path.exists(json_path):
         try:
             record = read_run_config(json_path)
+        except UnsafeFileError:
+            raise  # the whole run is listed as unreadable (experiments.load_experiment)
         except (OSError, ValueError) as e:
             return None, RUN_CONFIG_FILE, f"{RUN_CONFIG_FILE} unreadable ({_one_line(e)})"
         return flatten({k: v for k, v in record.items() if k not in NOT_SETTINGS}), RUN_CONFIG_FILE, None
@@ -86,4 +89,4 @@ def _canonical(value) -> str:
 
 def _one_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
-    return text[0][:200] if text else type(error).__name__
+    return text[0][:400] if text else type(error).__name__  # paths can be long: keep the reason

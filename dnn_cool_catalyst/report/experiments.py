@@ -8,25 +8,37 @@ Status of a run: ``running`` (its lock is held by a live process), ``failed`` (t
 holding its lock or training it is gone), ``done`` (it has the evaluation file asked for), else ``incomplete``.
 A fold group is ``failed`` / ``running`` when a fold is, ``done`` when every fold is done and the folds'
 metrics are there, else ``incomplete``.
+
+Nothing is left out silently: a run whose files cannot be read safely (a metric that is text or beyond
+``MAX_METRIC``, a YAML or JSON file beyond the limits of :mod:`dnn_cool_catalyst.safe_read`, a ``.lock`` with an
+impossible pid, a ``cv.json`` whose folds lie outside the group) is listed as ``unreadable`` with the file and the
+reason, and a folder reached through a symlink is listed as ``skipped`` (it is not followed: a link may lead
+anywhere, and the same run would be shown twice).
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from typing import List, Optional
 
 import pandas as pd
 
+from ..errors import UnsafeFileError
 from ..evaluation import COLUMNS
 from ..runners.lock import LOCK_NAME, is_stale, read_holder
 from ..runners.run_config import RUN_CONFIG_FILE, read_run_config
-from .configs import CONFIG_YAML, read_config
+from ..safe_read import read_csv, read_json
+from .configs import CONFIG_YAML, _one_line, read_config
 from .tensorboard import read_scalars
 
 CV_FILE = "cv.json"
 CV_SUMMARY = "cv_summary.csv"
 _RUN_MARKERS = ("flow.json", RUN_CONFIG_FILE, CONFIG_YAML, LOCK_NAME, "checkpoints")
+# A metric beyond this is no measurement (1.7e308 overflows every mean and axis): the file is damaged or hostile.
+MAX_METRIC = 1e100
+# Errors that make one run unreadable, not the whole report (OverflowError: an impossible pid or number).
+READ_ERRORS = (OSError, ValueError, ArithmeticError, RecursionError)
+_MAX_PID = 2 ** 31 - 1
 
 
 @dataclass
@@ -34,7 +46,7 @@ class Experiment:
     """One row of the comparison: a run or a fold group, with what was read from it."""
     path: str
     name: str
-    kind: str  # "run" or "folds"
+    kind: str  # "run", "folds" or "link" (a folder reached through a symlink: listed, not read)
     status: str = "incomplete"
     detail: List[str] = field(default_factory=list)
     config: Optional[dict] = None
@@ -62,6 +74,11 @@ def find_experiments(root: str) -> List[Experiment]:
     found = []
     for current, dirs, _files in os.walk(root):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for link in [d for d in dirs if os.path.islink(os.path.join(current, d))]:
+            dirs.remove(link)  # os.walk does not follow it either; say so instead of leaving it out silently
+            path = os.path.join(current, link)
+            found.append(Experiment(path, os.path.relpath(path, root), "link", status="skipped", detail=[
+                f"a symlink to {os.readlink(path)}: not followed (give its target as DIR to report it)"]))
         name = os.path.relpath(current, root)
         if name == ".":  # ROOT is itself a run or a fold group: show its own name
             name = os.path.basename(os.path.abspath(root)) or name
@@ -72,6 +89,20 @@ def find_experiments(root: str) -> List[Experiment]:
             found.append(Experiment(current, name, "run"))
             dirs[:] = []  # a run's subfolders (checkpoints, tensorboard, infer) hold no runs
     return found
+
+
+def load_experiment(exp: Experiment, split: str, gating: str) -> None:
+    """Read one experiment; a file that cannot be read safely makes it ``unreadable`` (with the reason in
+    ``detail``) instead of failing the whole report."""
+    if exp.kind == "link":
+        return
+    try:
+        (load_fold_group if exp.kind == "folds" else load_run)(exp, split, gating)
+    except READ_ERRORS as e:
+        exp.status, exp.detail = "unreadable", [f"unreadable: {_one_line(e)}"]
+        exp.config = exp.metrics = exp.ensemble = None
+        exp.config_source = exp.metrics_source = ""
+        exp.curves = {}
 
 
 def load_run(exp: Experiment, split: str, gating: str) -> None:
@@ -97,6 +128,8 @@ def run_status(path: str, split: str, gating: str):
     lock = os.path.join(path, LOCK_NAME)
     if os.path.exists(lock):
         holder = read_holder(lock)
+        if holder is not None and not 0 <= holder["pid"] <= _MAX_PID:
+            raise ValueError(f"{lock}: pid {holder['pid']} is not a process id")
         if not is_stale(lock, holder):
             purpose = f" ({holder.get('purpose')})" if holder else ""
             return "running", f"locked{purpose}"
@@ -114,6 +147,8 @@ def run_status(path: str, split: str, gating: str):
 def _train_status(path: str) -> Optional[dict]:
     try:
         status = read_run_config(os.path.join(path, RUN_CONFIG_FILE)).get("status")
+    except UnsafeFileError:
+        raise
     except (OSError, ValueError):
         return None
     return status if isinstance(status, dict) else None
@@ -121,26 +156,44 @@ def _train_status(path: str) -> Optional[dict]:
 
 def read_evaluation(path: str):
     """``(table or None, problem or None)``: an evaluation CSV as ``task_path, metric_name, value,
-    num_samples``."""
+    num_samples``. A metric that is text or beyond ``MAX_METRIC`` raises ``ValueError`` naming the file (the
+    run is then unreadable)."""
     if not os.path.exists(path):
         return None, None
     try:
-        table = pd.read_csv(path)
+        table = read_csv(path)
+    except UnsafeFileError:
+        raise
     except (OSError, ValueError) as e:
-        return None, f"{os.path.basename(path)} unreadable ({str(e).splitlines()[0] if str(e) else e!r})"
+        return None, f"{os.path.basename(path)} unreadable ({_one_line(e)})"
     if list(table.columns) != COLUMNS:
         return None, f"{os.path.basename(path)} has columns {list(table.columns)}, expected {COLUMNS}"
+    check_numbers(table, ["metric_res", "num_samples"], path)
     return table.rename(columns={"metric_res": "value"}), None
+
+
+def check_numbers(table: pd.DataFrame, columns: List[str], path: str) -> None:
+    """Every cell of ``columns`` a number (or empty) within ``MAX_METRIC``; else ``ValueError`` naming the file,
+    the column and the value."""
+    for column in columns:
+        values = pd.to_numeric(table[column], errors="coerce")
+        bad = table[column][(values.isna() & table[column].notna()) | (values.abs() > MAX_METRIC)]
+        if len(bad):
+            shown = repr(bad.iloc[0]) if isinstance(bad.iloc[0], str) else str(bad.iloc[0])
+            raise ValueError(f"{path}: column '{column}' holds {shown}, expected a number within "
+                             f"+-{MAX_METRIC:g}")
+        table[column] = values
 
 
 def load_fold_group(exp: Experiment, split: str, gating: str) -> None:
     """Status, configuration, fold mean/std and curves of a cross-validation group (H5's layout: ``cv.json``,
     ``fold_<k>/`` runs, ``cv_summary.csv``, the ensemble's ``evaluation_<split>_<gating>.csv``)."""
     try:
-        with open(os.path.join(exp.path, CV_FILE), encoding="utf-8") as f:
-            cv = json.load(f)
+        cv = read_json(os.path.join(exp.path, CV_FILE))
         if not isinstance(cv, dict):
             raise ValueError("expected a JSON object")
+    except UnsafeFileError:
+        raise
     except (OSError, ValueError) as e:
         exp.status = "failed"
         exp.detail.append(f"{CV_FILE} unreadable ({str(e).splitlines()[0] if str(e) else e!r})")
@@ -149,7 +202,7 @@ def load_fold_group(exp: Experiment, split: str, gating: str) -> None:
     if not isinstance(fold_names, list) or not all(isinstance(n, str) for n in fold_names):
         fold_names = sorted(n for n in _listdir(exp.path) if n.startswith("fold_")
                             and os.path.isdir(os.path.join(exp.path, n)))
-    exp.run_dirs = [os.path.join(exp.path, n) for n in fold_names]
+    exp.run_dirs = [_fold_dir(exp.path, n) for n in fold_names]
     _fold_group_config(exp)
     statuses = cv.get("status") if isinstance(cv.get("status"), dict) else {}
     fold_status = {}
@@ -198,18 +251,32 @@ def _fold_metrics(exp: Experiment, split: str, gating: str) -> None:
     if not os.path.exists(path):
         return
     try:
-        summary = pd.read_csv(path)
+        summary = read_csv(path)
         missing = [c for c in ("task_path", "metric_name", "mean", "std") if c not in summary.columns]
         if missing:
             raise ValueError(f"missing columns {missing}")
+    except UnsafeFileError:
+        raise
     except (OSError, ValueError) as e:
         exp.detail.append(f"{CV_SUMMARY} unreadable ({str(e).splitlines()[0] if str(e) else e!r})")
         return
     if "num_samples" not in summary.columns:
         summary["num_samples"] = float("nan")
+    check_numbers(summary, ["mean", "std", "num_samples"], path)
     exp.metrics = summary.rename(columns={"mean": "value"})[["task_path", "metric_name", "value", "std",
                                                             "num_samples"]]
     exp.metrics_source = CV_SUMMARY
+
+
+def _fold_dir(group: str, name: str) -> str:
+    """``group/name``, refused (``ValueError``) unless it is a folder of the group itself: a ``cv.json`` naming
+    ``../other_run`` or ``/elsewhere`` would make the report read and show a run outside the searched folder."""
+    path = os.path.join(group, name)
+    inside = os.path.realpath(group)
+    if os.path.commonpath([inside, os.path.realpath(path)]) != inside or os.path.realpath(path) == inside:
+        raise ValueError(f"{os.path.join(group, CV_FILE)}: fold_dirs entry {name!r} points outside the fold "
+                         f"group folder; refused")
+    return path
 
 
 def _group_status(fold_status: dict, has_metrics: bool) -> str:

@@ -12,7 +12,8 @@ from urllib.parse import quote
 import pandas as pd
 
 from ..atomic import atomic_write_text
-from .compare import Comparison, collect, smaller_is_better
+from ..spreadsheet import spreadsheet_safe
+from .compare import STATUSES, Comparison, collect, smaller_is_better
 from .svg import bar_chart, color, line_chart
 
 _HIDDEN_IN_HTML = ("path", "config_source", "metrics_source")
@@ -32,6 +33,7 @@ td.detail{text-align:left;white-space:normal;min-width:140px;max-width:300px;col
 .swatch{display:inline-block;width:10px;height:10px;margin-right:5px;vertical-align:middle}
 .status{padding:1px 6px;border-radius:8px;color:#fff;font-size:11px}
 .done{background:#2e7d32} .running{background:#1565c0} .failed{background:#c62828} .incomplete{background:#9e9e9e}
+.unreadable{background:#6a1b9a} .skipped{background:#795548}
 .charts{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
 .legend span{margin-right:14px;font-size:12px;white-space:nowrap}
 details{margin-top:8px} summary{cursor:pointer;font-size:13px}
@@ -69,7 +71,7 @@ def write_report(root, out: str = "report", metric: Optional[str] = None, split:
     out = os.fspath(out)
     csv_path, html_path = os.path.join(out, "report.csv"), os.path.join(out, "report.html")
     page = render_html(comparison, out)
-    atomic_write_text(csv_path, comparison.table.to_csv(index=False))
+    atomic_write_text(csv_path, spreadsheet_safe(comparison.table).to_csv(index=False))
     atomic_write_text(html_path, page)
     return csv_path, html_path, comparison
 
@@ -80,7 +82,7 @@ def render_html(comparison: Comparison, out_dir: str) -> str:
     metric = comparison.metric
     direction = ("smaller is better" if smaller_is_better(metric) else "larger is better") if metric else ""
     counts = comparison.table.status.value_counts()
-    summary = ", ".join(f"{int(counts[s])} {s}" for s in ("done", "running", "failed", "incomplete")
+    summary = ", ".join(f"{int(counts[s])} {s}" for s in STATUSES
                         if s in counts)
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts = [

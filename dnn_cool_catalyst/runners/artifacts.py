@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import math
 import os
 import re
@@ -27,6 +26,7 @@ import torch
 from ..atomic import atomic_write_bytes, atomic_write_json
 from ..errors import ArtifactError  # defined there with every library error; re-exported here
 from ..messages import short_repr
+from ..safe_read import loads_json, read_json, read_text
 
 FIELDS = ("logits", "activations", "targets", "available", "mask_gt", "mask_decoded", "per_sample_loss", "index")
 MANIFEST = "manifest.json"
@@ -140,11 +140,10 @@ def write_index(directory: str, index: dict) -> None:
 def read_index(directory: str) -> dict:
     """The informational index (which splits were inferred); the per-split manifests are what is checked."""
     path = os.path.join(directory, "index.json")
-    with open(path, encoding="utf-8") as f:
-        try:
-            index = json.load(f)
-        except ValueError as e:
-            raise ArtifactError(f"inference index {path} is corrupted ({e}); {AGAIN}") from None
+    try:
+        index = read_json(path)
+    except ValueError as e:
+        raise ArtifactError(f"inference index {path} is corrupted ({e}); {AGAIN}") from None
     if not isinstance(index, dict) or not isinstance(index.get("splits"), dict):
         raise ArtifactError(f"inference index {path}: field 'splits' is missing or not an object; {AGAIN}")
     for split, count in index["splits"].items():
@@ -157,10 +156,9 @@ def read_index(directory: str) -> dict:
 def read_manifest(directory: str, split: str, tasks: Sequence[str]) -> dict:
     """The split's manifest, checked field by field. Raises FileNotFoundError when the split has none."""
     path = os.path.join(directory, split, MANIFEST)
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    text = read_text(path)
     try:
-        manifest = json.loads(text, parse_constant=_refuse_constant)
+        manifest = loads_json(text, path, parse_constant=_refuse_constant)
     except ValueError as e:
         raise ArtifactError(f"inference manifest {path} is corrupted ({e}); {AGAIN}") from None
 

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import warnings
 from typing import Dict, List, Optional
@@ -28,6 +27,7 @@ from ..tasks.base import without_inverse_activation
 from . import artifacts
 from .balancing import make_draw
 from .errors import RunnerError
+from ..safe_read import read_json
 
 
 class AugmentationMixin:
@@ -127,8 +127,7 @@ class AugmentationMixin:
         """Warn when the thresholds in ``tuned.json`` were tuned on outputs averaged over other views than the
         stored outputs of ``split`` (averaged probabilities are calibrated differently)."""
         try:
-            with open(os.path.join(self.run_dir, "tuned.json"), encoding="utf-8") as f:
-                tuned = json.load(f).get("tta", [])
+            tuned = read_json(os.path.join(self.run_dir, "tuned.json")).get("tta", [])
         except (OSError, ValueError, AttributeError):
             return  # load_tuned reports a damaged file itself
         stored = self.stored_tta(split)

@@ -34,6 +34,8 @@ import torch
 from ..atomic import atomic_write_text
 from ..evaluation import GATINGS
 from ..tasks.base import TaskError, without_inverse_activation
+from ..safe_read import read_csv
+from ..spreadsheet import spreadsheet_safe
 from . import artifacts, fitted, folds as fold_files
 from .errors import RunnerError
 from .lock import run_lock
@@ -206,7 +208,7 @@ class CrossValidationMixin:
         for k, fold in enumerate(runners):
             path = os.path.join(fold.run_dir, SUMMARY_SOURCE)
             try:
-                table = pd.read_csv(path)
+                table = read_csv(path)
             except (OSError, ValueError) as e:
                 raise RunnerError(f"cannot read {path} ({e}); delete {fold.run_dir} and run cross_validate "
                                   f"again") from None
@@ -229,7 +231,7 @@ class CrossValidationMixin:
             summary[name] = values[name]
         summary["num_samples"] = counts.max(axis=1).astype(int)
         if self._writes_files():
-            atomic_write_text(os.path.join(self.run_dir, SUMMARY_FILE), summary.to_csv(index=False))
+            atomic_write_text(os.path.join(self.run_dir, SUMMARY_FILE), spreadsheet_safe(summary).to_csv(index=False))
         return summary
 
     def _ensemble(self, runners, tune_kwargs: dict) -> None:

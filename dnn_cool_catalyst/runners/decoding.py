@@ -1,7 +1,6 @@
 """``tune()``, the tuned decoding parameters read back from ``tuned.json``, and ``evaluate()``."""
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from typing import Optional
@@ -14,6 +13,8 @@ from ..interpretation.pr_curves import mark_tuned_points
 from ..tasks.base import TaskError
 from .errors import RunnerError
 from .tuned_file import check_tuned_params
+from ..safe_read import read_json
+from ..spreadsheet import spreadsheet_safe
 
 
 class DecodingMixin:
@@ -91,8 +92,7 @@ class DecodingMixin:
         """Apply the parameters saved by :meth:`tune` to the flow's decoders and return them."""
         path = os.path.join(self.run_dir, "tuned.json")
         try:
-            with open(path, encoding="utf-8") as f:
-                params = json.load(f)["params"]
+            params = read_json(path)["params"]
         except FileNotFoundError:
             raise RunnerError(f"no tuned parameters at {path}; run runner.tune() first") from None
         except (ValueError, KeyError, TypeError) as e:
@@ -134,7 +134,7 @@ class DecodingMixin:
         table = self.flow.get_evaluator()(logits, targets, available, gating=gating)
         if self._writes_files():
             atomic_write_text(os.path.join(self.run_dir, f"evaluation_{loader}_{gating}.csv"),
-                              table.to_csv(index=False))
+                              spreadsheet_safe(table).to_csv(index=False))
         return table
 
 

@@ -7,7 +7,6 @@ use exactly the scaling the weights were trained with.
 """
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from typing import Dict, Sequence
@@ -17,6 +16,7 @@ import torch
 from ..atomic import atomic_write_json
 from ..errors import FittedStateError  # defined there with every library error; re-exported here
 from ..tasks.base import Task, TaskError
+from ..safe_read import read_json
 
 FITTED_FILE = "fitted_targets.json"
 
@@ -86,8 +86,7 @@ def load_or_fit(run_dir: str, flow, dataset, positions: Sequence[int], write: bo
     path = os.path.join(run_dir, FITTED_FILE)
     if os.path.exists(path):
         try:
-            with open(path, encoding="utf-8") as f:
-                saved = json.load(f)
+            saved = read_json(path)
         except (OSError, ValueError) as e:
             raise FittedStateError(f"cannot read {path} ({e}); delete it to refit on the training split") from None
         if not isinstance(saved, dict) or not isinstance(saved.get("tasks"), dict):

@@ -14,7 +14,6 @@ Example:
 """
 from __future__ import annotations
 
-import json
 import numbers
 import os
 from collections import Counter
@@ -25,6 +24,7 @@ import numpy as np
 from ..atomic import atomic_write_json
 from .errors import RunnerError
 from .splits import FORMAT, SPLITS, _read, _validated, index_fingerprint, stratum_groups
+from ..safe_read import read_json
 
 CV_FILE = "cv.json"
 KIND = "cross_validation"
@@ -92,8 +92,7 @@ def load_or_start(group: str, settings: dict, write: bool = True) -> dict:
             atomic_write_json(path, state)
         return state
     try:
-        with open(path, encoding="utf-8") as f:
-            state = json.load(f)
+        state = read_json(path)
     except (OSError, ValueError) as e:
         raise RunnerError(f"cannot read {path} ({e}): the fold group {group} is damaged; delete it or choose "
                           f"another runner_name") from None

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
 from typing import Dict, Iterable, List, Optional, Sequence
 
@@ -19,6 +18,7 @@ from ..interpretation.tensorboard import (losses_by_position, open_writer, picke
                                           select_extremes)
 from ..sample_views import sample_views
 from .tuned_file import tuned_choice_lines, tuned_point_rows
+from ..safe_read import read_json
 
 
 def _preformatted(text: str) -> str:
@@ -190,8 +190,7 @@ class InterpretationMixin:
         """``(path, contents)`` of ``tuned.json``; contents None when the run has none."""
         path = os.path.join(self.run_dir, "tuned.json")
         try:
-            with open(path, encoding="utf-8") as f:
-                saved = json.load(f)
+            saved = read_json(path)
         except FileNotFoundError:
             return path, None
         except (OSError, ValueError) as e:

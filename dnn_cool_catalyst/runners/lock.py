@@ -28,6 +28,7 @@ import time
 from typing import Dict, Optional
 
 from .errors import RunnerError
+from ..safe_read import read_json
 
 LOCK_NAME = ".lock"
 _UNREADABLE_GRACE_S = 10.0  # a lock file still being written by its creator is empty for a moment
@@ -37,8 +38,7 @@ _held: Dict[str, int] = {}  # lock path -> nesting depth in this process (infer(
 def read_holder(path: str) -> Optional[dict]:
     """The holder recorded in a lock file; ``None`` when it cannot be read as one."""
     try:
-        with open(path, encoding="utf-8") as f:
-            holder = json.load(f)
+        holder = read_json(path)
     except (OSError, ValueError):
         return None
     if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int) \

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import math
 import os
 import re
@@ -30,6 +29,7 @@ from typing import Any, Optional
 import torch
 
 from ..atomic import atomic_write_json
+from ..safe_read import read_json
 
 RUN_CONFIG_FILE = "run_config.json"
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
@@ -127,8 +127,7 @@ def _first_line(error: BaseException) -> str:
 
 def read_run_config(path: str) -> dict:
     """A ``run_config.json`` read back; raises ``OSError`` / ``ValueError`` when it is missing or damaged."""
-    with open(path, encoding="utf-8") as f:
-        record = json.load(f)
+    record = read_json(path)
     if not isinstance(record, dict):
         raise ValueError(f"{path}: expected a JSON object, got {type(record).__name__}")
     return record

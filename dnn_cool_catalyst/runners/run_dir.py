@@ -7,6 +7,7 @@ import os
 from ..atomic import atomic_write_json
 from ..messages import short_repr
 from .errors import RunnerError
+from ..safe_read import read_json
 
 
 def claim_run_dir(run_dir: str, flow) -> None:
@@ -15,8 +16,7 @@ def claim_run_dir(run_dir: str, flow) -> None:
     described = json.loads(json.dumps(flow.describe()))
     if os.path.exists(path):
         try:
-            with open(path, encoding="utf-8") as f:
-                saved = json.load(f)
+            saved = read_json(path)
         except (OSError, ValueError) as e:
             raise RunnerError(f"cannot read {path} ({e}): the run directory {run_dir} is damaged; choose "
                               f"another runner_name or delete it") from None

@@ -1,7 +1,6 @@
 """``DnnCoolSupervisedRunner``: Catalyst's SupervisedRunner driven by a flow."""
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections import OrderedDict
@@ -43,6 +42,7 @@ from .splits import load_or_make_splits
 from .stages import StagesMixin
 from .trainable import check_trainable
 from .tensorboard_runs import FlowTensorboardLogger, TensorboardRunsMixin
+from ..safe_read import read_json
 
 
 class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, InferenceMixin, DecodingMixin, PredictionMixin,
@@ -499,8 +499,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         record are scores of that metric."""
         path = os.path.join(self.checkpoint_dir, "runner.storage.json")
         try:
-            with open(path, encoding="utf-8") as f:
-                saved = json.load(f)
+            saved = read_json(path)
             before = (saved["metric_key"], bool(saved["minimize"]))
         except (OSError, ValueError, KeyError, TypeError):
             return  # no readable record: the checkpoint callback reports a damaged one itself

@@ -33,6 +33,7 @@ import numpy as np
 from ..atomic import atomic_write_json
 from ..messages import short_repr
 from .errors import RunnerError
+from ..safe_read import read_json
 
 SPLITS = ("train", "valid", "test")
 FORMAT = 2
@@ -165,8 +166,7 @@ def _positions(splits: Dict[str, list], labels: list) -> Dict[str, List[int]]:
 
 def _read(path: str) -> dict:
     try:
-        with open(path, encoding="utf-8") as f:
-            saved = json.load(f)
+        saved = read_json(path)
     except (OSError, ValueError) as e:
         raise RunnerError(f"cannot read the saved splits {path} as JSON ({e}); delete it or pass resplit=True") \
             from None

@@ -30,7 +30,6 @@ new files, so stages are not told apart there): the default TensorBoard logger i
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import warnings
@@ -44,6 +43,7 @@ from ..callbacks.checkpoint import CheckpointError, read_checkpoint
 from ..messages import short_repr
 from ..tasks.base import TaskError
 from .errors import RunnerError
+from ..safe_read import read_json
 
 STAGE_KEYS = ("name", "num_epochs", "lr", "optimizer", "scheduler", "loss_weights", "freeze", "initial_weights",
               "strict", "early_stopping_patience", "valid_metric")
@@ -324,8 +324,7 @@ class StagesMixin:
         if not os.path.exists(path):
             return []
         try:
-            with open(path, encoding="utf-8") as f:
-                plan = json.load(f)
+            plan = read_json(path)
             names, completed = list(plan["stages"]), list(plan["completed"])
             if not all(isinstance(n, str) for n in names + completed):
                 raise TypeError("stage names must be strings")
