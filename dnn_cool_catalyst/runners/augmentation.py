@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import warnings
 from typing import Dict, List, Optional
 
 import torch
@@ -28,6 +27,7 @@ from ..tasks.base import without_inverse_activation
 from . import artifacts
 from .balancing import make_draw
 from .errors import RunnerError
+from ..messages import warn_user
 
 
 class AugmentationMixin:
@@ -133,9 +133,8 @@ class AugmentationMixin:
             return  # load_tuned reports a damaged file itself
         stored = self.stored_tta(split)
         if tuned != stored:
-            warnings.warn(f"the thresholds in tuned.json were tuned on outputs inferred with tta={tuned}, but the "
-                          f"'{split}' outputs were inferred with tta={stored}: infer both with the same tta",
-                          stacklevel=3)
+            warn_user(f"the thresholds in tuned.json were tuned on outputs inferred with tta={tuned}, but the "
+                      f"'{split}' outputs were inferred with tta={stored}: infer both with the same tta")
 
     def stored_tta(self, split: str) -> List[str]:
         """The test-time augmentation views the stored outputs of ``split`` were averaged over (``[]``: none)."""

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Optional
 
 from .errors import RunnerError
+from ..messages import warn_user
 
 #: Where ``export()`` writes when no path is given: ``<run_dir>/export/model.<ext>``.
 EXPORT_DIR = "export"
@@ -43,9 +43,9 @@ class ExportMixin:
         self._use_fitted_targets()
         checkpoint_path = self.load_checkpoint(checkpoint)  # RunnerError naming the file when there is none
         tuned = self.load_tuned_if_any()
-        if not tuned:  # in a fresh process these are the defaults (0.5); the JSON records which thresholds went in
-            warnings.warn("no tuned parameters (run runner.tune() first): exporting with the tasks' current "
-                          "thresholds", stacklevel=2)
+        if not tuned and self.has_thresholds():  # in a fresh process these are the defaults (0.5); the JSON records which thresholds went in
+            warn_user("no tuned parameters (run runner.tune() first): exporting with the tasks' current "
+                      "thresholds")
         batch = self._export_example()
         ex.make_parent(path)
         data = getattr(self.dataset, "data", None)

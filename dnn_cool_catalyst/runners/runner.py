@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from collections import OrderedDict
 from typing import Optional, Sequence
 
@@ -40,6 +39,7 @@ from .schedules import build_optimizer, build_scheduler, scheduler_interval, ste
 from .splits import load_or_make_splits
 from .stages import StagesMixin
 from .tensorboard_runs import FlowTensorboardLogger, TensorboardRunsMixin
+from ..messages import warn_user
 
 
 class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, InferenceMixin, DecodingMixin, PredictionMixin,
@@ -406,9 +406,8 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         elif loss_params and isinstance(optimizer, torch.optim.Optimizer):
             given = {id(p) for group in optimizer.param_groups for p in group["params"]}
             if not all(id(p) in given for p in loss_params):
-                warnings.warn("loss_weights='uncertainty' but the optimizer given to train() does not hold the "
-                              "learned log-variances (runner.flow_loss.parameters()): they will stay at 0",
-                              stacklevel=2)
+                warn_user("loss_weights='uncertainty' but the optimizer given to train() does not hold the "
+                          "learned log-variances (runner.flow_loss.parameters()): they will stay at 0")
         scheduler = kwargs.pop("scheduler", "default")
         if scheduler == "default":
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min" if minimize else "max",
@@ -419,7 +418,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         callbacks = kwargs.pop("callbacks", None) or {}
         callbacks = OrderedDict(callbacks if isinstance(callbacks, dict) else enumerate(callbacks))
         if resume and not os.path.exists(last):
-            warnings.warn(f"resume=True but {last} does not exist: training from scratch", stacklevel=2)
+            warn_user(f"resume=True but {last} does not exist: training from scratch")
         defaults = OrderedDict(
             _criterion=FlowCriterionCallback(self.flow, loss_fn=self.flow_loss),
             _nan_guard=NanGuardCallback(self.flow),
