@@ -46,10 +46,10 @@ def test_boxes_are_drawn_target_green_predicted_red_and_listed_in_the_table(tmp_
     assert tuple(first[3, 3]) == (0, 0, 0) and tuple(first[12, 12]) == (0, 0, 0)
     # No label and a prediction gated off by the model's own decisions: nothing drawn, nothing listed.
     assert not found["images"]["flow.x/worst/2/img"][0][1].any()
-    table = found["texts"]["flow.x/worst"][0][1].split("\n")
-    assert table[0] == "| rank | row | loss | target | prediction | boxes: target (green) → predicted (red) |"
-    assert table[2:] == ["| 1 | row-a | 0.5 | 2 | 8 | face (2, 2, 4, 4) → (8, 8, 4, 4) |",
-                         "| 2 | row-b | 0.1 | not labelled | 1 |  |"]
+    text = found["texts"]["flow.x/worst"][0][1]
+    assert text == ("**rank 1** · row row-a · loss 0.5 · target 2 · prediction 8  \n"
+                    "boxes, target (green) → predicted (red): face (2, 2, 4, 4) → (8, 8, 4, 4)\n\n"
+                    "**rank 2** · row row-b · loss 0.1 · target not labelled · prediction 1")
 
 
 def test_overall_table_names_the_largest_task_losses_and_has_no_boxes_column_without_boxes(tmp_path):
@@ -57,9 +57,8 @@ def test_overall_table_names_the_largest_task_losses_and_has_no_boxes_column_wit
     publish_extremes(writer, {"overall": {"best": [(3, 7, 0.75)]}}, FrameSource(), {}, {"x": "flow.x", "w": "flow.w"},
                      step=0, views={3: view((1, 1, 1, 1), (1, 1, 1, 1))})
     writer.close()
-    table = read_summaries(str(tmp_path))["texts"]["overall/best"][0][1].split("\n")
-    assert table[0] == "| rank | row | loss | largest task losses |"
-    assert table[2] == "| 1 | 7 | 0.75 | flow.x 0.5, flow.w 0.25 |"
+    text = read_summaries(str(tmp_path))["texts"]["overall/best"][0][1]
+    assert text == "**rank 1** · row 7 · loss 0.75 · largest task losses: flow.x 0.5, flow.w 0.25"
 
 
 def test_noisy_frames_are_jpeg_flat_ones_png_and_bad_overlays_are_named():

@@ -1,8 +1,8 @@
 """Writing interpretation summaries next to Catalyst's: ``<logdir>/<loader>/``, in an event file of our own.
 
 Tags put the task first, so TensorBoard makes one group per task (next to that task's metric scalars):
-``<task_path>/worst`` and ``<task_path>/best`` are markdown tables (Text tab: rank, row id, loss, target,
-prediction, box values, the non-image inputs), ``<task_path>/worst/<rank>/<column>`` the image inputs of the same
+``<task_path>/worst`` and ``<task_path>/best`` describe the samples, one paragraph each (Text tab: rank, row
+id, loss, target, prediction, box values, the non-image inputs), ``<task_path>/worst/<rank>/<column>`` the image inputs of the same
 ranks with the boxes drawn on them (Images tab; see :mod:`.frames` for why the facts are not drawn into the
 picture). The sum over tasks is the group ``overall``.
 
@@ -91,12 +91,31 @@ def _boxes(view, boxes: Sequence[BoxOverlay], column: str):
     return drawn, lines
 
 
-def _table(key: str, rows: List[List[str]], columns: List[str], with_boxes: bool) -> str:
-    middle = ["largest task losses"] if key == OVERALL else ["target", "prediction"]
-    header = ["rank", "row", "loss"] + middle + (["boxes: target (green) → predicted (red)"] if with_boxes else []) \
-        + columns
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] +
-                     ["| " + " | ".join(r) + " |" for r in rows])
+def _described(key: str, rows: List[List[str]], columns: List[str], with_boxes: bool) -> str:
+    """One paragraph per sample (markdown hard breaks between its lines), not a table: TensorBoard's Text tab
+    squeezes a wide table's short columns and breaks their numbers and headers mid-word ("ran / k", "719 / 7"),
+    while a paragraph wraps between words at any width.
+
+    >>> print(_described("door", [["1", "7197", "0.000984", "0", "1 (activation 0.9)", "", "3"]], ["x"], False))
+    **rank 1** · row 7197 · loss 0.000984 · target 0 · prediction 1 (activation 0.9)  
+    inputs: x = 3
+    """
+    described = []
+    for row in rows:
+        rank, row_id, loss, *middle = row[:5 if key != OVERALL else 4]
+        rest = row[len(row) - len(columns):] if columns else []
+        facts = [f"**rank {rank}**", f"row {row_id}", f"loss {loss}"]
+        named = ("largest task losses:",) if key == OVERALL else ("target", "prediction")
+        facts += [f"{name} {value}" for name, value in zip(named, middle) if value]  # none without a view
+        lines = [" · ".join(facts)]
+        box = row[5 if key != OVERALL else 4] if with_boxes else ""
+        if box:
+            lines.append(f"boxes, target (green) → predicted (red): {box}")
+        inputs = ", ".join(f"{column} = {cell}" for column, cell in zip(columns, rest) if cell != "")
+        if inputs:
+            lines.append(f"inputs: {inputs}")
+        described.append("  \n".join(lines))
+    return "\n\n".join(described)
 
 
 def publish_extremes(writer, selection, source: SampleSource, publishers: Mapping[str, Publisher],
@@ -160,7 +179,7 @@ def publish_extremes(writer, selection, source: SampleSource, publishers: Mappin
                              _escape("; ".join(box_text)), [cells.get(c, "") for c in columns]))
             with_boxes = any(box for _, box, _ in rows)  # a boxes column only where some frame has boxes
             lines = [first + ([box] if with_boxes else []) + rest for first, box, rest in rows]
-            writer.add_text(tag, _table(key, lines, columns or [], with_boxes), global_step=step)
+            writer.add_text(tag, _described(key, lines, columns or [], with_boxes), global_step=step)
             tags.append(tag)
     return tags
 

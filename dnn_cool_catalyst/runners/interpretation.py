@@ -4,6 +4,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import textwrap
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
@@ -21,9 +22,32 @@ from ..sample_views import sample_views
 from .tuned_file import tuned_point_rows
 
 
+#: Characters per line of an explanation tree in TensorBoard: a preformatted line does not wrap, and a longer one
+#: runs past its card (about 110 characters fit a card on a 1400-pixel-wide window).
+TREE_WIDTH = 100
+
+
+def _wrap_tree_line(line: str, width: int = TREE_WIDTH) -> List[str]:
+    """A tree line cut between words to ``width``, its continuations indented under the node's text.
+
+    >>> for part in _wrap_tree_line("│   └── door_open = 1 (activation 0.998 >= threshold 0.500, logit 6.1)", 40):
+    ...     print(part)
+    │   └── door_open = 1 (activation 0.998
+    │           >= threshold 0.500, logit
+    │           6.1)
+    """
+    body = line.lstrip(" │├└─")
+    prefix = line[:len(line) - len(body)]
+    if len(line) <= width or not body:
+        return [line]
+    under = prefix.replace("├──", "│  ").replace("└──", "   ") + "    "
+    return textwrap.wrap(body, width=max(width, len(under) + 20), initial_indent=prefix, subsequent_indent=under,
+                         break_long_words=False, break_on_hyphens=False) or [line]
+
+
 def _preformatted(text: str) -> str:
     # TensorBoard renders text as markdown; four leading spaces keep a tree's lines and box characters.
-    return "\n".join("    " + line for line in text.rstrip("\n").split("\n"))
+    return "\n".join("    " + part for line in text.rstrip("\n").split("\n") for part in _wrap_tree_line(line))
 
 
 class InterpretationMixin:
