@@ -73,3 +73,18 @@ def test_noisy_frames_are_jpeg_flat_ones_png_and_bad_overlays_are_named():
         BoxOverlay("b", BOX, layout="cxcy")
     with pytest.raises(ValueError, match="BoxOverlay 'b': tasks must name 4 tasks"):
         BoxOverlay("b", ("x", "y"))
+
+
+def test_image_cards_are_titled_with_rank_row_and_loss_for_a_single_step(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    selection = {"x": {"worst": [(3, "row-a", 0.5)]}}
+    for single_step in (True, False):
+        writer = SummaryWriter(str(tmp_path / str(single_step)))
+        publish_extremes(writer, selection, FrameSource(), Publishers().for_columns(FrameSource.types),
+                         {"x": "flow.x"}, step=0, views={3: view((2, 2, 4, 4), (8, 8, 4, 4))}, single_step=single_step)
+        writer.close()
+        events = EventAccumulator(str(tmp_path / str(single_step))).Reload()
+        title = events.SummaryMetadata("flow.x/worst/1/img").display_name
+        assert title == ("flow.x worst 1 · row row-a · loss 0.5 · img" if single_step else
+                         "flow.x worst 1 · img (row, loss: Text tab flow.x/worst)")

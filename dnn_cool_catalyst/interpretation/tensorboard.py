@@ -16,7 +16,7 @@ import uuid
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tensorboardX import SummaryWriter
-from tensorboardX.proto.summary_pb2 import Summary
+from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
 
 from .frames import BoxOverlay, draw_boxes, encode_frame
 from .publishers import Publisher, TabularPublisher, _escape, format_number
@@ -67,12 +67,14 @@ def _fmt(values, units: str) -> str:
     return "(" + ", ".join(f"{v:.0f}" if units == "pixels" else f"{v:.3f}" for v in values) + ")"
 
 
-def add_frame(writer, tag: str, image, step: int) -> None:
+def add_frame(writer, tag: str, image, step: int, caption: Optional[str] = None) -> None:
     """An image summary of ``image`` (HWC uint8) encoded by :func:`~.frames.encode_frame` (tensorboardX's
-    ``add_image`` always writes PNG, about five times a JPEG for noisy camera frames)."""
+    ``add_image`` always writes PNG, about five times a JPEG for noisy camera frames). ``caption`` becomes the
+    card's title in the Images tab (the summary's display name; TensorBoard keeps a tag's first one)."""
     data, _ = encode_frame(image)
     height, width = image.shape[:2]
-    summary = Summary(value=[Summary.Value(tag=tag, image=Summary.Image(
+    metadata = SummaryMetadata(display_name=caption) if caption else None
+    summary = Summary(value=[Summary.Value(tag=tag, metadata=metadata, image=Summary.Image(
         height=int(height), width=int(width), colorspace=3, encoded_image_string=data))])
     writer._get_file_writer().add_summary(summary, step)
 
@@ -121,13 +123,15 @@ def _described(key: str, rows: List[List[str]], columns: List[str], with_boxes: 
 def publish_extremes(writer, selection, source: SampleSource, publishers: Mapping[str, Publisher],
                      paths: Mapping[str, str], step: int, views: Optional[Mapping[int, object]] = None,
                      boxes: Sequence[BoxOverlay] = (),
-                     frame_kinds: Sequence[str] = ("worst", "best")) -> List[str]:
+                     frame_kinds: Sequence[str] = ("worst", "best"), single_step: bool = False) -> List[str]:
     """For each key (task name or ``overall``) and kind (best/worst): a markdown table of the samples at
     ``<task_path>/<kind>`` (rank, row, loss, target and prediction, or for ``overall`` the tasks with the largest
     losses, the ``boxes``' values, the non-image inputs) and each image input, with ``boxes`` drawn, at
     ``<task_path>/<kind>/<rank>/<column>``; publishers' other summaries under the same tags. ``views`` (see
     :func:`dnn_cool_catalyst.sample_views.sample_views`) give targets and predictions by dataset position. Images
-    are written for the kinds in ``frame_kinds`` only (the tables for both). Returns the tags written."""
+    are written for the kinds in ``frame_kinds`` only (the tables for both). Each image card is titled with its
+    rank and, where the run has one step only (``single_step``: an ``infer_<split>`` run), the row id and loss:
+    TensorBoard keeps a tag's first title, which would be stale at a later epoch. Returns the tags written."""
     views = views or {}
     tags = []
     # Plain numeric columns (a table cell, nothing else) are read for every picked sample at once; the other
@@ -168,7 +172,9 @@ def publish_extremes(writer, selection, source: SampleSource, publishers: Mappin
                     picture = publisher.image(value)
                     if picture is not None:
                         drawn, box_lines = _boxes(view, boxes, column) if view is not None else ([], [])
-                        add_frame(writer, image_tag, draw_boxes(picture, drawn), step)
+                        caption = f"{path} {kind} {position} · row {row_id} · loss {loss:.4g} · {column}" \
+                            if single_step else f"{path} {kind} {position} · {column} (row, loss: Text tab {tag})"
+                        add_frame(writer, image_tag, draw_boxes(picture, drawn), step, caption)
                         box_text += box_lines
                         tags.append(image_tag)
                     elif publisher.publish(writer, image_tag, value, step):

@@ -166,7 +166,8 @@ class InterpretationMixin:
                     selection = select_extremes(losses, k, source)
                     views = self._stored_views(data, selection, losses)
                     tags += publish_extremes(writer, selection, source, self.publishers.for_columns(source.types),
-                                             self.flow.task_paths, step, views=views, boxes=self.publishers.boxes)
+                                             self.flow.task_paths, step, views=views, boxes=self.publishers.boxes,
+                                             single_step=True)  # infer_<split>: replaced, never appended to
                     tags += self._log_worst_trees(writer, data, selection.get(OVERALL, {}).get("worst", []), step)
             finally:
                 writer.close()
