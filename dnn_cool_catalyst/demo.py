@@ -7,6 +7,12 @@ Draws the synthetic scenes (:mod:`dnn_cool_catalyst.synthetic.security`), trains
 thresholds on validation, evaluates the test split with ground-truth gating (each task where its labels say it
 applies) and decoded gating (end to end: each task where the model's own predictions say it applies), prints both
 tables and says where the TensorBoard logs are.
+
+Progress bars and the per-epoch table appear when standard output is a terminal (``--quiet`` turns them off).
+The validation loss of an early epoch can spike and recover (seen once: 0.58 -> 6.07 -> recovered at epoch 3):
+validation runs in eval mode, where the trunk's BatchNorm running statistics trail the fast-moving early weights
+(measured at epoch 2: valid loss 0.326 in eval mode vs 0.168 with batch statistics); the best checkpoint never
+comes from such an epoch. See the README's "The security demo".
 """
 from __future__ import annotations
 
