@@ -10,6 +10,12 @@ from .tasks import (BinaryTask, BoundedRegressionTask, ClassificationTask, Multi
 
 __version__ = "0.1.0"
 
+# Under Catalyst's `catalyst-run` (which imports this package when it resolves the config's first target of
+# ours): refuse arguments it would ignore and check the config, as dnn-cool-run does. Elsewhere: nothing.
+from .config.catalyst_run import guard_catalyst_run  # noqa: E402
+
+guard_catalyst_run()
+
 __all__ = ["Project", "Converters", "ConverterError", "TaskFlow", "FlowDefinitionError", "Task", "TaskError", "BinaryTask", "ClassificationTask",
            "MultilabelTask", "BoundedRegressionTask", "RegressionTask", "TokenClassificationTask",
            # every library error (dnn_cool_catalyst.errors)

@@ -8,7 +8,6 @@ judgement, and a parent predicted false hides the child.
 from __future__ import annotations
 
 import inspect
-import warnings
 from typing import Dict, Mapping, Optional
 
 import pandas as pd
@@ -17,6 +16,7 @@ import torch
 from .flow.module import decode_condition_sources
 from .metrics import TaskMetric
 from .tasks.base import broadcast_to_elements
+from .messages import warn_user
 
 COLUMNS = ["task_path", "metric_name", "metric_res", "num_samples"]
 GATINGS = ("gt", "decoded")
@@ -74,8 +74,8 @@ def tune_flow(flow, logits, targets, available, metric: str = "accuracy", min_re
         params[leaf.path], report[leaf.path] = task_params, task_report
         for quantity, result in task_report.items():
             if not result["tuned"]:
-                warnings.warn(f"task '{leaf.path}' ({quantity}): kept threshold {result['threshold']} "
-                              f"because {result['reason']}", stacklevel=2)
+                warn_user(f"task '{leaf.path}' ({quantity}): kept threshold {result['threshold']} "
+                          f"because {result['reason']}")
     return params, report
 
 

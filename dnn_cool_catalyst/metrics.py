@@ -59,15 +59,29 @@ def stacked_binary_stats(logits: torch.Tensor, thresholds: torch.Tensor, target:
     return torch.stack([tp, n_p - tp, n_t - tp, total - n_p - n_t + tp], dim=1).to(STATS_DTYPE)
 
 
+def nan_div(num: float, den: float) -> float:
+    """``num / den``, NaN when ``den`` is 0: a ratio over nothing is undefined, not 0 (as sklearn's
+    ``zero_division=np.nan``)."""
+    return float(num) / float(den) if den > 0 else math.nan
+
+
 def binary_values(stats: torch.Tensor) -> Dict[str, float]:
+    """Accuracy, F1, precision and recall of ``[tp, fp, fn, tn]``. Recall without positives, precision without
+    predicted positives and F1 with neither are NaN (undefined), not 0: a split without positives says nothing
+    about them.
+
+    Example:
+        >>> {k: round(v, 3) for k, v in binary_values(torch.tensor([0., 0., 0., 5.])).items()}
+        {'accuracy': 1.0, 'f1': nan, 'precision': nan, 'recall': nan}
+        >>> {k: round(v, 3) for k, v in binary_values(torch.tensor([0., 2., 0., 3.])).items()}
+        {'accuracy': 0.6, 'f1': 0.0, 'precision': 0.0, 'recall': nan}
+    """
     tp, fp, fn, tn = (float(v) for v in stats[:4])
-    precision = safe_div(tp, tp + fp)
-    recall = safe_div(tp, tp + fn)
     return {
         "accuracy": safe_div(tp + tn, tp + fp + fn + tn),
-        "f1": safe_div(2 * tp, 2 * tp + fp + fn),
-        "precision": precision,
-        "recall": recall,
+        "f1": nan_div(2 * tp, 2 * tp + fp + fn),
+        "precision": nan_div(tp, tp + fp),
+        "recall": nan_div(tp, tp + fn),
     }
 
 

@@ -132,9 +132,9 @@ def test_a_launcher_never_trains_into_a_run_directory_in_use(tmp_path, launcher)
         assert not (run_dir / "checkpoints").exists()
     assert done.returncode != 0
     assert f"run directory {run_dir} is in use by pid {os.getpid()}" in done.stderr
-    if launcher == "dnn-cool-run":
-        assert done.returncode == 2 and done.stderr.startswith("dnn-cool-run: error: ")
-    else:
+    assert done.returncode == 2 and done.stderr.startswith(f"{launcher}: error: "), done.stderr
+    if launcher == "catalyst-run":
+        assert "Traceback" not in done.stderr
         assert done.stderr.rstrip().endswith(f"catalyst-run: stopped by RunnerError; what runner 'numbers_mlp' "
                                              f"wrote before is in {run_dir}")
 
@@ -161,3 +161,28 @@ def test_a_billion_laughs_config_is_a_one_line_error(tmp_path, capsys):
     status, err = run_main(capsys, str(bad))
     assert status == 2 and err.count("\n") == 1
     assert "laughs.yml: its YAML aliases expand to more than 1000000 nodes" in err
+
+
+def test_catalyst_run_refuses_arguments_it_would_ignore(tmp_path):
+    """Catalyst's launcher drops unknown arguments: --set would silently train the config as written."""
+    done = run_cli(["catalyst-run", "--config", TABULAR, tiny_config(tmp_path), "--set", "run.0.num_epochs=1"])
+    assert done.returncode == 2 and not (tmp_path / "proj").exists()
+    assert done.stderr == (f"catalyst-run: error: catalyst-run ignores '--set run.0.num_epochs=1' (it reads only "
+                           f"--config, --deterministic and --benchmark); use dnn-cool-run --config {TABULAR} "
+                           f"{tiny_config(tmp_path)} --set key.path=value, or edit the config\n")
+
+
+def test_catalyst_run_config_typo_is_one_line(tmp_path):
+    typo = tmp_path / "typo.yml"
+    typo.write_text("run:\n  - {_call_: train, num_epoch: 1}\n")
+    done = run_cli(["catalyst-run", "--config", TABULAR, tiny_config(tmp_path), str(typo)])
+    assert (done.returncode, done.stderr) == (2, f"catalyst-run: error: {TABULAR} + {tiny_config(tmp_path)} + {typo}: "
+                                                 f"run[0] (train) has no argument 'num_epoch' (did you mean "
+                                                 f"'num_epochs'?)\n")
+
+
+def test_dnn_cool_run_says_which_run_directory_it_wrote(tmp_path, capsys):
+    main(["--config", TABULAR, tiny_config(tmp_path)])
+    run_dir = tmp_path / "proj" / "numbers_mlp"
+    assert capsys.readouterr().out.rstrip().splitlines()[-1] == (
+        f"run directory: {run_dir}  (tensorboard --logdir {run_dir / 'tensorboard'})")

@@ -132,15 +132,31 @@ def test_errors_before_any_work(run, tmp_path):
         runner.export(str(tmp_path / "m.pt2"), format="tflite")
     with pytest.raises(ExportError, match=r"writes a '\.pt2' file"):
         runner.export(str(tmp_path / "m.onnx"), format="torch")
-    with pytest.raises(ExportError, match="does not exist; create it first"):
-        runner.export(str(tmp_path / "no" / "such" / "m.pt2"))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ExportError, match="is a file, not a directory"):
+        runner.export(str(tmp_path / "file" / "m.pt2"))
     (tmp_path / "taken.pt2").write_bytes(b"keep me")
     with pytest.raises(ExportError, match="already exists; pass overwrite=True"):
         runner.export(str(tmp_path / "taken.pt2"))
     assert (tmp_path / "taken.pt2").read_bytes() == b"keep me"
     with pytest.raises(RunnerError, match=r"no checkpoint .*runner\.nosuch\.pth; train first"):
         runner.export(str(tmp_path / "m.pt2"), checkpoint="nosuch")
-    assert sorted(os.listdir(tmp_path)) == ["taken.pt2"]
+    with pytest.raises(RunnerError, match="train first"):  # nothing made for a refused export
+        runner.export(str(tmp_path / "new" / "m.pt2"), checkpoint="nosuch")
+    assert sorted(os.listdir(tmp_path)) == ["file", "taken.pt2"]
+
+
+def test_export_makes_missing_directories_and_replaces_only_its_own_default(run, tmp_path, monkeypatch):
+    _, runner = run
+    monkeypatch.chdir(tmp_path)
+    assert runner.export("deploy/v1/model.pt2") == "deploy/v1/model.pt2"
+    assert sorted(os.listdir(tmp_path / "deploy" / "v1")) == ["model.pt2", "model.pt2.json"]
+    with pytest.raises(ExportError, match="already exists; pass overwrite=True"):
+        runner.export("deploy/v1/model.pt2")
+    default = runner.export()
+    assert runner.export() == default  # the run's own export/ folder: a second export replaces it
+    with pytest.raises(ExportError, match="already exists"):
+        runner.export(overwrite=False)
 
 
 def test_overwrite_replaces_the_artifact(run, tmp_path):

@@ -43,4 +43,4 @@ def test_onnx_export_refuses_an_existing_file(run):
     if not os.path.exists(path):
         runner.export(format="onnx")
     with pytest.raises(ValueError, match="already exists; pass overwrite=True"):
-        runner.export(format="onnx")
+        runner.export(format="onnx", overwrite=False)

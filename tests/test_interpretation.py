@@ -113,10 +113,10 @@ def test_callback_picks_the_planted_rows_by_global_id_on_a_shuffled_loader(run):
 
 def test_callback_writes_images_text_and_tables_to_the_valid_directory(run):
     found = read_summaries(os.path.join(run.tensorboard_dir, "valid"))
-    table = found["texts"]["is_even/worst"][-1][1]
-    header, _, first = table.split("\n")[:3]
-    assert header == "| rank | row | loss | target | prediction | number | title |"  # no "img: (image)" column
-    assert first == "| 1 | id20 | 20 | 1 | 0 (activation 0.000 < threshold 0.500, logit -20.000) | 20 | title of 20 |"
+    text = found["texts"]["is_even/worst"][-1][1]
+    assert text.split("\n\n")[0] == ("**rank 1** · row id20 · loss 20 · target 1 · prediction 0 (activation 0.000 < "
+                                      "threshold 0.500, logit -20.000)  \ninputs: number = 20, title = title of 20")
+    # no "img: (image)" input: images are in the Images tab
     step, image = found["images"]["is_even/worst/1/img"][-1]
     assert step == 1 and image.shape == (4, 5, 3) and (image == 100).all()  # row 20's pixels are 5 * 20, lossless
     assert "overall/best" in found["texts"]
@@ -363,8 +363,8 @@ def test_numeric_cells_read_for_all_picked_samples_at_once_equal_the_per_sample_
         writer.close()
         texts.append(read_summaries(str(tmp_path / str(i)))["texts"])
     assert texts[0] == texts[1]
-    first_row = texts[0]["flow.y/worst"][0][1].split("\n")[2]
-    assert first_row == "| 1 | r4 | 0.5 |  |  | 7.125 | 5 | [5.500] | v0=4, v1=4.500 |"
+    first = texts[0]["flow.y/worst"][0][1].split("\n\n")[0]
+    assert first == "**rank 1** · row r4 · loss 0.5  \ninputs: f = 7.125, i = 5, g = [5.500], v = v0=4, v1=4.500"
 
 
 def test_shards_of_distributed_processes_are_merged_on_rank_zero_only(monkeypatch):

@@ -166,3 +166,16 @@ def test_predictions_csv_cells_cannot_run_as_spreadsheet_formulas(config_run, tm
     table = pd.read_csv(tmp_path / "p.csv", dtype={"id": str})
     assert list(table["id"]) == ["'=cmd|' /C calc'!A0", "'@SUM(A1)", "'-x", "+1"]  # "+1" is a number: kept
     assert table["proba_is_interesting"].between(0, 1).all()
+
+
+def test_one_word_in_a_numeric_column_is_named_with_its_row(config_run, tmp_path, capsys):
+    """pandas reads every cell of a CSV column with one word in it as text: only the word is invalid."""
+    tmp, run_dir = config_run
+    new = pd.read_csv(NUMBERS).head(6)[INPUTS]
+    new["number"] = new["number"].astype(object)
+    new.loc[3, "number"] = "twelve"
+    new.to_csv(tmp_path / "word.csv", index=False)
+    err = cli_error(capsys, ["--run-dir", str(run_dir), "--csv", str(tmp_path / "word.csv"), "--out",
+                             str(tmp_path / "p.csv"), "--trust-config"])
+    assert err.endswith("numeric input column 'number': expected numbers, got 1 value(s) that are not numbers: "
+                        "['twelve'] at row(s) [3] (so the whole column was read as text)"), err

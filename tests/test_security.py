@@ -302,5 +302,5 @@ def test_tiny_demo_run_trains_tunes_evaluates_and_writes_the_csv(tmp_path, capsy
     assert shown and all(pixels.shape == (IMAGE_SIZE, IMAGE_SIZE, 3) for tag in shown
                          for _, pixels in found["images"][tag])
     table = found["texts"]["person_regression.face_regression.face_x1/worst"][-1][1]
-    assert table.split("\n")[0] == "| rank | row | loss | target | prediction | boxes: target (green) → predicted (red) |"
-    assert "| face (" in table and "; body (" in table
+    assert table.startswith("**rank 1** · row ")
+    assert "boxes, target (green) → predicted (red): face (" in table and "; body (" in table

@@ -46,10 +46,10 @@ def test_boxes_are_drawn_target_green_predicted_red_and_listed_in_the_table(tmp_
     assert tuple(first[3, 3]) == (0, 0, 0) and tuple(first[12, 12]) == (0, 0, 0)
     # No label and a prediction gated off by the model's own decisions: nothing drawn, nothing listed.
     assert not found["images"]["flow.x/worst/2/img"][0][1].any()
-    table = found["texts"]["flow.x/worst"][0][1].split("\n")
-    assert table[0] == "| rank | row | loss | target | prediction | boxes: target (green) → predicted (red) |"
-    assert table[2:] == ["| 1 | row-a | 0.5 | 2 | 8 | face (2, 2, 4, 4) → (8, 8, 4, 4) |",
-                         "| 2 | row-b | 0.1 | not labelled | 1 |  |"]
+    text = found["texts"]["flow.x/worst"][0][1]
+    assert text == ("**rank 1** · row row-a · loss 0.5 · target 2 · prediction 8  \n"
+                    "boxes, target (green) → predicted (red): face (2, 2, 4, 4) → (8, 8, 4, 4)\n\n"
+                    "**rank 2** · row row-b · loss 0.1 · target not labelled · prediction 1")
 
 
 def test_overall_table_names_the_largest_task_losses_and_has_no_boxes_column_without_boxes(tmp_path):
@@ -57,9 +57,8 @@ def test_overall_table_names_the_largest_task_losses_and_has_no_boxes_column_wit
     publish_extremes(writer, {"overall": {"best": [(3, 7, 0.75)]}}, FrameSource(), {}, {"x": "flow.x", "w": "flow.w"},
                      step=0, views={3: view((1, 1, 1, 1), (1, 1, 1, 1))})
     writer.close()
-    table = read_summaries(str(tmp_path))["texts"]["overall/best"][0][1].split("\n")
-    assert table[0] == "| rank | row | loss | largest task losses |"
-    assert table[2] == "| 1 | 7 | 0.75 | flow.x 0.5, flow.w 0.25 |"
+    text = read_summaries(str(tmp_path))["texts"]["overall/best"][0][1]
+    assert text == "**rank 1** · row 7 · loss 0.75 · largest task losses: flow.x 0.5, flow.w 0.25"
 
 
 def test_noisy_frames_are_jpeg_flat_ones_png_and_bad_overlays_are_named():
@@ -74,3 +73,18 @@ def test_noisy_frames_are_jpeg_flat_ones_png_and_bad_overlays_are_named():
         BoxOverlay("b", BOX, layout="cxcy")
     with pytest.raises(ValueError, match="BoxOverlay 'b': tasks must name 4 tasks"):
         BoxOverlay("b", ("x", "y"))
+
+
+def test_image_cards_are_titled_with_rank_row_and_loss_for_a_single_step(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    selection = {"x": {"worst": [(3, "row-a", 0.5)]}}
+    for single_step in (True, False):
+        writer = SummaryWriter(str(tmp_path / str(single_step)))
+        publish_extremes(writer, selection, FrameSource(), Publishers().for_columns(FrameSource.types),
+                         {"x": "flow.x"}, step=0, views={3: view((2, 2, 4, 4), (8, 8, 4, 4))}, single_step=single_step)
+        writer.close()
+        events = EventAccumulator(str(tmp_path / str(single_step))).Reload()
+        title = events.SummaryMetadata("flow.x/worst/1/img").display_name
+        assert title == ("flow.x worst 1 · row row-a · loss 0.5 · img" if single_step else
+                         "flow.x worst 1 · img (row, loss: Text tab flow.x/worst)")

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..signatures import forwards_kwargs
+from .catalyst_run import CATALYST_RUN_MODULE, launched_by_catalyst_run
 
 
 def seed_everything(seed: int = 0) -> int:
@@ -32,15 +33,6 @@ def project_runner(project, model, runner_name: str = "default", **runner_kwargs
     if launched_by_catalyst_run():
         announce_results(runner)
     return runner
-
-
-CATALYST_RUN_MODULE = "catalyst.contrib.scripts.run"
-
-
-def launched_by_catalyst_run() -> bool:
-    """Whether this process is Catalyst's ``catalyst-run`` (which imports nothing of ours and prints nothing)."""
-    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return CATALYST_RUN_MODULE in sys.modules or getattr(main_spec, "name", None) == CATALYST_RUN_MODULE
 
 
 def _stage_done(record: logging.LogRecord) -> bool:

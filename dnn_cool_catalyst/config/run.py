@@ -123,6 +123,9 @@ def run_config(paths: Sequence[str], overrides: Sequence[str] = (), echo: Option
             echo(f"\n{name} ({', '.join(f'{k}={v}' for k, v in stage.items()) or 'defaults'}):")
             echo(result.to_string(index=False))
         results.append(result)
+    if echo is not None and isinstance(runner, DnnCoolSupervisedRunner) and runner._writes_files():
+        run_dir = os.path.abspath(runner.run_dir)
+        echo(f"\nrun directory: {run_dir}  (tensorboard --logdir {os.path.join(run_dir, 'tensorboard')})")
     return results
 
 

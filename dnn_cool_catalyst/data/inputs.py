@@ -21,7 +21,6 @@ Example:
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Callable, List, Optional
 
 import numpy as np
@@ -31,6 +30,7 @@ import torch
 from .columns import StoredColumn, stack_rows
 from ..tasks.base import label_key
 from .values import ConverterError, _is_int_text, _plain, as_float, preview
+from ..messages import warn_user
 
 
 class InputConverter:
@@ -333,8 +333,8 @@ class CategoricalInput(InputConverter):
         codes[~missing] = np.where(ids >= 0, ids + self.FIRST, self.UNKNOWN)
         if (ids < 0).any():
             unseen = pd.unique(keys[ids < 0].to_numpy())
-            warnings.warn(f"categorical input column '{column}': {len(unseen)} value(s) not seen when its vocabulary "
-                          f"was fitted map to the 'unknown' code: {preview(unseen)}", UserWarning, stacklevel=2)
+            warn_user(f"categorical input column '{column}': {len(unseen)} value(s) not seen when its vocabulary "
+                      f"was fitted map to the 'unknown' code: {preview(unseen)}")
         return torch.from_numpy(codes)
 
 

@@ -74,9 +74,26 @@ def as_float(values: pd.Series, column: str, type_name: str, expected: str) -> n
     # Object/string columns can hold anything; pd.to_numeric would silently accept "1", so check the types.
     ok = values.map(lambda v: isinstance(v, _REAL_TYPES)).to_numpy(dtype=bool)
     if not ok.all():
+        wrong = values[~ok]
+        culprits = wrong[~wrong.map(_reads_as_number).to_numpy(dtype=bool)]
+        if len(culprits) and len(culprits) < len(wrong):
+            # One word in a CSV column makes pandas read every cell of it as text: name the word(s), not the
+            # numbers that only became text because of them.
+            raise ConverterError(f"{type_name} column '{column}': expected {expected}, got {len(culprits)} value(s) "
+                                 f"that are not numbers: {preview(culprits)} at row(s) "
+                                 f"{preview(culprits.index)} (so the whole column was read as text)")
         raise ConverterError(f"{type_name} column '{column}': expected {expected}, got {int((~ok).sum())} invalid "
-                             f"value(s): {preview(values[~ok])}")
+                             f"value(s): {preview(wrong)} at row(s) {preview(wrong.index)}")
     return values.to_numpy(dtype=np.float64)
+
+
+def _reads_as_number(value) -> bool:
+    """Whether a text cell is a number written as text (``"944.0"``), as pandas writes numbers to a CSV."""
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(value, str)
 
 
 def require_finite(floats: np.ndarray, index: pd.Index, column: str, type_name: str) -> None:

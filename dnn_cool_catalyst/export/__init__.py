@@ -2,10 +2,10 @@
 ONNX Runtime, holding the model, the input preprocessing that is tensor maths, the tuned thresholds, regression
 un-scaling and the decoded gating; plus a JSON beside it with the input signature and the labels.
 See README, "Deployable export"."""
-from .build import check_format, check_target, export_model, sidecar_path
+from .build import check_format, check_target, export_model, make_parent, sidecar_path
 from .errors import ExportError
 from .module import DeployableModule, FlatOutputs
 from .writers import EXTENSIONS, FORMATS
 
-__all__ = ["DeployableModule", "EXTENSIONS", "ExportError", "FORMATS", "FlatOutputs", "check_format", "check_target",
+__all__ = ["DeployableModule", "EXTENSIONS", "ExportError", "FORMATS", "FlatOutputs", "check_format", "check_target", "make_parent",
            "export_model", "sidecar_path"]

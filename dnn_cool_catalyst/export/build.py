@@ -29,23 +29,31 @@ def sidecar_path(path: str) -> str:
 
 
 def check_target(path, fmt: str, overwrite: bool) -> str:
-    """The artifact path, checked before any work: the format's extension, an existing parent directory, and no
-    existing artifact or JSON unless ``overwrite=True``."""
+    """The artifact path, checked before any work: the format's extension, a parent that is (or can be made) a
+    directory, and no existing artifact or JSON unless ``overwrite=True``. Missing directories are made by
+    :func:`make_parent`, once the rest of the export has been checked too."""
     if not isinstance(path, (str, os.PathLike)):
         raise ExportError(f"path must be a file path, got {type(path).__name__}")
     path = os.fspath(path)
     if not path.endswith(EXTENSIONS[fmt]):
         raise ExportError(f"path {path!r}: format={fmt!r} writes a '{EXTENSIONS[fmt]}' file; name it so (e.g. "
                           f"'model{EXTENSIONS[fmt]}')")
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise ExportError(f"path {path!r}: directory {parent!r} does not exist; create it first")
+    existing = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(existing):  # the closest folder that exists must be one
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ExportError(f"path {path!r}: {existing!r} is a file, not a directory")
     for target in (path, sidecar_path(path)):
         if os.path.isdir(target):
             raise ExportError(f"path {target!r} is a directory; give a file name")
         if os.path.lexists(target) and not overwrite:
             raise ExportError(f"{target!r} already exists; pass overwrite=True to replace it")
     return path
+
+
+def make_parent(path: str) -> None:
+    """Create the artifact's directory (and the missing ones above it), as ``mkdir -p``."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
 
 
 def two_rows(inputs: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

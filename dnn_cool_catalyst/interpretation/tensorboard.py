@@ -1,8 +1,8 @@
 """Writing interpretation summaries next to Catalyst's: ``<logdir>/<loader>/``, in an event file of our own.
 
 Tags put the task first, so TensorBoard makes one group per task (next to that task's metric scalars):
-``<task_path>/worst`` and ``<task_path>/best`` are markdown tables (Text tab: rank, row id, loss, target,
-prediction, box values, the non-image inputs), ``<task_path>/worst/<rank>/<column>`` the image inputs of the same
+``<task_path>/worst`` and ``<task_path>/best`` describe the samples, one paragraph each (Text tab: rank, row
+id, loss, target, prediction, box values, the non-image inputs), ``<task_path>/worst/<rank>/<column>`` the image inputs of the same
 ranks with the boxes drawn on them (Images tab; see :mod:`.frames` for why the facts are not drawn into the
 picture). The sum over tasks is the group ``overall``.
 
@@ -16,7 +16,7 @@ import uuid
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from tensorboardX import SummaryWriter
-from tensorboardX.proto.summary_pb2 import Summary
+from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
 
 from .frames import BoxOverlay, draw_boxes, encode_frame
 from .publishers import Publisher, TabularPublisher, _escape, format_number
@@ -67,12 +67,14 @@ def _fmt(values, units: str) -> str:
     return "(" + ", ".join(f"{v:.0f}" if units == "pixels" else f"{v:.3f}" for v in values) + ")"
 
 
-def add_frame(writer, tag: str, image, step: int) -> None:
+def add_frame(writer, tag: str, image, step: int, caption: Optional[str] = None) -> None:
     """An image summary of ``image`` (HWC uint8) encoded by :func:`~.frames.encode_frame` (tensorboardX's
-    ``add_image`` always writes PNG, about five times a JPEG for noisy camera frames)."""
+    ``add_image`` always writes PNG, about five times a JPEG for noisy camera frames). ``caption`` becomes the
+    card's title in the Images tab (the summary's display name; TensorBoard keeps a tag's first one)."""
     data, _ = encode_frame(image)
     height, width = image.shape[:2]
-    summary = Summary(value=[Summary.Value(tag=tag, image=Summary.Image(
+    metadata = SummaryMetadata(display_name=caption) if caption else None
+    summary = Summary(value=[Summary.Value(tag=tag, metadata=metadata, image=Summary.Image(
         height=int(height), width=int(width), colorspace=3, encoded_image_string=data))])
     writer._get_file_writer().add_summary(summary, step)
 
@@ -91,24 +93,45 @@ def _boxes(view, boxes: Sequence[BoxOverlay], column: str):
     return drawn, lines
 
 
-def _table(key: str, rows: List[List[str]], columns: List[str], with_boxes: bool) -> str:
-    middle = ["largest task losses"] if key == OVERALL else ["target", "prediction"]
-    header = ["rank", "row", "loss"] + middle + (["boxes: target (green) → predicted (red)"] if with_boxes else []) \
-        + columns
-    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] +
-                     ["| " + " | ".join(r) + " |" for r in rows])
+def _described(key: str, rows: List[List[str]], columns: List[str], with_boxes: bool) -> str:
+    """One paragraph per sample (markdown hard breaks between its lines), not a table: TensorBoard's Text tab
+    squeezes a wide table's short columns and breaks their numbers and headers mid-word ("ran / k", "719 / 7"),
+    while a paragraph wraps between words at any width.
+
+    >>> print(_described("door", [["1", "7197", "0.000984", "0", "1 (activation 0.9)", "", "3"]], ["x"], False))
+    **rank 1** · row 7197 · loss 0.000984 · target 0 · prediction 1 (activation 0.9)  
+    inputs: x = 3
+    """
+    described = []
+    for row in rows:
+        rank, row_id, loss, *middle = row[:5 if key != OVERALL else 4]
+        rest = row[len(row) - len(columns):] if columns else []
+        facts = [f"**rank {rank}**", f"row {row_id}", f"loss {loss}"]
+        named = ("largest task losses:",) if key == OVERALL else ("target", "prediction")
+        facts += [f"{name} {value}" for name, value in zip(named, middle) if value]  # none without a view
+        lines = [" · ".join(facts)]
+        box = row[5 if key != OVERALL else 4] if with_boxes else ""
+        if box:
+            lines.append(f"boxes, target (green) → predicted (red): {box}")
+        inputs = ", ".join(f"{column} = {cell}" for column, cell in zip(columns, rest) if cell != "")
+        if inputs:
+            lines.append(f"inputs: {inputs}")
+        described.append("  \n".join(lines))
+    return "\n\n".join(described)
 
 
 def publish_extremes(writer, selection, source: SampleSource, publishers: Mapping[str, Publisher],
                      paths: Mapping[str, str], step: int, views: Optional[Mapping[int, object]] = None,
                      boxes: Sequence[BoxOverlay] = (),
-                     frame_kinds: Sequence[str] = ("worst", "best")) -> List[str]:
+                     frame_kinds: Sequence[str] = ("worst", "best"), single_step: bool = False) -> List[str]:
     """For each key (task name or ``overall``) and kind (best/worst): a markdown table of the samples at
     ``<task_path>/<kind>`` (rank, row, loss, target and prediction, or for ``overall`` the tasks with the largest
     losses, the ``boxes``' values, the non-image inputs) and each image input, with ``boxes`` drawn, at
     ``<task_path>/<kind>/<rank>/<column>``; publishers' other summaries under the same tags. ``views`` (see
     :func:`dnn_cool_catalyst.sample_views.sample_views`) give targets and predictions by dataset position. Images
-    are written for the kinds in ``frame_kinds`` only (the tables for both). Returns the tags written."""
+    are written for the kinds in ``frame_kinds`` only (the tables for both). Each image card is titled with its
+    rank and, where the run has one step only (``single_step``: an ``infer_<split>`` run), the row id and loss:
+    TensorBoard keeps a tag's first title, which would be stale at a later epoch. Returns the tags written."""
     views = views or {}
     tags = []
     # Plain numeric columns (a table cell, nothing else) are read for every picked sample at once; the other
@@ -149,7 +172,9 @@ def publish_extremes(writer, selection, source: SampleSource, publishers: Mappin
                     picture = publisher.image(value)
                     if picture is not None:
                         drawn, box_lines = _boxes(view, boxes, column) if view is not None else ([], [])
-                        add_frame(writer, image_tag, draw_boxes(picture, drawn), step)
+                        caption = f"{path} {kind} {position} · row {row_id} · loss {loss:.4g} · {column}" \
+                            if single_step else f"{path} {kind} {position} · {column} (row, loss: Text tab {tag})"
+                        add_frame(writer, image_tag, draw_boxes(picture, drawn), step, caption)
                         box_text += box_lines
                         tags.append(image_tag)
                     elif publisher.publish(writer, image_tag, value, step):
@@ -160,7 +185,7 @@ def publish_extremes(writer, selection, source: SampleSource, publishers: Mappin
                              _escape("; ".join(box_text)), [cells.get(c, "") for c in columns]))
             with_boxes = any(box for _, box, _ in rows)  # a boxes column only where some frame has boxes
             lines = [first + ([box] if with_boxes else []) + rest for first, box, rest in rows]
-            writer.add_text(tag, _table(key, lines, columns or [], with_boxes), global_step=step)
+            writer.add_text(tag, _described(key, lines, columns or [], with_boxes), global_step=step)
             tags.append(tag)
     return tags
 

@@ -19,11 +19,9 @@ from typing import Dict, List, Optional, Tuple
 from ..errors import UnsafeFileError
 from ..runners.run_config import RUN_CONFIG_FILE, read_run_config
 from ..safe_read import read_yaml
+from .settings import common_settings
 
 CONFIG_YAML = "config.yml"
-# Bookkeeping sections of run_config.json: they differ between any two runs and say nothing about the setting.
-NOT_SETTINGS = ("status",)
-_MISSING = object()
 
 
 def flatten(config, prefix: str = "") -> dict:
@@ -42,9 +40,11 @@ def flatten(config, prefix: str = "") -> dict:
 
 
 def read_config(directory: str) -> Tuple[Optional[dict], str, Optional[str]]:
-    """``(flattened config or None, the file it came from or '', a problem or None)`` for one directory:
-    ``config.yml`` first, else ``run_config.json``."""
+    """``(flattened settings or None, the file they came from or '', a problem or None)`` for one directory:
+    ``config.yml`` and ``run_config.json`` brought to one vocabulary (:mod:`.settings`), so that Python and config
+    runs compare key by key."""
     yaml_path, json_path = os.path.join(directory, CONFIG_YAML), os.path.join(directory, RUN_CONFIG_FILE)
+    loaded = record = None
     if os.path.exists(yaml_path):
         import yaml
 
@@ -54,36 +54,37 @@ def read_config(directory: str) -> Tuple[Optional[dict], str, Optional[str]]:
             return None, CONFIG_YAML, f"{CONFIG_YAML} unreadable ({_one_line(e)})"
         if not isinstance(loaded, dict):
             return None, CONFIG_YAML, f"{CONFIG_YAML} is not a mapping"
-        return flatten(loaded), CONFIG_YAML, None
     if os.path.exists(json_path):
         try:
             record = read_run_config(json_path)
         except UnsafeFileError:
             raise  # the whole run is listed as unreadable (experiments.load_experiment)
         except (OSError, ValueError) as e:
-            return None, RUN_CONFIG_FILE, f"{RUN_CONFIG_FILE} unreadable ({_one_line(e)})"
-        return flatten({k: v for k, v in record.items() if k not in NOT_SETTINGS}), RUN_CONFIG_FILE, None
-    return None, "", None
+            if loaded is None:
+                return None, RUN_CONFIG_FILE, f"{RUN_CONFIG_FILE} unreadable ({_one_line(e)})"
+    if loaded is None and record is None:
+        return None, "", None
+    source = CONFIG_YAML if loaded is not None else RUN_CONFIG_FILE
+    return flatten(common_settings(loaded, record)), source, None
 
 
 def differing_keys(configs: List[Optional[Dict]]) -> List[str]:
-    """Keys whose value is not the same in every configuration (a key absent somewhere counts as differing),
-    in first-seen order; configurations that could not be read (``None``) are left out of the comparison."""
+    """Keys with two or more values among the configurations that have them, in first-seen order. A key absent
+    from a configuration is unknown there, not a difference: a config run records its model factory's
+    arguments, a Python run does not. Configurations that could not be read (``None``) are left out."""
     known = [c for c in configs if c is not None]
     order: Dict[str, None] = {}
     for config in known:
         order.update(dict.fromkeys(config))
     keys = []
     for key in order:
-        seen = {_canonical(c.get(key, _MISSING)) for c in known}
+        seen = {_canonical(c[key]) for c in known if key in c}
         if len(seen) > 1:
             keys.append(key)
     return keys
 
 
 def _canonical(value) -> str:
-    if value is _MISSING:
-        return "\0missing"
     return json.dumps(value, sort_keys=True, default=repr)
 
 

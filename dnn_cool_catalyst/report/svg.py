@@ -33,10 +33,27 @@ def nice_ticks(lo: float, hi: float, count: int = 5) -> List[float]:
     step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
     first = math.floor(lo / step) * step
     ticks, value = [], first
-    while value < hi + step * 0.999:
+    while not ticks or ticks[-1] < hi - step * 1e-9:  # up to the first tick at or above hi, not one more
         ticks.append(round(value, 12))
         value += step
     return ticks
+
+
+def bar_axis(lows: Sequence[float], highs: Sequence[float]) -> List[float]:
+    """Ticks for bars of values ``lows`` (whiskers up to ``highs``): from 0 when the values spread over much of
+    their scale, else around the data, so 0.93 and 0.98 look different (the bars then start at the axis' foot).
+
+    >>> bar_axis([0.93, 0.98], [0.98])
+    [0.92, 0.94, 0.96, 0.98]
+    >>> bar_axis([0.2, 0.9], [0.9])
+    [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    """
+    if not lows:
+        return nice_ticks(0.0, 1.0)
+    lo, hi = min(lows), max(list(highs) + list(lows))
+    if lo > 0 and lo > 0.5 * hi:  # the values share most of their scale: zoom in on them
+        return nice_ticks(lo - 0.1 * (hi - lo), hi)
+    return nice_ticks(min(0.0, lo), hi)
 
 
 def _fmt(value: float) -> str:
@@ -78,7 +95,7 @@ def bar_chart(title: str, groups: Sequence[str], series: Sequence[Tuple[str, str
     finite = [v + (errors[s][g] if errors and math.isfinite(errors[s][g]) else 0)
               for s, row in enumerate(values) for g, v in enumerate(row) if math.isfinite(v)]
     lows = [v for row in values for v in row if math.isfinite(v)]
-    ticks = nice_ticks(min([0.0] + lows), max(finite) if finite else 1.0)
+    ticks = bar_axis(lows, finite)
     lo, hi = ticks[0], ticks[-1]
     plot_h = height - top - bottom
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import warnings
 from typing import Dict, List, Optional
 
 import torch
@@ -28,6 +27,7 @@ from . import artifacts
 from .balancing import make_draw
 from .errors import RunnerError
 from ..safe_read import read_json
+from ..messages import warn_user
 
 
 class AugmentationMixin:
@@ -132,9 +132,8 @@ class AugmentationMixin:
             return  # load_tuned reports a damaged file itself
         stored = self.stored_tta(split)
         if tuned != stored:
-            warnings.warn(f"the thresholds in tuned.json were tuned on outputs inferred with tta={tuned}, but the "
-                          f"'{split}' outputs were inferred with tta={stored}: infer both with the same tta",
-                          stacklevel=3)
+            warn_user(f"the thresholds in tuned.json were tuned on outputs inferred with tta={tuned}, but the "
+                      f"'{split}' outputs were inferred with tta={stored}: infer both with the same tta")
 
     def stored_tta(self, split: str) -> List[str]:
         """The test-time augmentation views the stored outputs of ``split`` were averaged over (``[]``: none)."""

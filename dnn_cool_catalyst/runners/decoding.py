@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Optional
 
 import pandas as pd
@@ -15,6 +14,7 @@ from .errors import RunnerError
 from .tuned_file import check_tuned_params
 from ..safe_read import read_json
 from ..spreadsheet import spreadsheet_safe
+from ..messages import warn_user
 
 
 class DecodingMixin:
@@ -50,10 +50,19 @@ class DecodingMixin:
         ``"f1"``, ``"youden"`` and ``"precision_at_recall"`` (with ``min_recall``) remain available, with the same
         noise guard (each metric's own break-even share, see :mod:`dnn_cool_catalyst.threshold_guard`)."""
         check_tune_limits(min_samples, min_per_class)
+        if not self.has_thresholds():
+            warn_user(f"tune(): nothing to tune, no task of this flow has a decision threshold (binary and "
+                      f"multilabel tasks do; tasks here: {list(self.flow.task_paths.values())}); the decoding "
+                      f"stays as it is")
         self._use_fitted_targets()
         logits, targets, available, _ = self._stored(loader)
         return self._tune_outputs(loader, logits, targets, available, metric, min_recall, min_samples,
                                   min_per_class, tta=self.stored_tta(loader), alpha=alpha)
+
+    def has_thresholds(self) -> bool:
+        """Whether any task has decoding parameters for :meth:`tune` to set (binary and multilabel thresholds;
+        regression and argmax classification have none)."""
+        return any(task.get_decoder_params() for task in self.flow.tasks.values())
 
     def _tune_outputs(self, loader: str, logits, targets, available, metric: str, min_recall: Optional[float],
                       min_samples: int, min_per_class: int, tta=(), alpha: Optional[float] = 0.05) -> dict:
@@ -123,9 +132,8 @@ class DecodingMixin:
         logits, targets, available, _ = self._stored(loader)
         if self.load_tuned_if_any():
             self._warn_tta_mismatch(loader)
-        else:
-            warnings.warn("no tuned parameters (run runner.tune() first): evaluating with default thresholds",
-                          stacklevel=2)
+        elif self.has_thresholds():
+            warn_user("no tuned parameters (run runner.tune() first): evaluating with default thresholds")
         return self._evaluate_outputs(loader, gating, logits, targets, available)
 
     def _evaluate_outputs(self, loader: str, gating: str, logits, targets, available) -> pd.DataFrame:

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Optional
 
 from .errors import RunnerError
+from ..messages import warn_user
 
 #: Where ``export()`` writes when no path is given: ``<run_dir>/export/model.<ext>``.
 EXPORT_DIR = "export"
@@ -15,7 +15,7 @@ class ExportMixin:
     """``export(path, format, checkpoint)`` for the runner."""
 
     def export(self, path: Optional[str] = None, format: str = "torch", checkpoint: str = "best",
-               overwrite: bool = False) -> str:
+               overwrite: Optional[bool] = None) -> str:
         """Write the ``checkpoint`` weights with the tuned thresholds (``tuned.json``; the tasks' current ones,
         0.5 by default, when the run was not tuned), the regression scaling and the decoded gating as one
         artifact, plus ``<path>.json`` describing its inputs and outputs. Returns the artifact's path.
@@ -24,8 +24,10 @@ class ExportMixin:
         without this library; ``format="onnx"``: an ONNX graph (``.onnx``; needs the ``onnx`` extra). The
         artifact takes a dict (ONNX: named inputs) of one tensor per input column, batch first, and returns per
         task its decoded value and an ``applies`` mask. ``path`` defaults to ``<run_dir>/export/model.pt2`` (or
-        ``.onnx``); an existing file is replaced only with ``overwrite=True``. Everything is checked before the
-        model is traced, and the files appear complete or not at all. As :meth:`infer` does, this loads the
+        ``.onnx``), a folder of the run's own that a later export replaces; a ``path`` you give may be in a
+        directory that does not exist yet (it is made), and an existing file there is replaced only with
+        ``overwrite=True`` (``overwrite=False`` keeps the default path's files too). Everything is checked before
+        the model is traced, and the files appear complete or not at all. As :meth:`infer` does, this loads the
         checkpoint into ``runner.model``; the traced model is a CPU copy."""
         from .. import export as ex  # the export package imports this package's errors: imported when used
 
@@ -34,17 +36,18 @@ class ExportMixin:
             from ..export.writers import check_onnx_available
 
             check_onnx_available()
-        if path is None:
+        if path is None:  # the run's own export: re-exporting after retraining replaces it, as infer() does
             path = os.path.join(self.run_dir, EXPORT_DIR, f"model{ex.EXTENSIONS[fmt]}")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-        path = ex.check_target(path, fmt, overwrite)
+            overwrite = True if overwrite is None else overwrite
+        path = ex.check_target(path, fmt, bool(overwrite))
         self._use_fitted_targets()
         checkpoint_path = self.load_checkpoint(checkpoint)  # RunnerError naming the file when there is none
         tuned = self.load_tuned_if_any()
-        if not tuned:  # in a fresh process these are the defaults (0.5); the JSON records which thresholds went in
-            warnings.warn("no tuned parameters (run runner.tune() first): exporting with the tasks' current "
-                          "thresholds", stacklevel=2)
+        if not tuned and self.has_thresholds():  # in a fresh process these are the defaults (0.5); the JSON records which thresholds went in
+            warn_user("no tuned parameters (run runner.tune() first): exporting with the tasks' current "
+                      "thresholds")
         batch = self._export_example()
+        ex.make_parent(path)
         data = getattr(self.dataset, "data", None)
         converters = getattr(data, "converters", None) if data is not None else None
         ex.export_model(self.model, self.flow, batch["inputs"], path, fmt, converters=converters,

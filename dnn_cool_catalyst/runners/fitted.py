@@ -8,7 +8,6 @@ use exactly the scaling the weights were trained with.
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Dict, Sequence
 
 import torch
@@ -17,6 +16,7 @@ from ..atomic import atomic_write_json
 from ..errors import FittedStateError  # defined there with every library error; re-exported here
 from ..tasks.base import Task, TaskError
 from ..safe_read import read_json
+from ..messages import warn_user
 
 FITTED_FILE = "fitted_targets.json"
 
@@ -46,10 +46,9 @@ def fit_states(flow, dataset, positions: Sequence[int]) -> Dict[str, dict]:
         targets, available = train_split_labels(dataset, flow, positions)
     except (TypeError, KeyError, IndexError, AttributeError) as e:
         # A dataset of another shape (the caller passes its own loaders): train in raw units, and say so.
-        warnings.warn(f"cannot read the training split's targets from the dataset ({type(e).__name__}: {e}), so "
-                      f"no target scaling is fitted: regression tasks train and predict in raw label units. Items "
-                      f"must be dicts with 'targets' and 'available' per task, as flow.get_dataset() gives.",
-                      stacklevel=3)
+        warn_user(f"cannot read the training split's targets from the dataset ({type(e).__name__}: {e}), so "
+                  f"no target scaling is fitted: regression tasks train and predict in raw label units. Items "
+                  f"must be dicts with 'targets' and 'available' per task, as flow.get_dataset() gives.")
         return {}
     masks = flow.graph.masks(targets, available, len(positions))
     states = {}

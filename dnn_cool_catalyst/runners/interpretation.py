@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import glob
 import os
+import textwrap
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
@@ -21,9 +22,32 @@ from .tuned_file import tuned_choice_lines, tuned_point_rows
 from ..safe_read import read_json
 
 
+#: Characters per line of an explanation tree in TensorBoard: a preformatted line does not wrap, and a longer one
+#: runs past its card (about 110 characters fit a card on a 1400-pixel-wide window).
+TREE_WIDTH = 100
+
+
+def _wrap_tree_line(line: str, width: int = TREE_WIDTH) -> List[str]:
+    """A tree line cut between words to ``width``, its continuations indented under the node's text.
+
+    >>> for part in _wrap_tree_line("│   └── door_open = 1 (activation 0.998 >= threshold 0.500, logit 6.1)", 40):
+    ...     print(part)
+    │   └── door_open = 1 (activation 0.998
+    │           >= threshold 0.500, logit
+    │           6.1)
+    """
+    body = line.lstrip(" │├└─")
+    prefix = line[:len(line) - len(body)]
+    if len(line) <= width or not body:
+        return [line]
+    under = prefix.replace("├──", "│  ").replace("└──", "   ") + "    "
+    return textwrap.wrap(body, width=max(width, len(under) + 20), initial_indent=prefix, subsequent_indent=under,
+                         break_long_words=False, break_on_hyphens=False) or [line]
+
+
 def _preformatted(text: str) -> str:
     # TensorBoard renders text as markdown; four leading spaces keep a tree's lines and box characters.
-    return "\n".join("    " + line for line in text.rstrip("\n").split("\n"))
+    return "\n".join("    " + part for line in text.rstrip("\n").split("\n") for part in _wrap_tree_line(line))
 
 
 class InterpretationMixin:
@@ -155,7 +179,8 @@ class InterpretationMixin:
                     selection = select_extremes(losses, k, source)
                     views = self._stored_views(data, selection, losses)
                     tags += publish_extremes(writer, selection, source, self.publishers.for_columns(source.types),
-                                             self.flow.task_paths, step, views=views, boxes=self.publishers.boxes)
+                                             self.flow.task_paths, step, views=views, boxes=self.publishers.boxes,
+                                             single_step=True)  # infer_<split>: replaced, never appended to
                     tags += self._log_worst_trees(writer, data, selection.get(OVERALL, {}).get("worst", []), step)
             finally:
                 writer.close()

@@ -8,7 +8,6 @@ back to label values by :func:`dnn_cool_catalyst.prediction.predictions_frame`.
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Dict, List, Optional
 
 import pandas as pd
@@ -22,6 +21,7 @@ from ..kept_batches import keep
 from ..prediction import predictions_frame
 from .errors import RunnerError
 from .inference import to_device
+from ..messages import warn_user
 
 
 class PredictionMixin:
@@ -53,10 +53,11 @@ class PredictionMixin:
             raise RunnerError(f"no checkpoint {path} to predict with; train first (runner.train())")
         inputs = self._prediction_inputs(df)
         self._use_fitted_targets()
-        if not self.load_tuned_if_any() and not getattr(self, "_warned_untuned_predict", False):
+        if not self.load_tuned_if_any() and self.has_thresholds() and not getattr(self, "_warned_untuned_predict",
+                                                                                  False):
             self._warned_untuned_predict = True
-            warnings.warn("no tuned parameters (run runner.tune() first): predicting with the default decoding "
-                          "thresholds (0.5)", stacklevel=2)
+            warn_user("no tuned parameters (run runner.tune() first): predicting with the default decoding "
+                      "thresholds (0.5)")
         self.load_checkpoint(checkpoint)
         logits = self._predict_logits(inputs, len(df), batch_size or self.loader_batch, verbose)
         return predictions_frame(self.flow, logits, index=df.index, proba=proba)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import warnings
 from collections import OrderedDict
 from typing import Optional, Sequence
 
@@ -43,6 +42,7 @@ from .stages import StagesMixin
 from .trainable import check_trainable
 from .tensorboard_runs import FlowTensorboardLogger, TensorboardRunsMixin
 from ..safe_read import read_json
+from ..messages import warn_user
 
 
 class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, InferenceMixin, DecodingMixin, PredictionMixin,
@@ -435,9 +435,8 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         elif loss_params and isinstance(optimizer, torch.optim.Optimizer):
             given = {id(p) for group in optimizer.param_groups for p in group["params"]}
             if not all(id(p) in given for p in loss_params):
-                warnings.warn("loss_weights='uncertainty' but the optimizer given to train() does not hold the "
-                              "learned log-variances (runner.flow_loss.parameters()): they will stay at 0",
-                              stacklevel=2)
+                warn_user("loss_weights='uncertainty' but the optimizer given to train() does not hold the "
+                          "learned log-variances (runner.flow_loss.parameters()): they will stay at 0")
         scheduler = kwargs.pop("scheduler", "default")
         if scheduler == "default":
             # Halve the lr after a third of early stopping's patience without improvement (2 epochs on short runs).
@@ -450,7 +449,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         callbacks = kwargs.pop("callbacks", None) or {}
         callbacks = OrderedDict(callbacks if isinstance(callbacks, dict) else enumerate(callbacks))
         if resume and not os.path.exists(last):
-            warnings.warn(f"resume=True but {last} does not exist: training from scratch", stacklevel=2)
+            warn_user(f"resume=True but {last} does not exist: training from scratch")
         defaults = OrderedDict(
             _criterion=FlowCriterionCallback(self.flow, loss_fn=self.flow_loss),
             _nan_guard=NanGuardCallback(self.flow),

@@ -25,7 +25,6 @@ import json
 import math
 import numbers
 import os
-import warnings
 from typing import Dict, Hashable, List, Optional, Sequence
 
 import numpy as np
@@ -34,6 +33,7 @@ from ..atomic import atomic_write_json
 from ..messages import short_repr
 from .errors import RunnerError
 from ..safe_read import read_json
+from ..messages import warn_user
 
 SPLITS = ("train", "valid", "test")
 FORMAT = 2
@@ -236,6 +236,6 @@ def _legacy_positions(path: str, saved: dict, n: int) -> Dict[str, List[int]]:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < n or i in seen:
                 raise _bad(path, f"splits.{name}", f"distinct row positions in [0, {n})", i)
             seen.add(i)
-    warnings.warn(f"{path} stores row positions (an older format): a reordered DataFrame would change the splits; "
-                  f"pass resplit=True to store them by row label (fresh splits)", stacklevel=3)
+    warn_user(f"{path} stores row positions (an older format): a reordered DataFrame would change the splits; "
+              f"pass resplit=True to store them by row label (fresh splits)")
     return {name: list(splits[name]) for name in SPLITS}

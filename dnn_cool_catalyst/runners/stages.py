@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -44,6 +43,7 @@ from ..messages import short_repr
 from ..tasks.base import TaskError
 from .errors import RunnerError
 from ..safe_read import read_json
+from ..messages import warn_user
 
 STAGE_KEYS = ("name", "num_epochs", "lr", "optimizer", "scheduler", "loss_weights", "freeze", "initial_weights",
               "strict", "early_stopping_patience", "valid_metric")
@@ -255,8 +255,7 @@ class StagesMixin:
         self._check_stages_against_model(parsed, settings)
         completed = self._read_plan(parsed) if resume else []
         if resume and not os.path.exists(self._plan_path()):
-            warnings.warn(f"resume=True but {self._plan_path()} does not exist: training the stages from scratch",
-                          stacklevel=3)
+            warn_user(f"resume=True but {self._plan_path()} does not exist: training the stages from scratch")
         self._write_plan(parsed, completed)
         previous: Optional[Stage] = None
         for stage in parsed:
