@@ -24,6 +24,7 @@ import pandas as pd
 from .atomic import atomic_write_text
 from .config.saved import CONFIG_FILE, load_run_config
 from .config.validate import ConfigError
+from .runners.run_dir import refuse_run_file
 
 
 def _user_errors():
@@ -64,6 +65,7 @@ def predict_csv(run_dir: str, csv: str, out: str, checkpoint: str = "best", prob
     from .runners import DnnCoolSupervisedRunner
 
     run_dir, csv, out = (os.path.abspath(p) for p in (run_dir, csv, out))
+    refuse_run_file(out, "--out", error=ConfigError)  # e.g. runner.best.pth: the run would be destroyed
     config, cwd = load_run_config(run_dir)
     if not os.path.isdir(os.path.dirname(out)):
         raise ConfigError(f"--out {out!r}: its directory does not exist")

@@ -12,7 +12,8 @@ from urllib.parse import quote
 import pandas as pd
 
 from ..atomic import atomic_write_text
-from .compare import Comparison, collect, smaller_is_better
+from ..runners.run_dir import refuse_run_file
+from .compare import Comparison, ReportError, collect, smaller_is_better
 from .svg import bar_chart, color, line_chart
 
 _HIDDEN_IN_HTML = ("path", "config_source", "metrics_source")
@@ -67,6 +68,7 @@ def write_report(root, out: str = "report", metric: Optional[str] = None, split:
     (atomically; ``out`` is created). Returns ``(csv path, html path, comparison)``."""
     comparison = collect(root, metric, split, gating)
     out = os.fspath(out)
+    refuse_run_file(out, "--out", error=ReportError)  # report.csv/html never land among a run's own files
     csv_path, html_path = os.path.join(out, "report.csv"), os.path.join(out, "report.html")
     page = render_html(comparison, out)
     atomic_write_text(csv_path, comparison.table.to_csv(index=False))

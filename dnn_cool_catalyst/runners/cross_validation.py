@@ -78,7 +78,7 @@ class CrossValidationMixin:
         k_folds = len(plan)
         settings = fold_files.settings_of(k_folds, self.split_seed, stratify, float(self.split_fractions[2]))
         writes = self._writes_files()
-        with run_lock(self.run_dir, "cross_validate", enabled=writes):
+        with run_lock(self.run_dir, "cross_validate", enabled=writes, owner=self):
             state = fold_files.load_or_start(self.run_dir, settings, write=writes)
             initial_model = copy.deepcopy(self.model)
             decoders = {name: task.get_decoder_params() for name, task in self.flow.tasks.items()}

@@ -6,6 +6,7 @@ import warnings
 from typing import Optional
 
 from .errors import RunnerError
+from .run_dir import refuse_run_file
 
 #: Where ``export()`` writes when no path is given: ``<run_dir>/export/model.<ext>``.
 EXPORT_DIR = "export"
@@ -38,6 +39,7 @@ class ExportMixin:
             path = os.path.join(self.run_dir, EXPORT_DIR, f"model{ex.EXTENSIONS[fmt]}")
             os.makedirs(os.path.dirname(path), exist_ok=True)
         path = ex.check_target(path, fmt, overwrite)
+        refuse_run_file(path, "path", error=ex.ExportError, allowed=(EXPORT_DIR,))  # not a run's own files
         self._use_fitted_targets()
         checkpoint_path = self.load_checkpoint(checkpoint)  # RunnerError naming the file when there is none
         tuned = self.load_tuned_if_any()

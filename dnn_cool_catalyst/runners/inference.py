@@ -74,7 +74,7 @@ class InferenceMixin:
 
         ``tta=["hflip", ...]``: test-time augmentation, activations averaged over the original and each view
         (README, "Augmentation, test-time augmentation and class balancing"; ``runners/augmentation.py``)."""
-        with self._tta_context(tta), run_lock(self.run_dir, "infer", enabled=self._writes_files()):
+        with self._tta_context(tta), run_lock(self.run_dir, "infer", enabled=self._writes_files(), owner=self):
             return self._infer_job_or_local(list(splits), checkpoint, verbose, engine)
 
     def _infer_job_or_local(self, splits, checkpoint: str, verbose: bool, engine) -> dict:

@@ -124,7 +124,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         self._claim_run_dir()
         # Positions into self.dataset; splits.json stores row labels (runners/splits.py). Replacing the splits
         # of a run another process is training on would pull its rows away: resplit takes the run's lock.
-        with run_lock(self.run_dir, "resplit", enabled=resplit):
+        with run_lock(self.run_dir, "resplit", enabled=resplit, owner=self):
             splits = load_or_make_splits(os.path.join(self.run_dir, "splits.json"),
                                          dev_subset.subset(self._row_ids(), dev_rows), split_fractions, seed,
                                          stratify, dev_subset.subset(self._strata(stratify), dev_rows), resplit)
@@ -366,8 +366,9 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
                           verbose=verbose, valid_metric=valid_metric, **({} if stages is None else {"stages": stages}),
                           **({} if augment is None else {"augment": augment}),
                           **({} if balance is None else {"balance": balance}), **kwargs)
-        with self._training_extras(augment, balance), run_lock(self.run_dir, "train", enabled=self._writes_files()), \
-                recording_train(self, train_args, enabled=self._writes_files()):
+        writes = self._writes_files()
+        with self._training_extras(augment, balance), run_lock(self.run_dir, "train", enabled=writes, owner=self), \
+                recording_train(self, train_args, enabled=writes):
             if stages is not None:
                 return self._train_stages(stages, num_epochs=num_epochs, resume=resume, lr=lr,
                                           early_stopping_patience=early_stopping_patience, verbose=verbose,
