@@ -241,6 +241,24 @@ def report_out_is_the_run_directory(run):
     write_report(str(run.parent), str(run))
 
 
+def checkpoints_folder_symlinked_out(run):
+    outside = run.parent.parent / "elsewhere"
+    (run / "checkpoints").rename(outside)
+    os.symlink(outside, run / "checkpoints")
+    numbers_runner(run.parent).train(num_epochs=2, resume=True)
+
+
+def checkpoints_folder_symlinked_out_then_infer(run):
+    outside = run.parent.parent / "elsewhere"
+    (run / "checkpoints").rename(outside)
+    os.symlink(outside, run / "checkpoints")
+    numbers_runner(run.parent).infer()
+
+
+def stage_named_with_a_trailing_newline(run):
+    numbers_runner(run.parent, "staged").train(stages=[{"name": "warm\n", "num_epochs": 1}])
+
+
 OWNED = "lies inside the run directory .*a run's own files are never overwritten by an output"
 
 
@@ -341,6 +359,11 @@ CASES = [
     (export_into_the_run_root, ExportError, ["as 'model.pt2'", OWNED]),
     (report_out_into_a_run_directory, ReportError, ["--out .*checkpoints", "as 'checkpoints'", OWNED]),
     (report_out_is_the_run_directory, ReportError, ["as the run directory itself", OWNED]),
+    (checkpoints_folder_symlinked_out, RunnerError, [r"checkpoints leads outside the run directory .*elsewhere: a "
+                                                     r"symlink\?\)", "replace the link with a real folder"]),
+    (checkpoints_folder_symlinked_out_then_infer, RunnerError, [r"checkpoints leads outside the run directory"]),
+    (stage_named_with_a_trailing_newline, RunnerError, [r"stages\[0\].name must be letters, digits, '_' or '-'",
+                                                        r"got 'warm\\n'"]),
 ]
 
 
@@ -353,6 +376,11 @@ def test_malformed_run_directory_is_refused_naming_file_and_field(case, error, p
     if before:  # refused before anything was written: every file of the run is as it was
         run_files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
         assert {p: run_files.get(p) for p in before} == before
+    elsewhere = tmp_path / "elsewhere"
+    if elsewhere.is_dir():  # a symlinked checkpoints/ was neither written into nor resumed from
+        assert sorted(p.name for p in elsewhere.iterdir()) == ["runner.0001.pth", "runner.best.pth",
+                                                               "runner.last.pth", "runner.storage.json"]
+    assert not (tmp_path / "project" / "staged" / "checkpoints").exists()  # no "warm\n" folder
     victim_path = tmp_path / "victim.pth"
     if victim_path.exists():  # the file a crafted entry pointed at was neither deleted nor overwritten
         assert victim_path.read_bytes() == VICTIM_BYTES

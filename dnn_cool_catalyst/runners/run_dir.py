@@ -15,7 +15,7 @@ Example:
     >>> refuse_run_file(os.path.join(run_dir, "checkpoints", "runner.best.pth"), "--out")
     Traceback (most recent call last):
     ...
-    dnn_cool_catalyst.errors.RunnerError: --out ...runner.best.pth lies inside the run directory ... (as 'checkpoints/runner.best.pth'): ...
+    dnn_cool_catalyst.errors.RunnerError: --out ...runner.best.pth lies inside the run directory ... (as ...
 """
 from __future__ import annotations
 
@@ -57,6 +57,16 @@ def refuse_run_file(path, what: str, error: Type[Exception] = RunnerError, allow
     raise error(f"{what} {os.fspath(path)} lies inside the run directory {run} (as {shown}): a run's own files "
                 f"are never overwritten by an output; write it outside run directories"
                 + (f" (or under its {', '.join(f'{a}/' for a in allowed)})" if allowed else ""))
+
+
+def check_own_folder(run_dir: str, folder: str) -> None:
+    """Refuse a folder of the run (``checkpoints/``, a stage's) that a symlink leads out of the run directory:
+    the rule for a single checkpoint file (``callbacks/checkpoint.py``) holds for its folder too, so a resume
+    never writes into, nor reads from, another directory."""
+    real_run, real = os.path.realpath(run_dir), os.path.realpath(folder)
+    if real != real_run and not real.startswith(real_run + os.sep):
+        raise RunnerError(f"{folder} leads outside the run directory {run_dir} (to {real}: a symlink?); a run reads "
+                          f"and writes only its own folders: replace the link with a real folder")
 
 
 def claim_run_dir(run_dir: str, flow) -> None:

@@ -35,7 +35,7 @@ from .lock import run_lock
 from .lr_finder import LRFinderMixin
 from .prediction import PredictionMixin
 from .run_config import recording_train, runner_settings
-from .run_dir import claim_run_dir
+from .run_dir import check_own_folder, claim_run_dir
 from .schedules import build_optimizer, build_scheduler, scheduler_interval, steps_per_epoch
 from .splits import load_or_make_splits
 from .stages import StagesMixin
@@ -335,7 +335,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         engine (GPU when available).
         ``resume=True`` continues from ``checkpoints/runner.last.pth`` with the optimizer, scheduler and epoch
         counters restored (``num_epochs`` is the total), and the learned loss weights with ``loss_weights=
-        "uncertainty"``.
+        "uncertainty"``; a run that stopped early stays stopped (no further epoch: the checkpoint records it).
 
         ``valid_metric`` is what early stopping, the plateau scheduler and the best checkpoint follow: ``"loss"``
         (the validation loss), ``"loss/<task_path>"``, one task's metric ``"<task_path>/<metric>"`` (e.g.
@@ -389,6 +389,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         except ValidMetricError as e:
             raise RunnerError(str(e)) from None
         monitored = selection_key(metric_key)
+        check_own_folder(self.run_dir, self.checkpoint_dir)  # a symlinked checkpoints/ is refused, as a file is
         last = os.path.join(self.checkpoint_dir, "runner.last.pth")
         if resume and os.path.exists(last):
             self._check_resumed_selection(monitored, minimize, valid_metric)
