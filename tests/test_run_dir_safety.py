@@ -273,8 +273,13 @@ def test_a_lock_that_cannot_be_written_leaves_nothing_and_says_so(tmp_path, monk
     release(acquire(str(tmp_path), "train"))  # space freed: the run goes on at once
 
 
-def test_an_empty_lock_left_by_an_older_version_is_taken_over_once_its_grace_has_passed(tmp_path):
-    (tmp_path / LOCK_NAME).write_text("")
+@pytest.mark.parametrize("content", ["", json.dumps({"pid": 2 ** 70, "host": socket.gethostname()}),
+                                     json.dumps({"pid": True, "host": socket.gethostname()})])
+def test_an_empty_or_impossible_lock_is_taken_over_once_its_grace_has_passed(tmp_path, content):
+    (tmp_path / LOCK_NAME).write_text(content)
+    assert read_holder(str(tmp_path / LOCK_NAME)) is None  # never an OverflowError from os.kill
+    with pytest.raises(RunnerError, match="still writing the lock"):
+        acquire(str(tmp_path), "train")
     os.utime(tmp_path / LOCK_NAME, (time.time() - 60, time.time() - 60))
     release(acquire(str(tmp_path), "train"))
     assert not (tmp_path / LOCK_NAME).exists()

@@ -34,6 +34,7 @@ from typing import Dict, Optional, Tuple
 from .errors import RunnerError
 
 LOCK_NAME = ".lock"
+_MAX_PID = 2 ** 31  # pids are C ints (Linux caps them at 2**22)
 _UNREADABLE_GRACE_S = 10.0  # where hard links are missing, a lock file being written is empty for a moment
 # Locks this process holds, by lock path: {"owner": (thread, runner id), "depth", "purpose", "started"}. A file
 # lock alone cannot tell two threads or two runner objects of one process apart (same pid); this registry does.
@@ -49,8 +50,9 @@ def read_holder(path: str) -> Optional[dict]:
             holder = json.load(f)
     except (OSError, ValueError):
         return None
-    if not isinstance(holder, dict) or not isinstance(holder.get("pid"), int) \
-            or not isinstance(holder.get("host"), str):
+    if not isinstance(holder, dict) or type(holder.get("pid")) is not int or not isinstance(holder.get("host"), str):
+        return None
+    if not 0 < holder["pid"] < _MAX_PID:  # e.g. 2**70: os.kill would raise OverflowError; no process has it
         return None
     return holder
 
