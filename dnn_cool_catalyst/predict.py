@@ -30,6 +30,7 @@ from .atomic import atomic_write_text
 from .config.saved import CONFIG_FILE, load_run_config
 from .config.validate import ConfigError
 from .spreadsheet import safe_cell, spreadsheet_safe
+from .runners.run_dir import refuse_run_file
 
 
 def _user_errors():
@@ -96,6 +97,7 @@ def predict_csv(run_dir: str, csv: str, out: str, checkpoint: str = "best", prob
     from .runners import DnnCoolSupervisedRunner
 
     run_dir, csv, out = (os.path.abspath(p) for p in (run_dir, csv, out))
+    refuse_run_file(out, "--out", error=ConfigError)  # e.g. runner.best.pth: the run would be destroyed
     config, cwd = load_run_config(run_dir)
     foreign = foreign_code(config)
     if foreign and not trust_config:

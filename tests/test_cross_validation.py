@@ -2,6 +2,7 @@
 the fold ensemble evaluated on the test split, resuming, and the errors raised before anything trains."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -263,6 +264,24 @@ def test_resume_skips_done_folds_and_resumes_an_interrupted_one(tmp_path):
         assert json.load(f)["status"] == {"fold_0": "done", "fold_1": "done"}
     with pytest.raises(RunnerError, match=r"was made with folds=2 \(now 3\).*cv.json"):
         runner.cross_validate(folds=3, num_epochs=1)
+
+
+def test_a_fold_listed_as_done_whose_folder_is_gone_is_trained_again(tmp_path):
+    runner = runner_for(numbers_frame(100, seed=1), tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        first = runner.cross_validate(folds=2, num_epochs=1)
+    best = os.path.join(runner.run_dir, "fold_1", "checkpoints", "runner.best.pth")
+    weights = torch.load(best, weights_only=True)["model_state_dict"]
+    shutil.rmtree(os.path.join(runner.run_dir, "fold_1"))  # what the errors advise for a damaged fold
+    with pytest.warns(UserWarning, match=r"cv.json lists fold_1 as done, but .*fold_1 is gone: training it again"):
+        again = runner.cross_validate(folds=2, num_epochs=1)
+    pd.testing.assert_frame_equal(first, again)  # the same fold model again (every fold starts from one copy)
+    for key, value in torch.load(best, weights_only=True)["model_state_dict"].items():
+        assert torch.equal(value, weights[key]), key
+    with open(os.path.join(runner.run_dir, "cv.json")) as f:
+        cv = json.load(f)
+    assert cv["status"] == {"fold_0": "done", "fold_1": "done"} and sorted(cv["trained"]) == ["fold_0", "fold_1"]
 
 
 def test_a_failing_fold_is_marked_failed(tmp_path, monkeypatch):

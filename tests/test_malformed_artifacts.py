@@ -131,6 +131,16 @@ def manifest_checkpoint_outside_the_run(run):
     run.evaluate("test")
 
 
+def manifest_checkpoint_name_with_a_trailing_newline(run):
+    _edit_manifest(run, lambda m: m["checkpoint"].update(file="runner.best.pth\n"))
+    run.evaluate("test")
+
+
+def manifest_digest_with_a_trailing_newline(run):
+    _edit_manifest(run, lambda m: m["tasks"]["is_even"].update(sha256=m["tasks"]["is_even"]["sha256"] + "\n"))
+    run.evaluate("test")
+
+
 def manifest_digest_not_a_digest(run):
     _edit_manifest(run, lambda m: m["tasks"]["is_even"].update(sha256=12))
     run.evaluate("test")
@@ -387,6 +397,9 @@ MANIFEST = [
     (manifest_corrupted, raises(RunnerError, "manifest .*test.manifest.json is corrupted", AGAIN)),
     (manifest_checkpoint_outside_the_run, raises(RunnerError, "field 'checkpoint.file'", "etc/passwd", AGAIN)),
     (manifest_digest_not_a_digest, raises(RunnerError, "field 'tasks.is_even.sha256'", AGAIN)),
+    (manifest_checkpoint_name_with_a_trailing_newline, raises(RunnerError, "field 'checkpoint.file'",
+                                                              r"runner.best.pth\\n", AGAIN)),
+    (manifest_digest_with_a_trailing_newline, raises(RunnerError, "field 'tasks.is_even.sha256'", AGAIN)),
     (manifest_missing_a_task, raises(RunnerError, "field 'tasks' must be the flow's tasks", AGAIN)),
     (manifest_labels_fewer_than_positions, raises(RunnerError, "field 'rows.labels' must be a list of \\d+ row",
                                                   AGAIN)),
@@ -450,7 +463,7 @@ CATALOGUE = MANIFEST + NPZ + FILES + FLOAT32
 
 
 def test_the_catalogue_has_one_case_per_variant():
-    assert len(CATALOGUE) == 47
+    assert len(CATALOGUE) == 49
     assert len({case.__name__ for case, _ in CATALOGUE}) == len(CATALOGUE)
 
 

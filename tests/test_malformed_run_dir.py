@@ -14,7 +14,12 @@ from dnn_cool_catalyst import Project
 from dnn_cool_catalyst.data import ConverterError
 from dnn_cool_catalyst.callbacks.checkpoint import CheckpointError
 from dnn_cool_catalyst.runners import RunnerError
+from dnn_cool_catalyst.config.validate import ConfigError
+from dnn_cool_catalyst.export import ExportError
+from dnn_cool_catalyst.predict import predict_csv
+from dnn_cool_catalyst.report import ReportError, write_report
 from dnn_cool_catalyst.runners.splits import index_fingerprint
+from dnn_cool_catalyst.synthetic.numbers import numbers_frame
 
 from malformed_kit import SAMPLES, check_refused, numbers_runner, private_copy, trained_project
 
@@ -193,6 +198,80 @@ def best_checkpoint_symlinked_out(run):
     numbers_runner(run.parent).infer()
 
 
+# -- a run's own files as the output of a command (issue 26, bug 1) -------------------------------------------------
+
+def _new_rows(run) -> str:
+    path = run.parent.parent / "new.csv"
+    numbers_frame(10, seed=1)[["number"]].to_csv(path, index=False)
+    return str(path)
+
+
+def predict_out_onto_the_best_checkpoint(run):
+    predict_csv(str(run), _new_rows(run), str(run / "checkpoints" / "runner.best.pth"))
+
+
+def predict_out_onto_splits_json(run):
+    predict_csv(str(run), _new_rows(run), str(run / "splits.json"))
+
+
+def predict_out_onto_config_yml(run):
+    predict_csv(str(run), _new_rows(run), str(run / "config.yml"))
+
+
+def predict_out_onto_tuned_json(run):
+    (run / "tuned.json").write_text("{}")
+    predict_csv(str(run), _new_rows(run), str(run / "tuned.json"))
+
+
+def predict_out_through_a_symlink_into_the_run(run):
+    link = run.parent.parent / "out.csv"
+    os.symlink(run / "flow.json", link)
+    predict_csv(str(run), _new_rows(run), str(link))
+
+
+def predict_out_into_a_symlinked_folder_of_the_run(run):
+    link = run.parent.parent / "elsewhere"
+    os.symlink(run / "checkpoints", link)
+    predict_csv(str(run), _new_rows(run), str(link / "predictions.csv"))
+
+
+def export_into_the_checkpoints_folder(run):
+    numbers_runner(run.parent).export(str(run / "checkpoints" / "model.pt2"))
+
+
+def export_into_the_run_root(run):
+    numbers_runner(run.parent).export(str(run / "model.pt2"), overwrite=True)
+
+
+def report_out_into_a_run_directory(run):
+    write_report(str(run.parent), str(run / "checkpoints"))
+
+
+def report_out_is_the_run_directory(run):
+    write_report(str(run.parent), str(run))
+
+
+def checkpoints_folder_symlinked_out(run):
+    outside = run.parent.parent / "elsewhere"
+    (run / "checkpoints").rename(outside)
+    os.symlink(outside, run / "checkpoints")
+    numbers_runner(run.parent).train(num_epochs=2, resume=True)
+
+
+def checkpoints_folder_symlinked_out_then_infer(run):
+    outside = run.parent.parent / "elsewhere"
+    (run / "checkpoints").rename(outside)
+    os.symlink(outside, run / "checkpoints")
+    numbers_runner(run.parent).infer()
+
+
+def stage_named_with_a_trailing_newline(run):
+    numbers_runner(run.parent, "staged").train(stages=[{"name": "warm\n", "num_epochs": 1}])
+
+
+OWNED = "lies inside the run directory .*a run's own files are never overwritten by an output"
+
+
 # -- names ---------------------------------------------------------------------------------------------------------
 
 def project_with_outputs(tmp_path, columns):
@@ -281,13 +360,40 @@ CASES = [
     (task_named_overall, ConverterError, ["output column 'overall'", "task name 'overall' is reserved",
                                           "worst_examples"]),
     (nested_flow_named_like_a_task, Exception, ["'a' is also the name of a flow, but flow.a means the task"]),
+    (predict_out_onto_the_best_checkpoint, ConfigError, [r"--out .*runner.best.pth", r"as 'checkpoints/runner.best"
+                                                         r".pth'", OWNED]),
+    (predict_out_onto_splits_json, ConfigError, [r"--out .*splits.json", "as 'splits.json'", OWNED]),
+    (predict_out_onto_config_yml, ConfigError, [r"--out .*config.yml", "as 'config.yml'", OWNED]),
+    (predict_out_onto_tuned_json, ConfigError, [r"--out .*tuned.json", "as 'tuned.json'", OWNED]),
+    (predict_out_through_a_symlink_into_the_run, ConfigError, [r"--out .*out.csv", "as 'flow.json'", OWNED]),
+    (predict_out_into_a_symlinked_folder_of_the_run, ConfigError, ["as 'checkpoints/predictions.csv'", OWNED]),
+    (export_into_the_checkpoints_folder, ExportError, ["path .*model.pt2", "as 'checkpoints/model.pt2'", OWNED,
+                                                       r"or under its export/"]),
+    (export_into_the_run_root, ExportError, ["as 'model.pt2'", OWNED]),
+    (report_out_into_a_run_directory, ReportError, ["--out .*checkpoints", "as 'checkpoints'", OWNED]),
+    (report_out_is_the_run_directory, ReportError, ["as the run directory itself", OWNED]),
+    (checkpoints_folder_symlinked_out, RunnerError, [r"checkpoints leads outside the run directory .*elsewhere: a "
+                                                     r"symlink\?\)", "replace the link with a real folder"]),
+    (checkpoints_folder_symlinked_out_then_infer, RunnerError, [r"checkpoints leads outside the run directory"]),
+    (stage_named_with_a_trailing_newline, RunnerError, [r"stages\[0\].name must be letters, digits, '_' or '-'",
+                                                        r"got 'warm\\n'"]),
 ]
 
 
 @pytest.mark.parametrize("case, error, patterns", [pytest.param(*c, id=getattr(c[0], "__name__", "lambda"))
                                                    for c in CASES])
 def test_malformed_run_directory_is_refused_naming_file_and_field(case, error, patterns, request, tmp_path):
+    run = request.getfixturevalue("run") if OWNED in patterns else None  # outputs aimed at the run's own files
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} if run is not None else {}
     check_refused(case, error, patterns, request, tmp_path)
+    if before:  # refused before anything was written: every file of the run is as it was
+        run_files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+        assert {p: run_files.get(p) for p in before} == before
+    elsewhere = tmp_path / "elsewhere"
+    if elsewhere.is_dir():  # a symlinked checkpoints/ was neither written into nor resumed from
+        assert sorted(p.name for p in elsewhere.iterdir()) == ["runner.0001.pth", "runner.best.pth",
+                                                               "runner.last.pth", "runner.storage.json"]
+    assert not (tmp_path / "project" / "staged" / "checkpoints").exists()  # no "warm\n" folder
     victim_path = tmp_path / "victim.pth"
     if victim_path.exists():  # the file a crafted entry pointed at was neither deleted nor overwritten
         assert victim_path.read_bytes() == VICTIM_BYTES

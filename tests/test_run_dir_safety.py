@@ -9,6 +9,7 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -189,3 +190,127 @@ def test_a_whole_run_directory_is_readable_by_the_group_under_umask_022(tmp_path
                  "run/checkpoints/runner.best.pth", "run/checkpoints/runner.storage.json"):
         assert modes[name] == 0o644, (name, oct(modes[name]))
     assert all(mode & 0o044 == 0o044 for mode in modes.values()), {k: oct(v) for k, v in modes.items()}
+
+
+# -- issue 26: the lock inside one process, a lock that cannot be written or is not a file -------------------------
+
+def test_the_lock_holds_between_threads_and_between_runner_objects_of_one_process(tmp_path):
+    owner_a, owner_b = object(), object()
+    with run_lock(str(tmp_path), "train", owner=owner_a):
+        with run_lock(str(tmp_path), "infer", owner=owner_a):  # the same runner nesting its own calls: fine
+            pass
+        with pytest.raises(RunnerError, match=r"is in use by another runner or thread of this process \(pid \d+, "
+                                              r"train, since"):
+            acquire(str(tmp_path), "train", owner=owner_b)  # another runner object, same thread
+        caught = []
+
+        def other_thread():
+            try:
+                acquire(str(tmp_path), "train", owner=owner_a)  # the same object, but from another thread
+            except RunnerError as e:
+                caught.append(str(e))
+
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        assert len(caught) == 1 and "another runner or thread of this process" in caught[0]
+        assert (tmp_path / LOCK_NAME).exists()
+    assert not (tmp_path / LOCK_NAME).exists()
+    release(acquire(str(tmp_path), "train", owner=owner_b))  # free again for anyone
+
+
+def test_two_runners_training_one_run_directory_in_two_threads_one_trains_the_other_fails(tmp_path):
+    from catalyst.core.callback import Callback, CallbackOrder
+
+    first, second = make_runner(tmp_path), make_runner(tmp_path)
+    started, go_on = threading.Event(), threading.Event()
+
+    class Pause(Callback):
+        def __init__(self):
+            super().__init__(order=CallbackOrder.External)
+
+        def on_epoch_start(self, runner):
+            started.set()
+            go_on.wait(60)
+
+    thread = threading.Thread(target=lambda: first.train(num_epochs=1, callbacks={"pause": Pause()}))
+    thread.start()
+    try:
+        assert started.wait(120)
+        for call in (lambda: second.train(num_epochs=1), lambda: second.infer()):
+            with pytest.raises(RunnerError, match="in use by another runner or thread of this process"):
+                call()
+    finally:
+        go_on.set()
+        thread.join(120)
+    assert torch.load(Path(first.run_dir) / "checkpoints" / "runner.last.pth", weights_only=True)["epoch_step"] == 1
+    assert not (Path(first.run_dir) / LOCK_NAME).exists()
+    second.train(num_epochs=1)  # once the first is done, the second may
+
+
+def test_a_lock_that_cannot_be_written_leaves_nothing_and_says_so(tmp_path, monkeypatch):
+    real_fdopen = os.fdopen
+
+    class Full:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **k: Full(real_fdopen(fd, *a, **k)))
+    with pytest.raises(RunnerError, match=r"cannot write the run lock .*\.lock \(No space left on device\).*no lock "
+                                          r"was left behind; free space"):
+        acquire(str(tmp_path), "train")
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
+    assert sorted(os.listdir(tmp_path)) == []  # neither an empty .lock nor a temporary file
+    release(acquire(str(tmp_path), "train"))  # space freed: the run goes on at once
+
+
+@pytest.mark.parametrize("content", ["", json.dumps({"pid": 2 ** 70, "host": socket.gethostname()}),
+                                     json.dumps({"pid": True, "host": socket.gethostname()})])
+def test_an_empty_or_impossible_lock_is_taken_over_once_its_grace_has_passed(tmp_path, content):
+    (tmp_path / LOCK_NAME).write_text(content)
+    assert read_holder(str(tmp_path / LOCK_NAME)) is None  # never an OverflowError from os.kill
+    with pytest.raises(RunnerError, match="still writing the lock"):
+        acquire(str(tmp_path), "train")
+    os.utime(tmp_path / LOCK_NAME, (time.time() - 60, time.time() - 60))
+    release(acquire(str(tmp_path), "train"))
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
+@pytest.mark.parametrize("kind", ["directory", "symlink"])
+def test_a_lock_that_is_not_a_file_is_refused_clearly_and_left_alone(tmp_path, kind):
+    path = tmp_path / LOCK_NAME
+    if kind == "directory":
+        path.mkdir()
+        (path / "keep").write_text("x")
+    else:
+        (tmp_path / "target").write_text("x")
+        os.symlink(tmp_path / "target", path)
+    with pytest.raises(RunnerError, match=rf"the run lock .*\.lock is a {kind}, not a lock file this library wrote"
+                                          rf".*remove"):
+        acquire(str(tmp_path), "train")
+    assert os.path.lexists(path) and (kind == "symlink" or (path / "keep").exists())
+
+
+def test_predict_cli_refuses_an_out_among_the_runs_own_files_and_leaves_them_intact(tmp_path, capsys):
+    from dnn_cool_catalyst.predict import main
+
+    runner = make_runner(tmp_path)
+    runner.train(num_epochs=1)
+    best = Path(runner.run_dir) / "checkpoints" / "runner.best.pth"
+    before = digests(runner.run_dir)
+    numbers_frame(5, seed=1)[["number"]].to_csv(tmp_path / "new.csv", index=False)
+    with pytest.raises(SystemExit) as exited:
+        main(["--run-dir", runner.run_dir, "--csv", str(tmp_path / "new.csv"), "--out", str(best)])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dnn-cool-predict: error: --out ") and "as 'checkpoints/runner.best.pth'" in err
+    assert digests(runner.run_dir) == before

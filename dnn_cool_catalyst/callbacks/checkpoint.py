@@ -6,7 +6,8 @@ import json
 import os
 import pickle
 import zipfile
-from typing import Any, List, Tuple
+import re
+from typing import Any, List, Optional, Tuple
 
 import torch
 from catalyst.callbacks.checkpoint import Checkpoint, CheckpointCallback
@@ -16,6 +17,8 @@ from catalyst.utils import pack_checkpoint
 from ..atomic import atomic_copy, atomic_write_bytes, atomic_write_text
 from ..errors import CheckpointError  # defined there with every library error; re-exported here
 from ..safe_read import read_json
+
+_EPOCH_FILE = re.compile(r"[A-Za-z]+\.(\d{4,})\.pth")
 
 
 def read_checkpoint(path: str) -> dict:
@@ -76,6 +79,23 @@ def read_storage_index(path: str, logdir: str) -> List[Tuple[str, float]]:
     return entries
 
 
+def _replayed(callback: EarlyStoppingCallback, history: List[float]) -> Tuple[Optional[float], int]:
+    """``(best score, epochs without improvement)`` of an early-stopping callback that has seen ``history``."""
+    best, count = None, 0
+    for score in history:
+        if best is None or callback.is_better(score, best):
+            best, count = score, 0
+        else:
+            count += 1
+    return best, count
+
+
+def _epoch_of(path: str) -> Optional[int]:
+    """The epoch of a per-epoch checkpoint ``<mode>.NNNN.pth``; ``None`` for other names."""
+    match = _EPOCH_FILE.fullmatch(os.path.basename(path))
+    return int(match.group(1)) if match else None
+
+
 class ResumableCheckpointCallback(CheckpointCallback):
     """Catalyst's ``CheckpointCallback`` made safe for crashes and resumes:
 
@@ -85,7 +105,12 @@ class ResumableCheckpointCallback(CheckpointCallback):
     - checkpoints are read back with ``torch.load(weights_only=True)``;
     - on resume it restores which epoch was best so far (Catalyst forgets it and would crown the first resumed
       epoch) and the early-stopping counter: each checkpoint carries the monitored score of every epoch so far
-      (``valid_history``), replayed into the matching :class:`EarlyStoppingCallback`.
+      (``valid_history``), replayed into the matching :class:`EarlyStoppingCallback`;
+    - each checkpoint also records whether early stopping ends the run at that epoch (``early_stopped``): resuming
+      a run that stopped early trains no further epoch, as the uninterrupted run did not;
+    - an epoch's files are written in the order ``<mode>.NNNN.pth``, ``<mode>.storage.json``, ``<mode>.best.pth``
+      and ``<mode>.last.pth`` last: ``last`` commits the epoch. A process killed before it resumes from the epoch
+      before and redoes this one; index entries of such an uncommitted epoch are dropped on resume.
     """
 
     def on_experiment_start(self, runner) -> None:
@@ -98,8 +123,11 @@ class ResumableCheckpointCallback(CheckpointCallback):
         storage_path = os.path.join(self.logdir, f"{self.mode}.storage.json")
         if self._resume_runner is None or not os.path.exists(storage_path):
             return
+        # Entries of epochs after the resumed one were written by an epoch killed before runner.last.pth committed
+        # it: that epoch runs again and adds its entry again.
         self._storage = [Checkpoint(obj=None, logpath=path, metric=metric)
-                         for path, metric in read_storage_index(storage_path, self.logdir)]
+                         for path, metric in read_storage_index(storage_path, self.logdir)
+                         if _epoch_of(path) is None or _epoch_of(path) <= runner.epoch_step]
 
     # -- writing ---------------------------------------------------------------------------------------------
     def _encode(self, runner, obj: Any) -> bytes:
@@ -125,19 +153,18 @@ class ResumableCheckpointCallback(CheckpointCallback):
     def _save(self, runner, obj: Any, logprefix: str) -> str:
         return self._write(runner, self._encode(runner, obj), logprefix)
 
-    def _handle_epoch(self, runner, score: float) -> None:
+    def _handle_epoch(self, runner, score: float, copy_best: bool = False) -> None:
         self._history.append(float(score))
         if self.mode == "model":
             obj = runner.model
         else:
             obj = dict(model=runner.model, criterion=runner.criterion, optimizer=runner.optimizer,
                        scheduler=runner.scheduler, epoch_step=runner.epoch_step, batch_step=runner.batch_step,
-                       sample_step=runner.sample_step, valid_history=list(self._history))
+                       sample_step=runner.sample_step, valid_history=list(self._history),
+                       early_stopped=self._stops_early(runner))
             # Which stage of train(stages=...) this epoch belongs to (runners/stages.py): plain values.
             obj.update(getattr(runner, "stage_checkpoint_fields", None) or {})
         data = self._encode(runner, obj)
-        if self.save_last:
-            self._write(runner, data, f"{self.logdir}/{self.mode}.last")
         logpath = self._write(runner, data, f"{self.logdir}/{self.mode}.{runner.epoch_step:04d}")
         self._storage.append(Checkpoint(obj=obj, logpath=logpath, metric=score))
         self._storage = sorted(self._storage, key=lambda x: x.metric, reverse=not self._minimize)
@@ -156,16 +183,32 @@ class ResumableCheckpointCallback(CheckpointCallback):
                 "minimize": self._minimize,
                 "storage": [{"logpath": os.path.relpath(x.logpath, self.logdir), "metric": x.metric}
                             for x in self._storage]}, indent=2))
-
-    def on_epoch_end_best(self, runner) -> None:
-        score = runner.epoch_metrics[self.loader_key][self.metric_key] if self.loader_key is not None \
-            else runner.epoch_metrics[self.metric_key]
-        self._handle_epoch(runner=runner, score=score)
-        if self.save_best:
+        if copy_best:
             runner.engine.wait_for_everyone()
             if runner.engine.is_main_process:
                 # The best epoch's own file, not the live model (which holds the last epoch's weights).
                 atomic_copy(self._storage[0].logpath, f"{self.logdir}/{self.mode}.best.pth")
+        if self.save_last:  # last: it commits the epoch (see the class docstring)
+            self._write(runner, data, f"{self.logdir}/{self.mode}.last")
+
+    def _early_stopping(self, runner) -> Optional[EarlyStoppingCallback]:
+        """The early-stopping callback that watches what this callback selects on, if there is one."""
+        for callback in runner.callbacks.values():
+            if (isinstance(callback, EarlyStoppingCallback) and callback.loader_key == self.loader_key
+                    and callback.metric_key == self.metric_key):
+                return callback
+        return None
+
+    def _stops_early(self, runner) -> bool:
+        """Whether early stopping ends the run after this epoch: its decision, made from the same scores, before
+        it runs (it comes after the checkpoint in the callback order)."""
+        callback = self._early_stopping(runner)
+        return callback is not None and _replayed(callback, self._history)[1] >= callback.patience
+
+    def on_epoch_end_best(self, runner) -> None:
+        score = runner.epoch_metrics[self.loader_key][self.metric_key] if self.loader_key is not None \
+            else runner.epoch_metrics[self.metric_key]
+        self._handle_epoch(runner=runner, score=score, copy_best=self.save_best)
 
     # -- reading ---------------------------------------------------------------------------------------------
     def _load(self, runner, resume_logpath: Any = None, resume_model: str = None, resume_runner: str = None):
@@ -194,6 +237,8 @@ class ResumableCheckpointCallback(CheckpointCallback):
                                       f"or scheduler?): {detail}") from None
             self._history = [float(v) for v in state.get("valid_history", [])]
             self._replay_pending = bool(self._history)
+            if state.get("early_stopped") is True:  # the run had ended: no epoch follows (see the docstring)
+                runner.need_early_stop = True
         if resume_model is not None:
             runner.engine.wait_for_everyone()
             runner.engine.unwrap_model(runner.model).load_state_dict(read_checkpoint(resume_model))
@@ -204,15 +249,9 @@ class ResumableCheckpointCallback(CheckpointCallback):
         if not self._replay_pending:
             return
         self._replay_pending = False
-        for callback in runner.callbacks.values():
-            if (isinstance(callback, EarlyStoppingCallback) and callback.loader_key == self.loader_key
-                    and callback.metric_key == self.metric_key):
-                callback.best_score, callback.num_no_improvement_epochs = None, 0
-                for score in self._history:
-                    if callback.best_score is None or callback.is_better(score, callback.best_score):
-                        callback.best_score, callback.num_no_improvement_epochs = score, 0
-                    else:
-                        callback.num_no_improvement_epochs += 1
+        callback = self._early_stopping(runner)
+        if callback is not None:
+            callback.best_score, callback.num_no_improvement_epochs = _replayed(callback, self._history)
 
     def on_experiment_end(self, runner) -> None:
         # Catalyst prints its "Top models" list unconditionally; a quiet run stays quiet.

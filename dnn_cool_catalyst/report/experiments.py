@@ -25,7 +25,7 @@ import pandas as pd
 
 from ..errors import UnsafeFileError
 from ..evaluation import COLUMNS
-from ..runners.lock import LOCK_NAME, is_stale, read_holder
+from ..runners.lock import LOCK_NAME, MAX_PID, is_stale, read_holder
 from ..runners.run_config import RUN_CONFIG_FILE, read_run_config
 from ..safe_read import read_csv, read_json
 from .configs import CONFIG_YAML, _one_line, read_config
@@ -38,7 +38,6 @@ _RUN_MARKERS = ("flow.json", RUN_CONFIG_FILE, CONFIG_YAML, LOCK_NAME, "checkpoin
 MAX_METRIC = 1e100
 # Errors that make one run unreadable, not the whole report (OverflowError: an impossible pid or number).
 READ_ERRORS = (OSError, ValueError, ArithmeticError, RecursionError)
-_MAX_PID = 2 ** 31 - 1
 
 
 @dataclass
@@ -123,13 +122,25 @@ def load_run(exp: Experiment, split: str, gating: str) -> None:
     exp.curves = {exp.path: read_scalars(os.path.join(exp.path, "tensorboard"))}
 
 
+def _check_lock_pid(lock: str) -> None:
+    """A lock the runner cannot read as a holder because its pid is impossible (e.g. 2**70) makes the run
+    unreadable; other garbage is a lock being written (the runner's grace period decides)."""
+    try:
+        raw = read_json(lock)
+    except (OSError, ValueError):
+        return
+    pid = raw.get("pid") if isinstance(raw, dict) else None
+    if type(pid) is int and not 0 < pid < MAX_PID:
+        raise ValueError(f"{lock}: pid {pid} is not a process id")
+
+
 def run_status(path: str, split: str, gating: str):
     """``(status, why or None)`` of one run directory (see the module docstring)."""
     lock = os.path.join(path, LOCK_NAME)
     if os.path.exists(lock):
         holder = read_holder(lock)
-        if holder is not None and not 0 <= holder["pid"] <= _MAX_PID:
-            raise ValueError(f"{lock}: pid {holder['pid']} is not a process id")
+        if holder is None:
+            _check_lock_pid(lock)
         if not is_stale(lock, holder):
             purpose = f" ({holder.get('purpose')})" if holder else ""
             return "running", f"locked{purpose}"

@@ -12,8 +12,9 @@ from urllib.parse import quote
 import pandas as pd
 
 from ..atomic import atomic_write_text
+from ..runners.run_dir import refuse_run_file
 from ..spreadsheet import spreadsheet_safe
-from .compare import STATUSES, Comparison, collect, smaller_is_better
+from .compare import STATUSES, Comparison, ReportError, collect, smaller_is_better
 from .svg import bar_chart, color, line_chart
 
 _HIDDEN_IN_HTML = ("path", "config_source", "metrics_source")
@@ -69,6 +70,7 @@ def write_report(root, out: str = "report", metric: Optional[str] = None, split:
     (atomically; ``out`` is created). Returns ``(csv path, html path, comparison)``."""
     comparison = collect(root, metric, split, gating)
     out = os.fspath(out)
+    refuse_run_file(out, "--out", error=ReportError)  # report.csv/html never land among a run's own files
     csv_path, html_path = os.path.join(out, "report.csv"), os.path.join(out, "report.html")
     page = render_html(comparison, out)
     atomic_write_text(csv_path, spreadsheet_safe(comparison.table).to_csv(index=False))

@@ -32,8 +32,8 @@ FIELDS = ("logits", "activations", "targets", "available", "mask_gt", "mask_deco
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 AGAIN = "run runner.infer() again"
-_CHECKPOINT_NAME = re.compile(r"^runner\.[A-Za-z0-9_.-]+\.pth$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_CHECKPOINT_NAME = re.compile(r"runner\.[A-Za-z0-9_.-]+\.pth")  # fullmatch, as every name check here
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 _FLOATING = ("logits", "activations", "per_sample_loss")
 _BOOLEAN = ("available", "mask_gt", "mask_decoded")
 
@@ -175,9 +175,9 @@ def read_manifest(directory: str, split: str, tasks: Sequence[str]) -> dict:
     checkpoint = manifest.get("checkpoint")
     if not isinstance(checkpoint, dict):
         raise bad("checkpoint", "an object", checkpoint)
-    if not isinstance(checkpoint.get("file"), str) or not _CHECKPOINT_NAME.match(checkpoint["file"]):
+    if not isinstance(checkpoint.get("file"), str) or not _CHECKPOINT_NAME.fullmatch(checkpoint["file"]):
         raise bad("checkpoint.file", "a checkpoint file name like 'runner.best.pth'", checkpoint.get("file"))
-    if not isinstance(checkpoint.get("sha256"), str) or not _SHA256.match(checkpoint["sha256"]):
+    if not isinstance(checkpoint.get("sha256"), str) or not _SHA256.fullmatch(checkpoint["sha256"]):
         raise bad("checkpoint.sha256", "a sha256 hex digest", checkpoint.get("sha256"))
     rows = manifest.get("rows")
     if not isinstance(rows, dict):
@@ -199,7 +199,7 @@ def read_manifest(directory: str, split: str, tasks: Sequence[str]) -> dict:
     if sorted(files) != sorted(tasks):
         raise bad("tasks", f"the flow's tasks {sorted(tasks)}", sorted(files))
     for task, entry in files.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or not _SHA256.match(
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or not _SHA256.fullmatch(
                 entry["sha256"]):
             raise bad(f"tasks.{task}.sha256", "a sha256 hex digest", entry)
     return manifest

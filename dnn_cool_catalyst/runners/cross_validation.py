@@ -22,8 +22,10 @@ predicted by the fold model that did not train on it), through the runner's own 
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
+import warnings
 import json
 import os
 from typing import Dict, List, Optional
@@ -83,13 +85,17 @@ class CrossValidationMixin:
         k_folds = len(plan)
         settings = fold_files.settings_of(k_folds, self.split_seed, stratify, float(self.split_fractions[2]))
         writes = self._writes_files()
-        with run_lock(self.run_dir, "cross_validate", enabled=writes):
+        with run_lock(self.run_dir, "cross_validate", enabled=writes, owner=self):
             state = fold_files.load_or_start(self.run_dir, settings, write=writes)
+            # Lazy heads get their weights here, once: otherwise each fold draws them when it starts training, from
+            # a random state that depends on what this process ran before (a rerun skips the finished folds).
+            self._materialize()
             initial_model = copy.deepcopy(self.model)
             decoders = {name: task.get_decoder_params() for name, task in self.flow.tasks.items()}
             runners = []
             try:
                 for k, splits in enumerate(plan):
+                    self._forget_vanished_fold(k, state, writes)
                     fold = self._fold_runner(k, k_folds, splits, initial_model, stratify)
                     runners.append(fold)
                     if state["status"].get(fold_files.fold_name(k)) != "done":
@@ -176,6 +182,22 @@ class CrossValidationMixin:
         fold._fit_model_inputs()  # the fold's own training rows
         return fold
 
+    def _forget_vanished_fold(self, k: int, state: dict, writes: bool) -> None:
+        """A fold ``cv.json`` lists as done or trained whose folder is gone (deleted, as the errors advise, to train
+        it again) is trained again: the status alone must not skip it."""
+        name = fold_files.fold_name(k)
+        if os.path.isdir(os.path.join(self.run_dir, name)):
+            return
+        if state["status"].get(name) is None and name not in state["trained"]:
+            return
+        warnings.warn(f"{os.path.join(self.run_dir, fold_files.CV_FILE)} lists {name} as "
+                      f"{state['status'].get(name, 'trained')}, but {os.path.join(self.run_dir, name)} is gone: "
+                      f"training it again", stacklevel=3)
+        state["status"].pop(name, None)
+        state["trained"] = [n for n in state["trained"] if n != name]
+        if writes:
+            fold_files.save_state(self.run_dir, state)
+
     def _run_fold(self, fold, k: int, state: dict, num_epochs: int, tune_kwargs: dict, train_kwargs: dict,
                   writes: bool) -> None:
         name = fold_files.fold_name(k)
@@ -188,9 +210,17 @@ class CrossValidationMixin:
         mark("running")
         try:
             if name not in state["trained"]:
+                # A fold killed mid-training resumes; one that had finished (all epochs, or stopped early) trains
+                # no further epoch (its last checkpoint says so, callbacks/checkpoint.py).
                 resume = os.path.exists(os.path.join(fold.checkpoint_dir, "runner.last.pth"))
                 fold.train(num_epochs=num_epochs, resume=resume, **train_kwargs)
                 state["trained"].append(name)
+                mark("running")  # saves "trained": a kill from here on does not even look at the training again
+            # A tuned.json left by an interrupted attempt would decode the valid outputs with its thresholds, which
+            # the uninterrupted run infers before tuning: gone, so both store the same outputs.
+            with contextlib.suppress(FileNotFoundError):
+                if writes:
+                    os.remove(os.path.join(fold.run_dir, "tuned.json"))
             fold.infer(splits=["valid"])
             fold.tune(loader="valid", **tune_kwargs)
             fold.infer(splits=["test"])  # with the tuned thresholds: the stored decoded masks use them

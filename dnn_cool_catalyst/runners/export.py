@@ -6,6 +6,7 @@ from typing import Optional
 
 from .errors import RunnerError
 from ..messages import warn_user
+from .run_dir import refuse_run_file
 
 #: Where ``export()`` writes when no path is given: ``<run_dir>/export/model.<ext>``.
 EXPORT_DIR = "export"
@@ -40,10 +41,12 @@ class ExportMixin:
             path = os.path.join(self.run_dir, EXPORT_DIR, f"model{ex.EXTENSIONS[fmt]}")
             overwrite = True if overwrite is None else overwrite
         path = ex.check_target(path, fmt, bool(overwrite))
+        refuse_run_file(path, "path", error=ex.ExportError, allowed=(EXPORT_DIR,))  # not a run's own files
         self._use_fitted_targets()
         checkpoint_path = self.load_checkpoint(checkpoint)  # RunnerError naming the file when there is none
         tuned = self.load_tuned_if_any()
-        if not tuned and self.has_thresholds():  # in a fresh process these are the defaults (0.5); the JSON records which thresholds went in
+        # In a fresh process the thresholds are the defaults (0.5); the JSON records which thresholds went in.
+        if not tuned and self.has_thresholds():
             warn_user("no tuned parameters (run runner.tune() first): exporting with the tasks' current "
                       "thresholds")
         batch = self._export_example()

@@ -18,6 +18,7 @@ from ..parallel import world as parallel_world
 from . import artifacts
 from .errors import RunnerError
 from .lock import run_lock
+from .run_dir import check_own_folder
 from .splits import SPLITS
 
 
@@ -46,6 +47,7 @@ class InferenceMixin:
             'checkpoints/runner.last.pth'
         """
         path = os.path.join(self.checkpoint_dir, f"runner.{which}.pth")
+        check_own_folder(self.run_dir, self.checkpoint_dir)
         if not os.path.exists(path):
             raise RunnerError(f"no checkpoint {path}; train first (runner.train())")
         if not is_inside(path, self.checkpoint_dir):
@@ -74,7 +76,7 @@ class InferenceMixin:
 
         ``tta=["hflip", ...]``: test-time augmentation, activations averaged over the original and each view
         (README, "Augmentation, test-time augmentation and class balancing"; ``runners/augmentation.py``)."""
-        with self._tta_context(tta), run_lock(self.run_dir, "infer", enabled=self._writes_files()):
+        with self._tta_context(tta), run_lock(self.run_dir, "infer", enabled=self._writes_files(), owner=self):
             return self._infer_job_or_local(list(splits), checkpoint, verbose, engine)
 
     def _infer_job_or_local(self, splits, checkpoint: str, verbose: bool, engine) -> dict:

@@ -108,7 +108,7 @@ class LRFinderMixin:
         (default AdamW). ``device``: default the GPU when there is one. See :mod:`.lr_finder` for the method and
         what is restored."""
         _check_arguments(start_lr, end_lr, num_steps, smoothing, diverge_factor)
-        with run_lock(self.run_dir, "lr_find", enabled=self._writes_files()):
+        with run_lock(self.run_dir, "lr_find", enabled=self._writes_files(), owner=self):
             self._use_fitted_targets()
             self._materialize()
             with _Restored(self.model, self.flow_loss):

@@ -1,8 +1,27 @@
-"""``flow.json``: which flow a run directory belongs to, checked field by field before it is quoted back."""
+"""What a run directory is: ``flow.json`` (which flow it belongs to, checked field by field before it is quoted
+back) marks it, and every path inside it belongs to the run.
+
+A run's own files (checkpoints, ``config.yml``, ``splits.json``, ``tuned.json``, ...) are never the output of a
+command: :func:`refuse_run_file` refuses an output path that lies inside a run directory, symlinks resolved,
+except in the folders a run keeps for outputs (``export/``, ``export()``'s default place).
+
+Example:
+    >>> import tempfile
+    >>> run_dir = tempfile.mkdtemp()
+    >>> open(os.path.join(run_dir, RUN_MARKER), "w").close()
+    >>> owning_run_dir(os.path.join(run_dir, "checkpoints", "runner.best.pth")) == os.path.realpath(run_dir)
+    True
+    >>> refuse_run_file(os.path.join(run_dir, "export", "model.pt2"), "path", allowed=("export",))
+    >>> refuse_run_file(os.path.join(run_dir, "checkpoints", "runner.best.pth"), "--out")
+    Traceback (most recent call last):
+    ...
+    dnn_cool_catalyst.errors.RunnerError: --out ...runner.best.pth lies inside the run directory ... (as ...
+"""
 from __future__ import annotations
 
 import json
 import os
+from typing import Optional, Sequence, Type
 
 from ..atomic import atomic_write_json
 from ..messages import short_repr
@@ -10,9 +29,50 @@ from .errors import RunnerError
 from ..safe_read import read_json
 
 
+RUN_MARKER = "flow.json"  # written into every run directory (and fold group) when its runner is made
+
+
+def owning_run_dir(path) -> Optional[str]:
+    """The run directory ``path`` lies in (itself included), symlinks resolved: the nearest directory at or above
+    it that holds ``flow.json``; ``None`` outside every run."""
+    current = os.path.realpath(os.fspath(path))
+    while True:
+        if os.path.isfile(os.path.join(current, RUN_MARKER)):
+            return current
+        parent = os.path.dirname(current)
+        if parent == current:
+            return None
+        current = parent
+
+
+def refuse_run_file(path, what: str, error: Type[Exception] = RunnerError, allowed: Sequence[str] = ()) -> None:
+    """Raise ``error`` when the output ``path`` (named ``what`` in the message) lies inside a run directory, unless
+    it is under one of that run's ``allowed`` top-level folders (e.g. ``("export",)``)."""
+    run = owning_run_dir(path)
+    if run is None:
+        return
+    inside = os.path.relpath(os.path.realpath(os.fspath(path)), run)
+    if inside != os.curdir and inside.split(os.sep)[0] in allowed:
+        return
+    shown = "the run directory itself" if inside == os.curdir else repr(inside.replace(os.sep, "/"))
+    raise error(f"{what} {os.fspath(path)} lies inside the run directory {run} (as {shown}): a run's own files "
+                f"are never overwritten by an output; write it outside run directories"
+                + (f" (or under its {', '.join(f'{a}/' for a in allowed)})" if allowed else ""))
+
+
+def check_own_folder(run_dir: str, folder: str) -> None:
+    """Refuse a folder of the run (``checkpoints/``, a stage's) that a symlink leads out of the run directory:
+    the rule for a single checkpoint file (``callbacks/checkpoint.py``) holds for its folder too, so a resume
+    never writes into, nor reads from, another directory."""
+    real_run, real = os.path.realpath(run_dir), os.path.realpath(folder)
+    if real != real_run and not real.startswith(real_run + os.sep):
+        raise RunnerError(f"{folder} leads outside the run directory {run_dir} (to {real}: a symlink?); a run reads "
+                          f"and writes only its own folders: replace the link with a real folder")
+
+
 def claim_run_dir(run_dir: str, flow) -> None:
     """Write ``flow.json`` into a new run directory, or check that an existing one was made for this flow."""
-    path = os.path.join(run_dir, "flow.json")
+    path = os.path.join(run_dir, RUN_MARKER)
     described = json.loads(json.dumps(flow.describe()))
     if os.path.exists(path):
         try:

@@ -35,7 +35,7 @@ from .lock import run_lock
 from .lr_finder import LRFinderMixin
 from .prediction import PredictionMixin
 from .run_config import recording_train, runner_settings
-from .run_dir import claim_run_dir
+from .run_dir import check_own_folder, claim_run_dir
 from .schedules import build_optimizer, build_scheduler, scheduler_interval, steps_per_epoch
 from .splits import load_or_make_splits
 from .stages import StagesMixin
@@ -127,7 +127,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         self._claim_run_dir()
         # Positions into self.dataset; splits.json stores row labels (runners/splits.py). Replacing the splits
         # of a run another process is training on would pull its rows away: resplit takes the run's lock.
-        with run_lock(self.run_dir, "resplit", enabled=resplit):
+        with run_lock(self.run_dir, "resplit", enabled=resplit, owner=self):
             splits = load_or_make_splits(os.path.join(self.run_dir, "splits.json"),
                                          dev_subset.subset(self._row_ids(), dev_rows), split_fractions, seed,
                                          stratify, dev_subset.subset(self._strata(stratify), dev_rows), resplit)
@@ -350,7 +350,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         engine (GPU when available).
         ``resume=True`` continues from ``checkpoints/runner.last.pth`` with the optimizer, scheduler and epoch
         counters restored (``num_epochs`` is the total), and the learned loss weights with ``loss_weights=
-        "uncertainty"``.
+        "uncertainty"``; a run that stopped early stays stopped (no further epoch: the checkpoint records it).
 
         ``valid_metric`` is what early stopping, the plateau scheduler and the best checkpoint follow: ``"loss"``
         (the validation loss), ``"loss/<task_path>"``, one task's metric ``"<task_path>/<metric>"`` (e.g.
@@ -387,8 +387,9 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
                           verbose=verbose, valid_metric=valid_metric, **({} if stages is None else {"stages": stages}),
                           **({} if augment is None else {"augment": augment}),
                           **({} if balance is None else {"balance": balance}), **kwargs)
-        with self._training_extras(augment, balance), run_lock(self.run_dir, "train", enabled=self._writes_files()), \
-                recording_train(self, train_args, enabled=self._writes_files()):
+        writes = self._writes_files()
+        with self._training_extras(augment, balance), run_lock(self.run_dir, "train", enabled=writes, owner=self), \
+                recording_train(self, train_args, enabled=writes):
             if stages is not None:
                 return self._train_stages(stages, num_epochs=num_epochs, resume=resume, lr=lr,
                                           early_stopping_patience=early_stopping_patience, verbose=verbose,
@@ -413,6 +414,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         except ValidMetricError as e:
             raise RunnerError(str(e)) from None
         monitored = selection_key(metric_key)
+        check_own_folder(self.run_dir, self.checkpoint_dir)  # a symlinked checkpoints/ is refused, as a file is
         last = os.path.join(self.checkpoint_dir, "runner.last.pth")
         if resume and os.path.exists(last):
             self._check_resumed_selection(monitored, minimize, valid_metric)

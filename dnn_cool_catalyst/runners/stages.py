@@ -50,7 +50,7 @@ STAGE_KEYS = ("name", "num_epochs", "lr", "optimizer", "scheduler", "loss_weight
 #: Settings a stage may override; the rest of its keys are handled by the stage driver itself.
 _TRAIN_SETTINGS = ("lr", "optimizer", "scheduler", "early_stopping_patience", "valid_metric")
 PLAN_FILE = "stages.json"
-_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+_NAME = re.compile(r"[A-Za-z0-9_-]+")  # fullmatch: "$" would let a trailing newline through
 _UNSET = object()
 
 
@@ -95,7 +95,7 @@ def parse_stages(stages) -> List[Stage]:
         if unknown:
             raise RunnerError(f"{where} has unknown key(s) {unknown}; a stage takes {list(STAGE_KEYS)}")
         name = spec.get("name", f"stage{i + 1}")
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise RunnerError(f"{where}.name must be letters, digits, '_' or '-' (it names the stage's checkpoint "
                               f"and TensorBoard directories), got {short_repr(name)}")
         if name in names:

@@ -33,8 +33,8 @@ def claim_tensorboard_run(root: str) -> str:
     """Create and return ``<root>/run-<N>``, ``N`` one more than the highest existing run (``mkdir`` decides
     between two processes claiming the same number)."""
     os.makedirs(root, exist_ok=True)
-    pattern = re.compile(re.escape(RUN_PREFIX) + r"(\d+)$")
-    taken = [int(m.group(1)) for m in map(pattern.match, os.listdir(root)) if m]
+    pattern = re.compile(re.escape(RUN_PREFIX) + r"(\d+)")
+    taken = [int(m.group(1)) for m in map(pattern.fullmatch, os.listdir(root)) if m]
     number = max(taken, default=0) + 1
     while True:
         path = os.path.join(root, f"{RUN_PREFIX}{number}")
