@@ -28,8 +28,8 @@ from dnn_cool_catalyst.runners import DnnCoolSupervisedRunner, artifacts  # noqa
 from dnn_cool_catalyst.runners import stages as stages_module  # noqa: E402
 from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model  # noqa: E402
 
-SAMPLES, HIDDEN, BATCH, LR, EPOCHS, PATIENCE = 160, 8, 32, 0.3, 8, 1
-STAGES = [{"name": "warm", "num_epochs": 4}, {"name": "all", "num_epochs": 4, "lr": 0.01}]
+SAMPLES, HIDDEN, BATCH, LR, EPOCHS, PATIENCE = 160, 8, 32, 0.3, 20, 1
+STAGES = [{"name": "warm", "num_epochs": 12}, {"name": "all", "num_epochs": 4, "lr": 0.01}]
 
 
 def die() -> None:

@@ -203,7 +203,13 @@ class ResumableCheckpointCallback(CheckpointCallback):
         """Whether early stopping ends the run after this epoch: its decision, made from the same scores, before
         it runs (it comes after the checkpoint in the callback order)."""
         callback = self._early_stopping(runner)
-        return callback is not None and _replayed(callback, self._history)[1] >= callback.patience
+        if callback is None:
+            return False
+        epochs_without_improvement = _replayed(callback, self._history)[1]
+        stops_after = getattr(callback, "stops_after", None)  # a callback with a rule of its own (held stopping)
+        if stops_after is not None:
+            return stops_after(epochs_without_improvement, runner.epoch_metrics.get(callback.loader_key, {}))
+        return epochs_without_improvement >= callback.patience
 
     def on_epoch_end_best(self, runner) -> None:
         score = runner.epoch_metrics[self.loader_key][self.metric_key] if self.loader_key is not None \

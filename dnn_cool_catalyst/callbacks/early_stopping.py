@@ -90,10 +90,14 @@ class BaselineAwareEarlyStopping(EarlyStoppingCallback):
                 held.append(key)
         return held
 
+    def stops_after(self, num_no_improvement_epochs: int, loader_metrics: Mapping[str, float]) -> bool:
+        """Whether the run ends after an epoch with these scores and this many epochs without improvement (the
+        checkpoint callback asks it too, to record the decision before this callback runs)."""
+        if num_no_improvement_epochs < self.patience:
+            return False
+        return not self.at_baseline(loader_metrics) or num_no_improvement_epochs >= HOLD_FACTOR * self.patience
+
     def handle_score_is_not_better(self, runner) -> None:
         self.num_no_improvement_epochs += 1
-        if self.num_no_improvement_epochs < self.patience:
-            return
-        held = self.at_baseline(runner.epoch_metrics.get(self.loader_key, {}))
-        if not held or self.num_no_improvement_epochs >= HOLD_FACTOR * self.patience:
+        if self.stops_after(self.num_no_improvement_epochs, runner.epoch_metrics.get(self.loader_key, {})):
             runner.need_early_stop = True
