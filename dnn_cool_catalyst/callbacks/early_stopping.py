@@ -35,9 +35,10 @@ HOLD_FACTOR = 3
 
 def trivial_baselines(flow, targets: Mapping[str, torch.Tensor], available: Mapping[str, torch.Tensor]
                       ) -> Dict[str, float]:
-    """``{"<task_path>/<metric>": baseline}`` on these labels (a split's), for binary / classification
-    (accuracy of the majority label) and regression (R^2 of the mean: 0) tasks with at least one labelled sample
-    where their conditions hold on the labels. Other task types have no entry.
+    """``{"<task_path>/<selection_metric>": baseline}`` on these labels (a split's): each task's
+    :meth:`~dnn_cool_catalyst.tasks.Task.trivial_baseline` (binary / classification: accuracy of the majority label;
+    regression: R^2 of the mean, 0), for tasks with at least one labelled sample where their conditions hold on the
+    labels. Tasks without such a floor have no entry.
 
     >>> import tempfile
     >>> import pandas as pd
@@ -57,16 +58,13 @@ def trivial_baselines(flow, targets: Mapping[str, torch.Tensor], available: Mapp
     masks = flow.graph.masks(targets, available, n)
     baselines = {}
     for name, path in flow.task_paths.items():
-        kind = flow.tasks[name].type_name
+        task = flow.tasks[name]
         keep = sample_mask(masks[name])
-        if not bool(keep.any()):
+        if task.selection_metric is None or not bool(keep.any()):
             continue
-        if kind in ("regression", "bounded_regression"):
-            baselines[f"{path}/r2"] = 0.0
-        elif kind in ("binary", "classification"):
-            labels = targets[name][keep].reshape(-1).round().long()
-            counts = torch.bincount(labels - labels.min())
-            baselines[f"{path}/accuracy"] = float(counts.max()) / float(labels.numel())
+        baseline = task.trivial_baseline(targets[name][keep])  # each task knows its own floor
+        if baseline is not None:
+            baselines[f"{path}/{task.selection_metric}"] = baseline
     return baselines
 
 

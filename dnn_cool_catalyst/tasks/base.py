@@ -43,6 +43,12 @@ def per_sample_mean(elements: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return elements.flatten(1).sum(1) / weights.clamp(min=1.0)
 
 
+def majority_share(labels: torch.Tensor) -> float:
+    """Accuracy of always answering the most frequent of these class labels."""
+    labels = labels.reshape(-1).round().long()
+    return float(torch.bincount(labels - labels.min()).max()) / float(labels.numel())
+
+
 class Task:
     #: How the task may be used as a precondition: ``"bool"`` allows ``out.task`` / ``~out.task``,
     #: ``"eq"`` allows ``out.task == value``. An empty set means the task cannot gate other tasks.
@@ -56,6 +62,11 @@ class Task:
     #: The metric ``train(valid_metric="task_mean")`` averages over tasks: higher is better and it is comparable
     #: across tasks (a rate or a fraction of explained variance, 1 = perfect). ``None``: the task is left out.
     selection_metric: Optional[str] = None
+
+    def trivial_baseline(self, labels: torch.Tensor) -> Optional[float]:
+        """The ``selection_metric`` a model that learned nothing reaches on these labelled samples (``None``: no
+        such floor, so early stopping never waits for this task to beat it)."""
+        return None
 
     def __init__(self, name: str, in_features: Optional[int] = None):
         if not isinstance(name, str) or not name.isidentifier():

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics as M
-from .base import Task, TaskError, label_key, logit_of
+from .base import Task, TaskError, label_key, logit_of, majority_share
 from .labels import check_kind, find_label, kind_of_keys, mismatch_hint, typed_labels
 
 
@@ -43,6 +43,9 @@ class BinaryTask(Task):
     type_name = "binary"
     metric_names = ["accuracy", "f1", "precision", "recall"]
     selection_metric = "accuracy"
+
+    def trivial_baseline(self, labels: torch.Tensor) -> float:
+        return majority_share(labels)
 
     def __init__(self, name: str, in_features=None, threshold: float = 0.5, labels=None,
                  label_kind: Optional[str] = None):

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import metrics as M
-from .base import Task, TaskError, class_labels, log_of, names_kind, resolve_class
+from .base import Task, TaskError, class_labels, log_of, majority_share, names_kind, resolve_class
 from .labels import check_kind
 
 
@@ -31,6 +31,9 @@ class ClassificationTask(Task):
     condition_kinds = frozenset({"eq"})
     type_name = "classification"
     selection_metric = "accuracy"
+
+    def trivial_baseline(self, labels: torch.Tensor) -> float:
+        return majority_share(labels)
 
     def __init__(self, name: str, n_classes: int, class_names: Optional[Sequence[str]] = None, in_features=None,
                  top_k: int = 1, label_kind: Optional[str] = None):

@@ -28,6 +28,9 @@ class BoundedRegressionTask(Task):
     minimized_metrics = frozenset({"mae", "rmse", "mae_units", "rmse_units"})
     selection_metric = "r2"
 
+    def trivial_baseline(self, labels: torch.Tensor) -> float:
+        return 0.0  # R^2 of predicting the mean
+
     def __init__(self, name: str, lo: float = 0.0, hi: float = 1.0, in_features=None):
         super().__init__(name, in_features)
         if not hi > lo:
@@ -96,6 +99,9 @@ class RegressionTask(Task):
     metric_names = ["mae", "rmse", "r2"]
     minimized_metrics = frozenset({"mae", "rmse"})
     selection_metric = "r2"
+
+    def trivial_baseline(self, labels: torch.Tensor) -> float:
+        return 0.0  # R^2 of predicting the mean
 
     def __init__(self, name: str, in_features=None, loss: str = "mse"):
         super().__init__(name, in_features)
