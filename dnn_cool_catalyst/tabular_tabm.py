@@ -113,7 +113,8 @@ class TabularTabM(nn.Module):
 
     def _piecewise_linear(self, numeric: torch.Tensor) -> nn.Module:
         _, rtdl = _import_tabm()
-        standardised = (numeric - numeric.mean(0)) / standardisation(numeric, self.columns)[1]
+        mean, std = standardisation(numeric, self.columns)
+        standardised = (numeric - mean) / std
         bins = piecewise_linear_bins(standardised)
         with one_bin_is_fine():
             return rtdl.PiecewiseLinearEmbeddings(bins, PLE_WIDTH, activation=False, version="B")
