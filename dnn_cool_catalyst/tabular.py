@@ -4,9 +4,9 @@ The pieces a config (``configs/tabular.yml``) names:
 
 - :func:`tabular_project` reads the CSV, applies the column types, and registers the flow functions of a module;
 - :func:`tabular_model` is an MLP over every input column whose last hidden layer is ``x.features`` for the flows:
-  numeric/array columns are standardised with the data's own mean and spread, categorical columns (strings,
-  pandas ``category``) are one-hot encoded when their vocabulary is small (at most ``ONE_HOT_MAX_CODES`` codes,
-  unknown and missing included) and embedded otherwise; ``kind="tabm"`` gives a TabM trunk of ``k`` members instead
+  numeric/array columns are standardised with the mean and spread of the run's training split, categorical
+  columns (strings, pandas ``category``) are one-hot encoded when their vocabulary is small (at most
+  ``ONE_HOT_MAX_CODES`` codes, unknown and missing included) and embedded otherwise; ``kind="tabm"`` gives a TabM trunk of ``k`` members instead
   (:mod:`dnn_cool_catalyst.tabular_tabm`, the ``tabm`` extra).
 
 Example:
@@ -140,13 +140,15 @@ class TabularMLP(nn.Module):
     """Standardise and concatenate the numeric input columns, one-hot or embed the categorical ones, then
     ``depth`` Linear-ReLU layers of ``hidden`` units whose output is the flow's ``features``.
 
-    ``columns``: numeric column -> width; ``categorical``: categorical column -> number of codes."""
+    ``columns``: numeric column -> width; ``categorical``: categorical column -> number of codes. ``mean`` and
+    ``std`` are replaced by the training split's when a runner calls :meth:`fit_inputs`."""
 
     def __init__(self, flow_module: nn.Module, columns: Dict[str, int], mean: torch.Tensor, std: torch.Tensor,
                  hidden: int = 64, depth: int = 2, dropout: float = 0.0,
-                 categorical: Optional[Dict[str, int]] = None):
+                 categorical: Optional[Dict[str, int]] = None, input_cols: Optional[Sequence[str]] = None):
         super().__init__()
         self.columns = dict(columns)
+        self.input_cols = list(input_cols) if input_cols is not None else list(columns) + list(categorical or {})
         self.categorical = dict(categorical or {})
         self.register_buffer("mean", mean.float())
         self.register_buffer("std", std.float())
@@ -164,6 +166,15 @@ class TabularMLP(nn.Module):
             width = hidden
         self.trunk = nn.Sequential(*layers)
         self.flow = flow_module
+
+    def fit_inputs(self, dataset, positions: Sequence[int]) -> None:
+        """Standardise with the statistics of the dataset positions of the training split (the runner calls it
+        when a run or fold is created), so validation and test rows never shape the inputs the model sees."""
+        if not self.columns or not len(positions):
+            return
+        mean, std = standardisation(input_table(dataset.data, self.input_cols, positions)[2], self.columns)
+        self.mean.copy_(mean)
+        self.std.copy_(std)
 
     def forward(self, inputs):
         parts = []
@@ -194,7 +205,7 @@ def tabular_model(project: Project, hidden: int = 256, depth: int = 2, dropout: 
     columns, categorical, joined = input_table(project.data, project.input_cols)
     mean, std = standardisation(joined, columns)
     return TabularMLP(project.get_full_flow().torch(), columns, mean, std, hidden, depth, dropout,
-                      categorical=categorical)
+                      categorical=categorical, input_cols=project.input_cols)
 
 
 def input_table(converted, input_cols: Sequence[str], rows: Optional[Sequence[int]] = None):

@@ -264,3 +264,29 @@ def test_tabular_model_with_only_categorical_inputs(tmp_path):
     batch = next(iter(torch.utils.data.DataLoader(project.get_dataset(), batch_size=12)))
     assert model.mean.numel() == 0 and model.categorical == {"colour.name": 5}
     assert model(batch["inputs"])["logits"]["big"].shape == (12,)
+
+
+def test_mlp_standardises_with_the_training_split_only(tmp_path):
+    """Validation and test rows must not shape the inputs: a runner refits the MLP's mean and spread on its
+    training rows (the statistics of all rows differ here, because the held-out rows are shifted by 1,000)."""
+    values = np.arange(200, dtype=np.float64)
+    df = pd.DataFrame({"size": values, "big": (values % 2).astype(int)})
+    project = Project(df, input_col="size", output_col="big", project_dir=str(tmp_path))
+
+    @project.add_flow
+    def sizes(flow, x, out):
+        out += flow.big(x.features)
+        return out
+
+    model = tabular_model(project, hidden=4)
+    runner = project.runner(model, runner_name="run")
+    held_out = runner.splits["valid"] + runner.splits["test"]
+    project.data.inputs["size"][torch.as_tensor(held_out)] += 1000.0
+    before = model.mean.clone()
+    runner = project.runner(model, runner_name="run")  # fits again, now that the held-out rows differ
+    train = project.data.inputs["size"][torch.as_tensor(runner.splits["train"])].double()
+    assert model.mean.item() == pytest.approx(train.mean().item(), rel=1e-5)
+    assert model.std.item() == pytest.approx(train.std(unbiased=False).item(), rel=1e-5)
+    assert model.mean.item() == pytest.approx(before.item(), rel=1e-5)  # the training rows did not change
+    everything = project.data.inputs["size"].double()
+    assert abs(everything.mean().item() - model.mean.item()) > 100
