@@ -143,6 +143,15 @@ class CompiledStep:
 
 
 def _first_line(error: BaseException) -> str:
+    """The error's type and first line; for a wrapper (dynamo's BackendCompilerFailed and the like) the innermost
+    error's, which is the one that says why."""
+    seen = {id(error)}
+    while True:
+        inner = getattr(error, "inner_exception", None) or error.__cause__
+        if inner is None or id(inner) in seen:
+            break
+        seen.add(id(inner))
+        error = inner
     lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
     return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
 
