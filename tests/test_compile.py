@@ -299,3 +299,30 @@ def test_inductor_training_equals_eager(tmp_path):
     compare_runs(eager, compiled, rel=1e-3, abs_=1e-4)
     assert compiled["record"].graphs == [2] * EPOCHS
     assert compiled["graph_breaks"] == 0
+
+
+def test_compile_is_a_config_key(tmp_path, monkeypatch):
+    """``compile`` reaches train() from a config stage (checked against train's signature) and is recorded."""
+    from dnn_cool_catalyst.config import ConfigError, run_config
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    tabular = os.path.join(repo, "configs", "tabular.yml")
+    monkeypatch.chdir(repo)  # the config's CSV and flow paths are relative to the repository
+    monkeypatch.setattr(compiled_step, "BACKEND", "aot_eager")
+    import yaml
+
+    def config(stage):
+        path = tmp_path / f"overlay{len(stage)}.yml"
+        path.write_text(yaml.safe_dump({"project": {"project_dir": str(tmp_path / "proj")}, "run": [stage]}))
+        return str(path)
+
+    with pytest.raises(ConfigError, match="compiled"):  # a misspelt key is refused before anything is built
+        run_config([tabular, config({"_call_": "train", "num_epochs": 1, "compiled": True})], echo=None)
+    with pytest.raises(RunnerError, match="compile must be True, False"):
+        run_config([tabular, config({"_call_": "train", "num_epochs": 1, "compile": "fastest"})], echo=None)
+    counters.clear()
+    run_config([tabular, config({"_call_": "train", "num_epochs": 1, "compile": True, "verbose": False})],
+               echo=None)
+    with open(tmp_path / "proj" / "numbers_mlp" / "run_config.json") as f:
+        assert json.load(f)["train"]["compile"] is True
+    assert counters["stats"]["unique_graphs"] >= 1
