@@ -326,3 +326,27 @@ def test_compile_is_a_config_key(tmp_path, monkeypatch):
     with open(tmp_path / "proj" / "numbers_mlp" / "run_config.json") as f:
         assert json.load(f)["train"]["compile"] is True
     assert counters["stats"]["unique_graphs"] >= 1
+
+
+def test_a_new_model_of_the_same_flow_reuses_the_graphs(runs):
+    """cross_validate's folds (a new model of the same architecture and flow each) compile nothing more: the model
+    is an argument of the compiled function, guarded by structure, not identity."""
+    _, _, runner = runs
+    batch = next(iter(runner.split_loader("train")))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compiled_step, "BACKEND", "aot_eager")
+        before = None
+        for k in range(3):
+            torch.manual_seed(k)
+            model = SequenceModel(runner.flow.torch()) if k else runner.model
+            with torch.no_grad():  # lazy heads get their shapes
+                model.eval()
+                model(batch["inputs"])
+            model.train()
+            step = compiled_step.CompiledStep(model, runner.flow_loss, "default")
+            total = step(dict(batch))[STEP_TERMS_KEY][3]
+            total.backward()
+            assert model.trunk.weight.grad is not None
+            if k == 0:  # the graph for this backend and mode exists now (earlier tests may have used others)
+                before = counters["stats"]["unique_graphs"]
+    assert counters["stats"]["unique_graphs"] == before

@@ -87,6 +87,24 @@ def _mark_batch_dynamic(tree) -> None:
             _mark_batch_dynamic(value)
 
 
+def flow_step(model, loss_fn: FlowLoss, device_type: str, dtype, inputs, targets, available):
+    """One step: ``(outputs, masks, per_task, counts, total, elements)``; what ``torch.compile`` traces.
+
+    The model and the loss are arguments, not attributes of a step object: dynamo's guards then check their
+    structure, not their identity, so every fold of ``cross_validate`` (a new model of the same architecture)
+    reuses the graphs the first fold compiled instead of compiling them again (and instead of running into
+    dynamo's limit of 8 recompilations per function, past which it would fall back to eager mode)."""
+    with autocast(device_type, dtype):  # the model's forward only, as in the eager step
+        outputs = model(inputs)
+    labels = {"targets": targets, "available": available}
+    masks = ground_truth_masks(loss_fn.graph, labels)
+    # Element losses only on validation passes (for the best/worst samples), as the eager criterion does.
+    elements = None if torch.is_grad_enabled() else {}
+    per_task, counts = loss_fn.terms(outputs, labels, masks=masks, elements=elements)
+    total = loss_fn.combine(per_task, counts)
+    return outputs, masks, per_task, counts, total, elements
+
+
 class CompiledStep:
     """``step(batch)`` → the batch entries the training callbacks read (see the module docstring).
 
@@ -100,23 +118,12 @@ class CompiledStep:
         self.backend = backend or BACKEND
         # "default" is spelled as no mode: some backends (aot_eager) refuse any mode argument.
         options = {} if mode == "default" else {"mode": mode}
-        self._compiled = torch.compile(self._step, backend=self.backend, **options)
+        self._compiled = torch.compile(flow_step, backend=self.backend, **options)
         self.eager_since: Optional[str] = None  # why the step fell back to eager mode, once it has
 
-    def matches(self, model, loss_fn, mode: str, device_type: str, dtype) -> bool:
-        return (self.model is model and self.loss_fn is loss_fn and self.mode == mode
-                and (self.device_type, self.dtype) == (device_type, dtype))
-
     def _step(self, inputs, targets, available):
-        with autocast(self.device_type, self.dtype):
-            outputs = self.model(inputs)
-        labels = {"targets": targets, "available": available}
-        masks = ground_truth_masks(self.loss_fn.graph, labels)
-        # Element losses only on validation passes (for the best/worst samples), as the eager criterion does.
-        elements = None if torch.is_grad_enabled() else {}
-        per_task, counts = self.loss_fn.terms(outputs, labels, masks=masks, elements=elements)
-        total = self.loss_fn.combine(per_task, counts)
-        return outputs, masks, per_task, counts, total, elements
+        """The step in eager mode."""
+        return flow_step(self.model, self.loss_fn, self.device_type, self.dtype, inputs, targets, available)
 
     def __call__(self, batch: dict) -> dict:
         """``batch`` with ``outputs``, the masks, the loss terms and (validation) the element losses added."""
@@ -125,11 +132,13 @@ class CompiledStep:
             for tree in (inputs, targets, available):
                 _mark_batch_dynamic(tree)
             try:
-                result = self._compiled(inputs, targets, available)
+                result = self._compiled(self.model, self.loss_fn, self.device_type, self.dtype, inputs, targets,
+                                        available)
             except Exception as error:  # noqa: BLE001 - any compiler failure; a model error re-raises below
                 result = self._step(inputs, targets, available)  # the model's own errors surface here, as eager
                 self.eager_since = _first_line(error)
-                warn_user(f"train(compile=True): the training step could not be compiled ({self.eager_since}); "
+                asked = True if self.mode == "default" else self.mode
+                warn_user(f"train(compile={asked!r}): the training step could not be compiled ({self.eager_since}); "
                           f"this run goes on in eager mode")
         else:
             result = self._step(inputs, targets, available)

@@ -391,9 +391,10 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         the same compiled step in eval mode (a second graph); ``infer()`` stays eager. Losses, metrics and tuned
         thresholds equal eager training's within float tolerance; see :mod:`.compiled_step` (shapes, fallback to
         eager with a warning, DataParallel and DDP which train eagerly). The default is False because compiling
-        costs tens of seconds up front: on a 2-core CPU, ~40 s for the training graph and ~15 s for the
-        validation graph of the 6-task tabular flow of ``benchmarks/bench_overhead.py`` (2026-12-05), more than
-        a whole short run; it pays off on long runs (``benchmarks/bench_compile.py``).
+        costs up front far more than a short run takes: measured on this project's 2-core CPU machine while other
+        jobs ran (2026-12-05, empty inductor cache), 53 s for the training and validation graphs of the 6-task
+        tabular flow of ``benchmarks/bench_overhead.py`` (whose eager epoch on 20,000 rows takes ~1-2 s) and
+        236 s for the security CNN's; switch it on for long runs (``benchmarks/bench_compile.py`` measures it).
         """
         compile_mode = compiled_step.check_compile(compile)
         if "loaders" not in kwargs:
