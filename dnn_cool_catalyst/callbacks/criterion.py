@@ -12,6 +12,10 @@ from ..losses import FlowLoss
 from ..parallel.distributed import all_reduce_sum, world_size
 from ..parallel.replicas import REDUCTION_KEY
 
+#: Where a compiled training step (``train(compile=True)``, runners/compiled_step.py) leaves
+#: ``(loss_fn, per_task, counts, total)``: the terms this callback would compute, computed inside the compiled graph.
+STEP_TERMS_KEY = "loss_terms"
+
 
 class FlowCriterionCallback(ICriterionCallback):
     """Puts the flow's masked loss in ``runner.batch_metrics[loss_key]`` (for the backward callback) and, at
@@ -22,7 +26,8 @@ class FlowCriterionCallback(ICriterionCallback):
     samples. Accumulation stays on the device until loader end.
 
     Sources, in order: the :class:`~dnn_cool_catalyst.parallel.BatchReduction` the runner leaves in the batch
-    under DataParallel memory balancing, else the batch's ``outputs``.
+    under DataParallel memory balancing, the terms a compiled step left under ``STEP_TERMS_KEY`` (for this
+    callback's loss), else the batch's ``outputs``.
 
     Under DDP (``world_size > 1``) each process holds a slice of the global batch: the per-task valid counts are
     summed over processes every step (a tiny all-reduce, no host sync) and each process's loss becomes
@@ -71,10 +76,14 @@ class FlowCriterionCallback(ICriterionCallback):
         return terms
 
     def on_batch_end(self, runner) -> None:
-        per_task, counts = self._terms(runner)
+        step = runner.batch.get(STEP_TERMS_KEY)
         world = world_size()
+        if step is not None and step[0] is self.loss_fn and world == 1:
+            per_task, counts, total = step[1:]
+        else:
+            per_task, counts = self._terms(runner)
+            total = self.loss_fn.combine(per_task, counts) if world == 1 else None
         if world == 1:
-            total = self.loss_fn.combine(per_task, counts)
             runner.batch_metrics[self.loss_key] = total
             n = runner.batch_size
             batch_total = total.detach() * n

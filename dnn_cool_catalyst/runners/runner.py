@@ -22,7 +22,7 @@ from ..parallel import (REDUCTION_KEY, BatchedSubset, ShardedBatchSampler, autoc
 from ..signatures import forwards_kwargs
 from ..tasks.base import TaskError
 from . import device_data as placement
-from . import dev_subset, fitted
+from . import compiled_step, dev_subset, fitted
 from .augmentation import AugmentationMixin
 from .cross_validation import CrossValidationMixin
 from .decoding import DecodingMixin
@@ -322,6 +322,10 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         if device.type != "cpu" and not isinstance(self.loader, placement.DeviceBatches):
             batch = to_device(batch, device, non_blocking=True)
         batch = self._augmented(batch)  # train(augment=...): train loaders only
+        step = compiled_step.step_for(self)  # train(compile=...): model, heads and masked loss as one graph
+        if step is not None:
+            self.batch = step(batch)
+            return
         dtype = autocast_dtype(self.engine)
         if self._balanced():
             self.batch = {**batch, REDUCTION_KEY: balanced_forward(self.model, batch, self.flow.graph, dtype)}
@@ -337,7 +341,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
                      exclude=("model", "criterion", "logdir", "valid_loader", "minimize_valid_metric", "seed"))
     def train(self, *, num_epochs: Optional[int] = None, resume: bool = False, lr: float = 1e-3,
               early_stopping_patience: Optional[int] = None, verbose="auto", valid_metric: str = "loss",
-              stages: Optional[Sequence[dict]] = None, augment=None, balance=None,
+              stages: Optional[Sequence[dict]] = None, augment=None, balance=None, compile=False,
               **kwargs) -> "DnnCoolSupervisedRunner":
         """Train with sensible defaults; every default can be replaced with the usual Catalyst argument.
 
@@ -380,16 +384,29 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
 
         A task with no labelled training row where its condition holds is an error before any epoch (see
         :mod:`.trainable`), unless ``loaders=`` brings the user's own data.
+
+        ``compile=True`` (or a ``torch.compile`` mode such as ``"max-autotune"``) compiles the training step (the
+        model's forward with the flow's heads, the ground-truth masks, the masked per-task losses and their
+        weighted sum) into one graph with ``torch.compile``; its backward is compiled too. Validation batches use
+        the same compiled step in eval mode (a second graph); ``infer()`` stays eager. Losses, metrics and tuned
+        thresholds equal eager training's within float tolerance; see :mod:`.compiled_step` (shapes, fallback to
+        eager with a warning, DataParallel and DDP which train eagerly). The default is False because compiling
+        costs up front far more than a short run takes: measured on this project's 2-core CPU machine while other
+        jobs ran (2026-12-05, empty inductor cache), 53 s for the training and validation graphs of the 6-task
+        tabular flow of ``benchmarks/bench_overhead.py`` (whose eager epoch on 20,000 rows takes ~1-2 s) and
+        236 s for the security CNN's; switch it on for long runs (``benchmarks/bench_compile.py`` measures it).
         """
+        compile_mode = compiled_step.check_compile(compile)
         if "loaders" not in kwargs:
             check_trainable(self.flow, self.dataset, self.splits)
         train_args = dict(num_epochs=num_epochs, resume=resume, lr=lr, early_stopping_patience=early_stopping_patience,
                           verbose=verbose, valid_metric=valid_metric, **({} if stages is None else {"stages": stages}),
                           **({} if augment is None else {"augment": augment}),
-                          **({} if balance is None else {"balance": balance}), **kwargs)
+                          **({} if balance is None else {"balance": balance}),
+                          **({"compile": compile} if compile_mode else {}), **kwargs)
         writes = self._writes_files()
         with self._training_extras(augment, balance), run_lock(self.run_dir, "train", enabled=writes, owner=self), \
-                recording_train(self, train_args, enabled=writes):
+                recording_train(self, train_args, enabled=writes), compiled_step.compiling(self, compile_mode):
             if stages is not None:
                 return self._train_stages(stages, num_epochs=num_epochs, resume=resume, lr=lr,
                                           early_stopping_patience=early_stopping_patience, verbose=verbose,
