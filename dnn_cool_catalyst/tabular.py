@@ -143,6 +143,9 @@ class TabularMLP(nn.Module):
     ``columns``: numeric column -> width; ``categorical``: categorical column -> number of codes. ``mean`` and
     ``std`` are replaced by the training split's when a runner calls :meth:`fit_inputs`."""
 
+    #: train(task_selection="auto") keeps each task's best epoch for it: a copy per epoch is cheap here.
+    select_per_task = True
+
     def __init__(self, flow_module: nn.Module, columns: Dict[str, int], mean: torch.Tensor, std: torch.Tensor,
                  hidden: int = 64, depth: int = 2, dropout: float = 0.0,
                  categorical: Optional[Dict[str, int]] = None, input_cols: Optional[Sequence[str]] = None):

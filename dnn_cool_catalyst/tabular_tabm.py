@@ -82,6 +82,9 @@ class TabularTabM(nn.Module):
     """Standardise the numeric input columns (optionally embed them), one-hot the categorical ones, then a TabM
     backbone of ``depth`` blocks of ``hidden`` units and ``k`` members; one head per member and task."""
 
+    #: train(task_selection="auto") keeps each task's best epoch for it: a copy per epoch is cheap here.
+    select_per_task = True
+
     def __init__(self, project: Project, hidden: int = 64, depth: int = 2, dropout: float = 0.0, k: int = 32,
                  num_embeddings: Optional[str] = None):
         super().__init__()

@@ -104,11 +104,11 @@ def test_unknown_and_missing_categories_and_nan_in_an_imputed_column(run, export
     inputs = {"a": torch.tensor(rows["a"].to_numpy(), dtype=torch.float32),
               "b": torch.tensor([np.nan, 0.5, np.nan, -1.0], dtype=torch.float32), "city": codes}
     median = float(project.data.converters["b"].median)
-    runner.model.eval()
+    model = runner.inference_model().eval()  # the exported one: each task at its own best epoch
     with torch.no_grad():
         features = {"a": torch.stack([inputs["a"], torch.zeros(4)], 1),
                     "b": torch.tensor([[median, 1.0], [0.5, 0.0], [median, 1.0], [-1.0, 0.0]]), "city": codes}
-        logits = runner.model(features)["logits"]
+        logits = model(features)["logits"]
     got = program(inputs)
     for name, task in runner.flow.tasks.items():
         assert torch.allclose(got["values"][name].float(), task.decode(logits[name]).float(), atol=1e-4), name

@@ -96,6 +96,14 @@ def _epoch_of(path: str) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
+def _field_callbacks(runner, method: str) -> list:
+    """The bound ``method`` of every callback that has one: callbacks with state of their own that the runner
+    checkpoints carry (``checkpoint_fields() -> dict`` of plain values) and get back on resume
+    (``restore_checkpoint_fields(state)``)."""
+    found = (getattr(callback, method, None) for callback in (getattr(runner, "callbacks", None) or {}).values())
+    return [bound for bound in found if callable(bound)]
+
+
 class ResumableCheckpointCallback(CheckpointCallback):
     """Catalyst's ``CheckpointCallback`` made safe for crashes and resumes:
 
@@ -108,6 +116,8 @@ class ResumableCheckpointCallback(CheckpointCallback):
       (``valid_history``), replayed into the matching :class:`EarlyStoppingCallback`;
     - each checkpoint also records whether early stopping ends the run at that epoch (``early_stopped``): resuming
       a run that stopped early trains no further epoch, as the uninterrupted run did not;
+    - callbacks with state of their own add it to each checkpoint and get it back on resume (``checkpoint_fields``
+      / ``restore_checkpoint_fields``: each task's best epoch, callbacks/task_checkpoints.py);
     - an epoch's files are written in the order ``<mode>.NNNN.pth``, ``<mode>.storage.json``, ``<mode>.best.pth``
       and ``<mode>.last.pth`` last: ``last`` commits the epoch. A process killed before it resumes from the epoch
       before and redoes this one; index entries of such an uncommitted epoch are dropped on resume.
@@ -164,6 +174,8 @@ class ResumableCheckpointCallback(CheckpointCallback):
                        early_stopped=self._stops_early(runner))
             # Which stage of train(stages=...) this epoch belongs to (runners/stages.py): plain values.
             obj.update(getattr(runner, "stage_checkpoint_fields", None) or {})
+            for fields in _field_callbacks(runner, "checkpoint_fields"):  # e.g. each task's best epoch
+                obj.update(fields())
         data = self._encode(runner, obj)
         logpath = self._write(runner, data, f"{self.logdir}/{self.mode}.{runner.epoch_step:04d}")
         self._storage.append(Checkpoint(obj=obj, logpath=logpath, metric=score))
@@ -241,6 +253,8 @@ class ResumableCheckpointCallback(CheckpointCallback):
                 detail = " ".join(line.strip() for line in str(e).splitlines()[:3]) or repr(e)
                 raise CheckpointError(f"checkpoint {resume_runner} does not fit this run (another model, optimizer "
                                       f"or scheduler?): {detail}") from None
+            for restore in _field_callbacks(runner, "restore_checkpoint_fields"):
+                restore(state)
             self._history = [float(v) for v in state.get("valid_history", [])]
             self._replay_pending = bool(self._history)
             if state.get("early_stopped") is True:  # the run had ended: no epoch follows (see the docstring)

@@ -53,7 +53,7 @@ class ExportMixin:
         ex.make_parent(path)
         data = getattr(self.dataset, "data", None)
         converters = getattr(data, "converters", None) if data is not None else None
-        ex.export_model(self.model, self.flow, batch["inputs"], path, fmt, converters=converters,
+        ex.export_model(self.inference_model(), self.flow, batch["inputs"], path, fmt, converters=converters,
                         checkpoint=os.path.basename(checkpoint_path), tuned=tuned)
         return path
 

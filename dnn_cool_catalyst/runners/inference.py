@@ -15,7 +15,7 @@ from ..interpretation.samples import SampleSource
 from ..parallel import gather_samples
 from ..kept_batches import keep
 from ..parallel import world as parallel_world
-from . import artifacts
+from . import artifacts, task_selection
 from .errors import RunnerError
 from .lock import run_lock
 from .run_dir import check_own_folder
@@ -24,6 +24,8 @@ from .splits import SPLITS
 
 class InferenceMixin:
     """``load_checkpoint``, ``infer`` and the checked reading of stored outputs, for the runner."""
+
+    _selected_model = None  # set by load_checkpoint("best") for a run that selected per task
 
     def load_checkpoint(self, which: str = "best") -> str:
         """Load ``checkpoints/runner.<which>.pth`` (``"best"`` or ``"last"``, or an epoch such as ``"0003"``) into
@@ -62,7 +64,16 @@ class InferenceMixin:
             self.model.load_state_dict(state["model_state_dict"])
         except (KeyError, RuntimeError) as e:
             raise RunnerError(f"checkpoint {path} does not fit this model: {e}") from None
+        # train(task_selection=...): "best" is each task at its own best epoch (runners/task_selection.py).
+        self._selected_model = (task_selection.selected_model(self.model, self.flow.graph, self.checkpoint_dir)
+                                if which == "best" else None)
         return path
+
+    def inference_model(self) -> torch.nn.Module:
+        """The model ``infer``, ``predict`` and ``export`` run after :meth:`load_checkpoint`: ``self.model``, or,
+        for the best checkpoint of a run that selected per task, the model taking each task from its own best
+        epoch (:class:`~dnn_cool_catalyst.flow.selected.TaskSelectedModel`)."""
+        return self._selected_model if self._selected_model is not None else self.model
 
     def infer(self, splits: Iterable[str] = SPLITS, checkpoint: str = "best", verbose: bool = False,
               engine=None, tta=None) -> dict:
@@ -114,10 +125,10 @@ class InferenceMixin:
         self._use_fitted_targets()
         path = self.load_checkpoint(checkpoint)
         # The digest of the weights the outputs come from; readers compare it with the checkpoint then on disk.
-        checkpoint_sha256 = artifacts.sha256_file(path) if rank == 0 else None
+        checkpoint_sha256 = task_selection.checkpoint_digest(path) if rank == 0 else None
         self.load_tuned_if_any()
         device = device or self._inference_device()
-        model = self.model.to(device).eval()
+        model = self.inference_model().to(device).eval()
         graph = self.flow.graph
         try:  # splits inferred earlier stay listed; the ones run now are overwritten
             earlier = artifacts.read_index(self.infer_dir)["splits"]
@@ -201,7 +212,7 @@ class InferenceMixin:
                               f"or reordered DataFrame); {again}")
         checkpoint = os.path.join(self.checkpoint_dir, manifest["checkpoint"]["file"])
         try:
-            current = artifacts.sha256_file(checkpoint)
+            current = task_selection.checkpoint_digest(checkpoint)
         except FileNotFoundError:
             raise RunnerError(f"the inference outputs in {split_dir} were computed from {checkpoint}, which no "
                               f"longer exists, so they cannot be checked against the model; {again}") from None

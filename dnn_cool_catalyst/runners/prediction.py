@@ -98,7 +98,7 @@ class PredictionMixin:
     def _predict_logits(self, inputs: Dict[str, object], n: int, batch_size: int,
                         verbose: bool) -> Dict[str, torch.Tensor]:
         device = self._inference_device()
-        model = self.model
+        model = self.inference_model()  # each task at its own best epoch where the run selected per task
         was_training = model.training
         model.to(device).eval()
         starts = range(0, n, batch_size)

@@ -13,6 +13,7 @@ from torch.utils.data import DataLoader
 from .. import compat
 from ..callbacks import FlowCriterionCallback, FlowMetricsCallback, InterpretationCallback
 from ..callbacks.checkpoint import ResumableCheckpointCallback
+from ..callbacks.task_checkpoints import TaskCheckpointCallback, remove_task_selection
 from ..callbacks.early_stopping import BaselineAwareEarlyStopping, trivial_baselines
 from ..callbacks.console import EpochSummaryCallback, ProgressBarCallback, resolve_verbose
 from ..callbacks.nan_guard import NanGuardCallback
@@ -23,6 +24,7 @@ from ..signatures import forwards_kwargs
 from ..tasks.base import TaskError
 from . import device_data as placement
 from . import compiled_step, dev_subset, fitted
+from . import task_selection as task_selection_of
 from .augmentation import AugmentationMixin
 from .cross_validation import CrossValidationMixin
 from .decoding import DecodingMixin
@@ -342,7 +344,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
     def train(self, *, num_epochs: Optional[int] = None, resume: bool = False, lr: float = 1e-3,
               early_stopping_patience: Optional[int] = None, verbose="auto", valid_metric: str = "loss",
               stages: Optional[Sequence[dict]] = None, augment=None, balance=None, compile=False,
-              **kwargs) -> "DnnCoolSupervisedRunner":
+              task_selection="auto", **kwargs) -> "DnnCoolSupervisedRunner":
         """Train with sensible defaults; every default can be replaced with the usual Catalyst argument.
 
         Defaults: AdamW(lr), ReduceLROnPlateau on ``valid_metric`` (with its SchedulerCallback; halves the lr after
@@ -395,29 +397,38 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         jobs ran (2026-12-05, empty inductor cache), 53 s for the training and validation graphs of the 6-task
         tabular flow of ``benchmarks/bench_overhead.py`` (whose eager epoch on 20,000 rows takes ~1-2 s) and
         236 s for the security CNN's; switch it on for long runs (``benchmarks/bench_compile.py`` measures it).
+
+        ``task_selection``: keep each task's weights of the epoch where its own validation loss was lowest, so that
+        ``infer``/``predict``/``export`` of the best checkpoint run every task at its own best epoch (one forward per
+        distinct epoch; :mod:`.task_selection`). ``"auto"`` (default): for models that declare
+        ``select_per_task = True`` (``tabular_model``'s); ``True``/``False`` force it. Not with ``stages``.
         """
         compile_mode = compiled_step.check_compile(compile)
+        selecting = task_selection_of.resolve(task_selection, self.model, staged=stages is not None)
         if "loaders" not in kwargs:
             check_trainable(self.flow, self.dataset, self.splits)
         train_args = dict(num_epochs=num_epochs, resume=resume, lr=lr, early_stopping_patience=early_stopping_patience,
                           verbose=verbose, valid_metric=valid_metric, **({} if stages is None else {"stages": stages}),
                           **({} if augment is None else {"augment": augment}),
                           **({} if balance is None else {"balance": balance}),
-                          **({"compile": compile} if compile_mode else {}), **kwargs)
+                          **({"compile": compile} if compile_mode else {}),
+                          **({} if task_selection == "auto" else {"task_selection": task_selection}), **kwargs)
         writes = self._writes_files()
         with self._training_extras(augment, balance), run_lock(self.run_dir, "train", enabled=writes, owner=self), \
                 recording_train(self, train_args, enabled=writes), compiled_step.compiling(self, compile_mode):
             if stages is not None:
+                if writes:  # the staged run's best is copied here at its end; an earlier selection is not its own
+                    remove_task_selection(self.checkpoint_dir)
                 return self._train_stages(stages, num_epochs=num_epochs, resume=resume, lr=lr,
                                           early_stopping_patience=early_stopping_patience, verbose=verbose,
                                           valid_metric=valid_metric, **kwargs)
             self._check_not_staged(resume)
             return self._train(num_epochs=num_epochs, resume=resume, lr=lr,
                                early_stopping_patience=early_stopping_patience, verbose=verbose,
-                               valid_metric=valid_metric, **kwargs)
+                               valid_metric=valid_metric, task_selection=selecting, **kwargs)
 
     def _train(self, *, num_epochs: Optional[int], resume: bool, lr: float, early_stopping_patience: Optional[int],
-               verbose, valid_metric: str, **kwargs) -> "DnnCoolSupervisedRunner":
+               verbose, valid_metric: str, task_selection: bool = False, **kwargs) -> "DnnCoolSupervisedRunner":
         verbose = resolve_verbose(verbose)
         if num_epochs is not None and (isinstance(num_epochs, bool) or not isinstance(num_epochs, int)
                                        or num_epochs < 1):
@@ -467,8 +478,11 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
                                         num_epochs=num_epochs, minimize=minimize)
         callbacks = kwargs.pop("callbacks", None) or {}
         callbacks = OrderedDict(callbacks if isinstance(callbacks, dict) else enumerate(callbacks))
-        if resume and not os.path.exists(last):
+        resuming = resume and os.path.exists(last)
+        if resume and not resuming:
             warn_user(f"resume=True but {last} does not exist: training from scratch")
+        if not task_selection and self._writes_files():  # an earlier run's selection is not this run's best
+            remove_task_selection(self.checkpoint_dir)
         defaults = OrderedDict(
             _criterion=FlowCriterionCallback(self.flow, loss_fn=self.flow_loss),
             _nan_guard=NanGuardCallback(self.flow),
@@ -487,10 +501,13 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
             # Same order as the checkpoint: listed first so the scheduler steps before its state is saved.
             **compat.scheduler_callbacks(scheduler, mode=scheduler_interval(scheduler), loader_key="valid",
                                          metric_key=monitored),
+            # Also before the checkpoint, whose files carry each task's best epoch.
+            **({"_task_checkpoints": TaskCheckpointCallback(self.flow, self.checkpoint_dir, loader_key="valid",
+                                                           resume=resuming)} if task_selection else {}),
             _checkpoint=ResumableCheckpointCallback(
                 logdir=self.checkpoint_dir, loader_key="valid", metric_key=monitored, minimize=minimize,
                 mode="runner",
-                resume_runner=last if resume and os.path.exists(last) else None),
+                resume_runner=last if resuming else None),
         )
         if verbose:  # instead of Catalyst's ConsoleLogger (one long line of 17-digit floats per loader)
             defaults.update(_verbose=ProgressBarCallback(), _epoch_summary=EpochSummaryCallback(self.flow))
