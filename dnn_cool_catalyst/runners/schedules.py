@@ -56,7 +56,9 @@ def build_optimizer(spec, params, lr: float) -> torch.optim.Optimizer:
     >>> type(opt).__name__, opt.param_groups[0]["lr"], opt.param_groups[0]["momentum"]
     ('SGD', 0.1, 0.9)
     """
-    name, kwargs = _split_spec("AdamW" if spec is None else spec, "optimizer")
+    if spec is None:
+        return default_optimizer(params, lr)
+    name, kwargs = _split_spec(spec, "optimizer")
     cls = getattr(torch.optim, name, None)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         known = sorted(n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)
@@ -67,6 +69,27 @@ def build_optimizer(spec, params, lr: float) -> torch.optim.Optimizer:
         return cls(params, **kwargs)
     except (TypeError, ValueError) as e:
         raise RunnerError(f"optimizer {name} with {kwargs}: {e}") from None
+
+
+def default_optimizer(params, lr: float) -> torch.optim.Optimizer:
+    """``train()``'s optimizer when none is given: AdamW with its fused implementation (one kernel for all
+    parameters) where every parameter allows it, the for-loop one otherwise. Same update rule; on the CPU the
+    for-loop AdamW costs a third of a small tabular model's training step (``benchmarks/bench_compile.py``, 240 vs
+    74 ms per epoch of the 6-task tabular flow).
+
+    >>> opt = default_optimizer([{"params": [torch.nn.Parameter(torch.zeros(2))]}], lr=0.1)
+    >>> type(opt).__name__, opt.param_groups[0]["lr"], opt.defaults["fused"]
+    ('AdamW', 0.1, True)
+    """
+    groups = list(params)
+    tensors = [p for group in groups for p in (group["params"] if isinstance(group, dict) else [group])]
+    fusable = bool(tensors) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in tensors)
+    if fusable:
+        try:
+            return torch.optim.AdamW(groups, lr=lr, fused=True)
+        except (RuntimeError, ValueError):  # a build of torch without the fused kernel for this device or dtype
+            pass
+    return torch.optim.AdamW(groups, lr=lr)
 
 
 class WarmupCosineLR(lr_scheduler.LRScheduler):
