@@ -347,7 +347,8 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
               task_selection="auto", **kwargs) -> "DnnCoolSupervisedRunner":
         """Train with sensible defaults; every default can be replaced with the usual Catalyst argument.
 
-        Defaults: AdamW(lr), ReduceLROnPlateau on ``valid_metric`` (with its SchedulerCallback; halves the lr after
+        Defaults: AdamW(lr) (its fused kernel where the parameters allow: :func:`.schedules.default_optimizer`),
+        ReduceLROnPlateau on ``valid_metric`` (with its SchedulerCallback; halves the lr after
         a third of the early-stopping patience without improvement, at least 2 epochs), early stopping after
         ``early_stopping_patience`` epochs without improvement (default: a twelfth of ``num_epochs``, 5 to 16), held
         while a task is still at its trivial baseline (majority label / R^2 <= 0 on the validation split; see
