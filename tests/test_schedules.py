@@ -136,3 +136,22 @@ def test_bad_scheduler_fails_before_training(tmp_path):
     with pytest.raises(RunnerError, match="optimizer name 'adamw' is not a torch.optim optimizer"):
         runner.train(num_epochs=1, optimizer="adamw")
     assert not os.path.exists(os.path.join(runner.run_dir, "checkpoints"))
+
+
+def test_default_optimizer_is_fused_adamw_where_the_parameters_allow_it():
+    from dnn_cool_catalyst.runners.schedules import build_optimizer
+
+    weights = torch.nn.Parameter(torch.randn(3))
+    fused = build_optimizer(None, [{"params": [weights]}], lr=0.01)
+    assert isinstance(fused, torch.optim.AdamW) and fused.defaults["fused"] is True
+    plain = build_optimizer(None, [{"params": [torch.nn.Parameter(torch.randn(3, device="meta"))]}], lr=0.01)
+    assert isinstance(plain, torch.optim.AdamW) and not plain.defaults.get("fused")
+    reference = torch.optim.AdamW([torch.nn.Parameter(weights.detach().clone())], lr=0.01)
+    for optimizer in (fused, reference):  # the same update rule as the for-loop AdamW
+        param = optimizer.param_groups[0]["params"][0]
+        for _ in range(3):
+            optimizer.zero_grad()
+            (param ** 2).sum().backward()
+            optimizer.step()
+    assert torch.allclose(fused.param_groups[0]["params"][0], reference.param_groups[0]["params"][0], atol=1e-6)
+    assert build_optimizer("AdamW", [weights], lr=0.01).defaults.get("fused") in (None, False)  # as the user wrote
