@@ -251,11 +251,12 @@ def paired_side(runner, epochs: int, device, batch_size: int, interpretation_k: 
 SIDES = {"limit": limit_side, "hand": hand_side, "runner": runner_side}
 
 
-def child(workload: str, side: str, device: str, epochs: int, interpretation_k: int, batch: int) -> None:
+def child(workload: str, side: str, device: str, epochs: int, interpretation_k: int, batch: int,
+          samples: int = 0) -> None:
     torch.manual_seed(0)
     spec = WORKLOADS[workload]
     build = tabular_runner if workload == "tabular" else cnn_runner
-    runner = build(tempfile.mkdtemp(), spec["samples"], batch)
+    runner = build(tempfile.mkdtemp(), samples or spec["samples"], batch)
     # The first optimizer built in a process imports torch._dynamo (seconds): pay it before either clock starts.
     torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
     kwargs = {"interpretation_k": interpretation_k} if side in ("runner", "paired") else {}
@@ -277,7 +278,8 @@ def _cpu_seconds() -> float:
 
 def _run_child(workload: str, side: str, device: str, args, batch: int) -> dict:
     done = subprocess.run([sys.executable, __file__, "--child", workload, side, device, "--epochs", str(args.epochs),
-                           "--interpretation-k", str(args.interpretation_k), "--batch", str(batch)],
+                           "--interpretation-k", str(args.interpretation_k), "--batch", str(batch),
+                           "--samples", str(args.samples or 0)],
                           capture_output=True, text=True)
     if done.returncode:
         sys.exit(f"{workload}/{side}/{device} failed:\n{done.stderr[-3000:]}")
@@ -291,6 +293,8 @@ def main():
                         help="default: cpu, and cuda when a GPU is present")
     parser.add_argument("--batch", type=int, default=None, help="batch size (default: the workload's)")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--samples", type=int, default=None,
+                        help="rows (tabular) or frames (cnn) instead of the workload's (growth: 10^4 .. 10^6)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--interpretation-k", type=int, default=5,
                         help="the runner's best/worst samples per task and validation pass (0: off)")
@@ -301,8 +305,12 @@ def main():
     args = parser.parse_args()
     if args.child:
         workload = args.child[0]
-        return child(*args.child, args.epochs, args.interpretation_k, args.batch or WORKLOADS[workload]["batch"])
+        return child(*args.child, args.epochs, args.interpretation_k, args.batch or WORKLOADS[workload]["batch"],
+                     args.samples or 0)
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    if args.samples and "tabular" in args.workload:  # what the peak RSS grows against
+        raw = tabular_frame(args.samples).memory_usage(deep=True, index=False).sum() / 2 ** 20
+        print(f"tabular: {args.samples} rows, the DataFrame's columns {raw:.1f} MB")
     print(f"{torch.get_num_threads()} torch threads, {args.epochs} epochs, best of {args.rounds} alternating rounds, "
           f"interpretation_k={args.interpretation_k}")
     print(f"{'workload':>8s} | {'device':>6s} | {'batch':>5s} | {'side':>6s} | {'ms/epoch':>9s} | {'data ms':>8s} | "
