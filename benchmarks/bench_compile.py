@@ -41,8 +41,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from bench_overhead import (WORKLOADS, _steps, _sync, cnn_runner, limit_batches, resident_split,  # noqa: E402
-                            tabular_runner)
+from bench_overhead import WORKLOADS, cnn_runner, paired_side, tabular_runner  # noqa: E402
 
 #: The callbacks whose per-batch work stays outside the compiled step (import path, class name, label).
 PROFILED = (("dnn_cool_catalyst.callbacks.criterion", "FlowCriterionCallback", "loss bookkeeping"),
@@ -91,49 +90,14 @@ def build(workload: str, samples: int, batch: int):
 
 
 def paired_train(runner, initial_state, epochs: int, batch: int, compile: bool, timer=None):
-    """``runner.train(compile=compile)`` from ``initial_state``, each epoch preceded by one limit epoch (a copy of
-    the model with the same initial weights and its own AdamW). Returns ``[(limit s, runner s), ...]`` per epoch;
-    a runner epoch runs from its start to the next epoch's start (every callback included)."""
-    from catalyst import dl
-
-    from dnn_cool_catalyst import compat
-
-    device = torch.device("cpu")
+    """``runner.train(compile=compile)`` from ``initial_state``, each epoch preceded by one limit epoch
+    (``bench_overhead.paired_side``: a copy of the model with the same initial weights and its own AdamW). Returns
+    ``[(limit s, runner s), ...]`` per epoch."""
     runner._materialize()
     runner.model.load_state_dict(initial_state)
-    model = copy.deepcopy(runner.model).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    train = limit_batches(resident_split(runner, "train", device), batch, shuffle=True)
-    valid = limit_batches(resident_split(runner, "valid", device), batch, shuffle=False)
-    loss_fn = runner.flow.get_loss()
-    pairs = []
-
-    class PairedLimit(dl.Callback):
-        def __init__(self):
-            super().__init__(order=dl.CallbackOrder.Internal)  # before every other callback's epoch start
-            self.started = None
-
-        def _close(self):
-            if self.started is not None:
-                pairs[-1] = (pairs[-1][0], time.perf_counter() - self.started)
-                if timer is not None:
-                    timer.close_epoch()
-
-        def on_epoch_start(self, _):
-            _sync(device)
-            self._close()
-            state = torch.get_rng_state()  # the runner's random stream stays its own
-            pairs.append((_steps(model, loss_fn, optimizer, train, valid, 1)[0], None))
-            torch.set_rng_state(state)
-            self.started = time.perf_counter()
-
-        def on_experiment_end(self, _):
-            _sync(device)
-            self._close()
-
-    runner.train(num_epochs=epochs, early_stopping_patience=epochs + 1, engine=compat.default_engine(device),
-                 callbacks={"paired_limit": PairedLimit()}, compile=compile, verbose=False)
-    return pairs
+    return paired_side(runner, epochs, torch.device("cpu"), batch,
+                       on_epoch_closed=timer.close_epoch if timer is not None else None,
+                       compile=compile, verbose=False)
 
 
 def summarise(pairs) -> dict:

@@ -202,11 +202,13 @@ def runner_side(runner, epochs: int, device, batch_size: int, interpretation_k: 
     return (time.perf_counter() - start) / epochs, (_cpu_seconds() - cpu) / epochs, data
 
 
-def paired_side(runner, epochs: int, device, batch_size: int, interpretation_k: int = 5):
+def paired_side(runner, epochs: int, device, batch_size: int, interpretation_k: int = 5, on_epoch_closed=None,
+                **train_kwargs):
     """``runner.train`` whose every epoch is preceded by one limit epoch in the same process (a copy of the model
     with its own AdamW): on a machine whose speed drifts over seconds, adjacent epochs see the same speed, so
     their ratio is steadier than the ratio of two processes' best times. Returns the per-epoch (limit, runner)
-    wall seconds; the runner's epoch runs from its start to the next epoch's start (every callback included)."""
+    wall seconds; the runner's epoch runs from its start to the next epoch's start (every callback included).
+    ``on_epoch_closed()`` is called as each runner epoch is timed; ``train_kwargs`` go to ``runner.train``."""
     import copy
 
     from catalyst import dl
@@ -230,6 +232,8 @@ def paired_side(runner, epochs: int, device, batch_size: int, interpretation_k: 
         def _close(self):
             if self.started is not None:
                 pairs[-1] = (pairs[-1][0], time.perf_counter() - self.started)
+                if on_epoch_closed is not None:
+                    on_epoch_closed()
 
         def on_epoch_start(self, _):
             _sync(device)
@@ -244,7 +248,7 @@ def paired_side(runner, epochs: int, device, batch_size: int, interpretation_k: 
             self._close()
 
     runner.train(num_epochs=epochs, early_stopping_patience=epochs + 1, engine=compat.default_engine(device),
-                 callbacks={"paired_limit": PairedLimit()})
+                 callbacks={"paired_limit": PairedLimit()}, **train_kwargs)
     return pairs
 
 
