@@ -20,13 +20,11 @@ import sys
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import torch  # noqa: E402
 from catalyst.core.callback import Callback, CallbackOrder  # noqa: E402
 
-from dnn_cool_catalyst import Project  # noqa: E402
+from _train_script import numbers_run  # noqa: E402  (this folder is the script's sys.path[0])
 from dnn_cool_catalyst.runners import DnnCoolSupervisedRunner, artifacts  # noqa: E402
 from dnn_cool_catalyst.runners import stages as stages_module  # noqa: E402
-from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model  # noqa: E402
 
 SAMPLES, HIDDEN, BATCH, LR, EPOCHS, PATIENCE = 160, 8, 32, 0.3, 20, 1
 STAGES = [{"name": "warm", "num_epochs": 12}, {"name": "all", "num_epochs": 4, "lr": 0.01}]
@@ -82,12 +80,7 @@ def arm(point: str) -> dict:
 
 
 def main(project_dir: str, mode: str, point: str = "") -> None:
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    df = numbers_frame(SAMPLES, seed=0)
-    project = Project(df, "number", list(df.columns[1:]), project_dir=project_dir)
-    flow = define_flows(project)
-    runner = project.runner(numbers_model(flow, hidden=HIDDEN), "run", batch_size=BATCH, seed=0)
+    runner = numbers_run(project_dir, SAMPLES, HIDDEN, BATCH)
     extra = arm(point)
     if mode == "cv":
         runner.cross_validate(folds=2, num_epochs=EPOCHS, lr=LR, early_stopping_patience=PATIENCE, **extra)

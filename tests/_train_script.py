@@ -50,13 +50,18 @@ class EpochLog(Callback):
             f.write(f"{os.getpid()} {runner.epoch_step}\n")
 
 
-def main(project_dir: str, mode: str, epochs: int, *stall) -> None:
+def numbers_run(project_dir: str, samples: int, hidden: int, batch: int):
+    """The seeded numbers project and its runner ``run`` that this script and ``_kill_script.py`` train."""
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    df = numbers_frame(SAMPLES, seed=0)
+    df = numbers_frame(samples, seed=0)
     project = Project(df, "number", list(df.columns[1:]), project_dir=project_dir)
     flow = define_flows(project)
-    runner = project.runner(numbers_model(flow, hidden=HIDDEN), "run", batch_size=BATCH, seed=0)
+    return project.runner(numbers_model(flow, hidden=hidden), "run", batch_size=batch, seed=0)
+
+
+def main(project_dir: str, mode: str, epochs: int, *stall) -> None:
+    runner = numbers_run(project_dir, SAMPLES, HIDDEN, BATCH)
     callbacks = {"epochs": EpochLog(os.path.join(project_dir, "epochs.log"))}
     if mode == "stall":
         callbacks["stall"] = StallMidEpoch(int(stall[0]), stall[1])
