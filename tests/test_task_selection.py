@@ -153,7 +153,7 @@ def test_checkpoints_carry_the_bests_and_resume_restores_them(tmp_path):
         first = json.load(open(os.path.join(runner.checkpoint_dir, TASKS_FILE)))
         assert {name: f"runner.task.{epoch:04d}.pth" for name, (_, epoch) in last["task_selection"].items()} == \
             first["tasks"]
-        callback = TaskCheckpointCallback(project.get_full_flow(), runner.checkpoint_dir, resume=True)
+        callback = TaskCheckpointCallback(project.get_full_flow(), runner.checkpoint_dir)
         callback.restore_checkpoint_fields(last)
         assert {n: e for n, (_, e) in callback.best.items()} == {n: e for n, (_, e) in
                                                                    last["task_selection"].items()}

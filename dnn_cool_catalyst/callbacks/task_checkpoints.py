@@ -11,8 +11,8 @@ Crash safety, with the checkpoint callback's order of writes (``runner.last.pth`
 bests are part of every epoch checkpoint (:meth:`TaskCheckpointCallback.checkpoint_fields`), so a resumed run goes
 on from the same bests; ``runner.tasks.json`` is rewritten only once an epoch is committed (at the next epoch's
 start and at the end of training), and only then are files no task uses any more deleted. Every file that
-``runner.tasks.json`` names exists. A new (not resumed) training removes the selection of the one before: its
-weights are not this run's.
+``runner.tasks.json`` names exists. The runner removes an earlier selection (:func:`remove_task_selection`) before
+any training that does not resume one: its weights are not that run's.
 """
 from __future__ import annotations
 
@@ -66,14 +66,13 @@ class TaskCheckpointCallback(Callback):
     """Keeps the weights of each task's best validation epoch (lowest ``loss/<task path>`` on ``loader_key``).
 
     Listed before the checkpoint callback (same order): the checkpoint it writes at the epoch's end carries this
-    callback's bests. ``resume``: the run continues from ``runner.last.pth`` (the bests come back through
-    :meth:`restore_checkpoint_fields`); otherwise an earlier selection in ``logdir`` is removed at the start.
+    callback's bests, and a resumed run gets them back through :meth:`restore_checkpoint_fields`.
     """
 
-    def __init__(self, flow, logdir: str, loader_key: str = "valid", resume: bool = False):
+    def __init__(self, flow, logdir: str, loader_key: str = "valid"):
         super().__init__(order=CallbackOrder.Checkpoint)
         self.paths = dict(flow.task_paths)  # task name -> path (the key of its loss)
-        self.logdir, self.loader_key, self.resume = logdir, loader_key, resume
+        self.logdir, self.loader_key = logdir, loader_key
         self.best: Dict[str, Tuple[float, int]] = {}  # task name -> (validation loss, epoch)
 
     # -- state carried by the epoch checkpoints (callbacks/checkpoint.py asks for it) -----------------------------
@@ -85,12 +84,6 @@ class TaskCheckpointCallback(Callback):
         self.best = {name: (float(value[0]), int(value[1])) for name, value in saved.items() if name in self.paths}
 
     # -- lifecycle --------------------------------------------------------------------------------------------
-    def on_experiment_start(self, runner) -> None:
-        if not self.resume:
-            self.best = {}
-            if runner.engine.is_main_process:
-                remove_task_selection(self.logdir)
-
     def on_epoch_start(self, runner) -> None:
         self._publish(runner)  # the previous epoch is committed by now
 

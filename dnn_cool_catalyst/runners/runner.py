@@ -482,7 +482,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         resuming = resume and os.path.exists(last)
         if resume and not resuming:
             warn_user(f"resume=True but {last} does not exist: training from scratch")
-        if not task_selection and self._writes_files():  # an earlier run's selection is not this run's best
+        if self._writes_files() and not (task_selection and resuming):  # an earlier run's selection is not ours
             remove_task_selection(self.checkpoint_dir)
         defaults = OrderedDict(
             _criterion=FlowCriterionCallback(self.flow, loss_fn=self.flow_loss),
@@ -503,8 +503,8 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
             **compat.scheduler_callbacks(scheduler, mode=scheduler_interval(scheduler), loader_key="valid",
                                          metric_key=monitored),
             # Also before the checkpoint, whose files carry each task's best epoch.
-            **({"_task_checkpoints": TaskCheckpointCallback(self.flow, self.checkpoint_dir, loader_key="valid",
-                                                           resume=resuming)} if task_selection else {}),
+            **({"_task_checkpoints": TaskCheckpointCallback(self.flow, self.checkpoint_dir, loader_key="valid")}
+               if task_selection else {}),
             _checkpoint=ResumableCheckpointCallback(
                 logdir=self.checkpoint_dir, loader_key="valid", metric_key=monitored, minimize=minimize,
                 mode="runner",

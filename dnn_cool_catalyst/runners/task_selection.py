@@ -23,13 +23,10 @@ from ..flow.selected import TaskSelectedModel
 from . import artifacts
 from .errors import RunnerError
 
-CHOICES = ("auto", True, False)
-
-
 def resolve(task_selection, model: nn.Module, staged: bool = False) -> bool:
     """Whether a training run keeps each task's best epoch. ``staged``: ``train(stages=...)``, whose best model is
     the last stage's (per-task selection is not offered there)."""
-    if task_selection not in CHOICES or (task_selection != "auto" and not isinstance(task_selection, bool)):
+    if not (isinstance(task_selection, bool) or (isinstance(task_selection, str) and task_selection == "auto")):
         raise RunnerError(f"task_selection must be 'auto', True or False, got {task_selection!r}")
     if staged:
         if task_selection is True:
