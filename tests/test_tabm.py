@@ -15,7 +15,7 @@ from dnn_cool_catalyst.data import Converters  # noqa: E402
 from dnn_cool_catalyst.flow import TaskFlow  # noqa: E402
 from dnn_cool_catalyst.flow.members import average_members  # noqa: E402
 from dnn_cool_catalyst.tabular import tabular_model  # noqa: E402
-from dnn_cool_catalyst.tabular_tabm import TabularTabM  # noqa: E402
+from dnn_cool_catalyst.tabular.tabm import TabularTabM  # noqa: E402
 from dnn_cool_catalyst.tasks import BinaryTask, Task, TaskError  # noqa: E402
 
 from export_kit import INPUTS, OUTPUTS, flows, frame, raw_rows, reference, run_deployed, trained_run  # noqa: E402
@@ -131,7 +131,7 @@ def test_input_statistics_and_bins_come_from_the_training_split(tmp_path):
     import rtdl_num_embeddings
 
     from dnn_cool_catalyst.tabular import input_table, standardisation
-    from dnn_cool_catalyst.tabular_tabm import piecewise_linear_bins
+    from dnn_cool_catalyst.tabular.tabm import piecewise_linear_bins
 
     df = frame()
     project = project_of(tmp_path, df)

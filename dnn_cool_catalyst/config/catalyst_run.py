@@ -12,15 +12,10 @@ import atexit
 import os
 import sys
 
-CATALYST_RUN_MODULE = "catalyst.contrib.scripts.run"
+from .launcher import launched_by_catalyst_run
+
 PREFIX = "catalyst-run: error:"
 _guarded = []
-
-
-def launched_by_catalyst_run() -> bool:
-    """Whether this process is Catalyst's ``catalyst-run`` (which imports nothing of ours and prints nothing)."""
-    main_spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    return CATALYST_RUN_MODULE in sys.modules or getattr(main_spec, "name", None) == CATALYST_RUN_MODULE
 
 
 def fail(message: str, exit_handlers: bool = False) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..signatures import forwards_kwargs
-from .catalyst_run import CATALYST_RUN_MODULE, launched_by_catalyst_run
+from .launcher import CATALYST_RUN_MODULE, launched_by_catalyst_run
 
 
 def seed_everything(seed: int = 0) -> int:

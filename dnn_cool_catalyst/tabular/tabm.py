@@ -38,8 +38,8 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import nn
 
-from .project import Project
-from .tabular import input_table, standardisation
+from ..project import Project
+from .inputs import input_table, standardisation
 
 NUM_EMBEDDINGS = (None, "piecewise_linear", "periodic")
 #: Bins per numeric feature and embedding width of the piecewise-linear embeddings (the TabM paper's defaults).

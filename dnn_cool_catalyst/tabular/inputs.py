@@ -1,0 +1,68 @@
+"""The input table of a tabular model: numeric columns side by side, categorical codes, and their
+standardisation (fitted on a run's training split)."""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import torch
+
+from ..data.columns import StoredColumn
+from ..errors import ConverterError
+
+#: A categorical input with at most this many codes (vocabulary + unknown + missing) is one-hot encoded.
+ONE_HOT_MAX_CODES = 8
+
+
+def embedding_width(num_codes: int) -> int:
+    return min(16, (num_codes + 1) // 2)
+
+
+def input_table(converted, input_cols: Sequence[str], rows: Optional[Sequence[int]] = None):
+    """``(columns, categorical, numeric)`` of the converted data (``project.data``, a dataset's ``data``):
+    numeric/array column -> width, categorical column -> number of codes, and the numeric columns side by side as
+    one float tensor ``(N, width)`` (of the positions ``rows``, all rows by default). Raises naming a column of
+    another type (text, images)."""
+    columns, categorical, values = {}, {}, []
+    for column in input_cols:
+        data = converted.inputs[column]
+        num_codes = getattr(converted.converters.get(column), "num_codes", None)
+        if isinstance(data, StoredColumn):  # e.g. a uint8 array column, kept as bytes
+            data = data.decode(data.values)
+        if not isinstance(data, torch.Tensor):
+            raise ValueError(f"tabular_model: input column '{column}' has type {converted.types[column]!r}; "
+                             f"the MLP takes numeric, array or categorical columns only")
+        if num_codes is not None:
+            categorical[column] = int(num_codes)
+            continue
+        flat = data.float().reshape(len(data), -1)
+        columns[column] = flat.shape[1]
+        values.append(flat if rows is None else flat[torch.as_tensor(list(rows), dtype=torch.long)])
+    n = len(next(iter(converted.inputs.values()))) if rows is None else len(rows)
+    return columns, categorical, torch.cat(values, dim=1) if values else torch.zeros(n, 0)
+
+
+def standardisation(values: torch.Tensor, columns: Optional[Dict[str, int]] = None):
+    """``(mean, std)`` per column of ``values`` ``(N, width)``; a constant column gets std 1 (no division by 0).
+    ``columns`` (column -> width, in the order of ``values``) names a column whose values overflow float32."""
+    # std of zero columns (categorical inputs only) warns in torch; there is nothing to standardise then.
+    std = values.std(dim=0, unbiased=False) if values.shape[1] else torch.ones(0)
+    std = torch.where(std > 0, std, torch.ones_like(std))
+    mean = values.mean(dim=0)
+    _check_standardisable(columns or {"(numeric inputs)": values.shape[1]}, values, mean, std)
+    return mean, std
+
+
+def _check_standardisable(columns: Dict[str, int], joined: torch.Tensor, mean: torch.Tensor, std: torch.Tensor):
+    """Values finite in float32 can still overflow its mean, spread or ``(x - mean) / std`` (1e38-scale inputs):
+    refuse here, naming the column, instead of a task's logits turning inf later."""
+    finite = torch.isfinite(mean) & torch.isfinite(std) & torch.isfinite((joined - mean) / std).all(dim=0)
+    if bool(finite.all()):
+        return
+    start = 0
+    for column, width in columns.items():
+        if not bool(finite[start:start + width].all()):
+            largest = float(joined[:, start:start + width].abs().max())
+            raise ConverterError(f"input column '{column}': values up to {largest:.3g} overflow float32 when "
+                                 f"standardised (mean, spread or (x - mean) / std is infinite); rescale the "
+                                 f"column (e.g. divide it by a power of ten) before building the project")
+        start += width
