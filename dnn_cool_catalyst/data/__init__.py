@@ -12,7 +12,7 @@ from .converters import ConvertedData, Converters, TaskConverters, ValueConverte
 from .dataset import FlowDataset
 from .inputs import ArrayInput, ImageColumn, ImageInput, InputConverter, NumericInput, load_image
 from .type_guess import TypeGuesser, guess_type
-from .values import (BinaryConverter, CategoryConverter, ContinuousConverter, ConverterError, MultilabelConverter,
+from .class_labels import (BinaryConverter, CategoryConverter, ContinuousConverter, ConverterError, MultilabelConverter,
                      RegressionConverter, TokensConverter, ValueConverter)
 
 __all__ = ["Converters", "ConverterError", "FlowDataset", "ConvertedData", "ValueConverters", "TaskConverters",

@@ -42,7 +42,7 @@ from ..tasks import (BinaryTask, BoundedRegressionTask, ClassificationTask, Mult
 from .finite import require_finite_float32
 from .inputs import INPUT_CONVERTERS, check_missing_mode
 from .type_guess import TypeGuesser
-from .values import OUTPUT_CONVERTERS, ConverterError, _plain
+from .class_labels import OUTPUT_CONVERTERS, ConverterError, _plain
 from ..safe_read import read_json
 
 STATE_VERSION = 1

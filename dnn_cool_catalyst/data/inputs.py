@@ -29,7 +29,7 @@ import torch
 
 from .columns import StoredColumn, stack_rows
 from ..tasks.base import label_key
-from .values import ConverterError, _is_int_text, _plain, as_float, preview
+from .class_labels import ConverterError, _is_int_text, _plain, as_float, preview
 from ..messages import warn_user
 
 
