@@ -9,7 +9,7 @@ import dnn_cool_catalyst
 from dnn_cool_catalyst import errors
 
 OLD_PATHS = {
-    "ConverterError": ["dnn_cool_catalyst.data", "dnn_cool_catalyst.data.values"],
+    "ConverterError": ["dnn_cool_catalyst.data", "dnn_cool_catalyst.data.value_converter"],
     "TaskError": ["dnn_cool_catalyst.tasks", "dnn_cool_catalyst.tasks.base"],
     "FlowDefinitionError": ["dnn_cool_catalyst.flow", "dnn_cool_catalyst.flow.tracing"],
     "RunnerError": ["dnn_cool_catalyst.runners", "dnn_cool_catalyst.runners.errors",

@@ -9,7 +9,7 @@ import torch
 
 from dnn_cool_catalyst import TaskFlow
 from dnn_cool_catalyst.data import Converters
-from dnn_cool_catalyst.data.values import BinaryConverter, CategoryConverter
+from dnn_cool_catalyst.data.class_labels import BinaryConverter, CategoryConverter
 from dnn_cool_catalyst.prediction import predictions_frame
 from dnn_cool_catalyst.tasks import TaskError
 

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from dnn_cool_catalyst.data import ConverterError, Converters
-from dnn_cool_catalyst.data.values import ContinuousConverter, RegressionConverter
+from dnn_cool_catalyst.data.numeric_labels import ContinuousConverter, RegressionConverter
 from dnn_cool_catalyst.runners import RunnerError, artifacts
 
 # run and trained_dir are fixtures: importing them makes pytest use them here.

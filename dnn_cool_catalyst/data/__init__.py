@@ -8,12 +8,15 @@ Example:
     >>> FlowDataset(data)[0]["targets"]
     {'temperature': tensor(-3.5000)}
 """
+from ..errors import ConverterError
+from .class_labels import BinaryConverter, CategoryConverter
 from .converters import ConvertedData, Converters, TaskConverters, ValueConverters
 from .dataset import FlowDataset
 from .inputs import ArrayInput, ImageColumn, ImageInput, InputConverter, NumericInput, load_image
+from .list_labels import MultilabelConverter, TokensConverter
+from .numeric_labels import ContinuousConverter, RegressionConverter
 from .type_guess import TypeGuesser, guess_type
-from .values import (BinaryConverter, CategoryConverter, ContinuousConverter, ConverterError, MultilabelConverter,
-                     RegressionConverter, TokensConverter, ValueConverter)
+from .value_converter import ValueConverter
 
 __all__ = ["Converters", "ConverterError", "FlowDataset", "ConvertedData", "ValueConverters", "TaskConverters",
            "TypeGuesser", "guess_type", "ValueConverter", "BinaryConverter", "CategoryConverter",

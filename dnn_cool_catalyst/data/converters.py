@@ -8,8 +8,11 @@ Three registries, each a plain dict the user can update:
 - ``converters.task``: type name -> ``factory(name, converter) -> Task`` (``type_mapping``), column -> factory
   (``col_mapping``, wins).
 
+The built-in converters come from ``output_types.py`` (outputs, with their tasks) and ``inputs.py`` (inputs).
+
 Fitted state (class names, bounds, vocabularies, token counts, per-column types) can be kept in a JSON file so a
-later run maps labels identically: pass ``state_path``; an existing file is loaded instead of refitting.
+later run maps labels identically: pass ``state_path``; an existing file is loaded instead of refitting (its format
+and checks: ``state_file.py``).
 
 Example:
     >>> import pandas as pd
@@ -25,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import datetime
-import json
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Union
@@ -36,55 +38,17 @@ import torch
 from pandas.api import types as ptypes
 
 from ..atomic import atomic_write_json
-from ..messages import short_repr
-from ..tasks import (BinaryTask, BoundedRegressionTask, ClassificationTask, MultilabelTask, RegressionTask, Task,
-                     TaskError, TokenClassificationTask)
+from ..errors import ConverterError
+from ..tasks import Task, TaskError
+from .cells import plain_value
 from .finite import require_finite_float32
 from .inputs import INPUT_CONVERTERS, check_missing_mode
+from .output_types import DEFAULT_TASKS, OUTPUT_CONVERTERS
+from .state_file import check_round_trip, load_state, stored_entry
 from .type_guess import TypeGuesser
-from .values import OUTPUT_CONVERTERS, ConverterError, _plain
-from ..safe_read import read_json
 
-STATE_VERSION = 1
 #: Output types a guess for an input column maps to the "numeric" input (inputs are never tasks).
 _NUMERIC_GUESSES = ("binary", "category", "continuous", "regression")
-
-
-# -- default task factories (module level so that a Converters object pickles, e.g. for DDP spawn) ------
-
-def binary_task(name: str, converter) -> Task:
-    return BinaryTask(name, labels=getattr(converter, "labels", None), label_kind=getattr(converter, "label_kind", None))
-
-
-def category_task(name: str, converter) -> Task:
-    return ClassificationTask(name, len(converter.class_names), class_names=converter.class_names,
-                              label_kind=getattr(converter, "label_kind", None))
-
-
-def multilabel_task(name: str, converter) -> Task:
-    return MultilabelTask(name, len(converter.class_names), class_names=converter.class_names)
-
-
-def continuous_task(name: str, converter) -> Task:
-    return BoundedRegressionTask(name, lo=converter.lo, hi=converter.hi)
-
-
-def regression_task(name: str, converter) -> Task:
-    return RegressionTask(name)
-
-
-def tokens_task(name: str, converter) -> Task:
-    return TokenClassificationTask(name, converter.n_classes)
-
-
-DEFAULT_TASKS = {
-    "binary": binary_task,
-    "category": category_task,
-    "multilabel": multilabel_task,
-    "continuous": continuous_task,
-    "regression": regression_task,
-    "tokens": tokens_task,
-}
 
 
 class ValueConverters:
@@ -160,7 +124,7 @@ class Converters:
               output_cols: Union[str, Sequence[str]] = (), state_path: Optional[str] = None) -> ConvertedData:
         input_cols, output_cols = _as_list(input_cols, "input_cols"), _as_list(output_cols, "output_cols")
         self._validate_frame(df, input_cols, output_cols)
-        state = _load_state(state_path)
+        state = load_state(state_path)
         columns_state = state["columns"]
         dirty = state_path is not None and not os.path.exists(state_path)
 
@@ -172,7 +136,7 @@ class Converters:
         for column in input_cols:
             series = df[column]
             refuse_dates(series, column, "input")
-            stored = _stored(columns_state, column, "input")
+            stored = stored_entry(columns_state, column, "input")
             type_name, sources[column] = self._resolve_type(series, column, "input", stored)
             converter = self._create(column, type_name, "input")
             if stored is not None and stored.get("type") == type_name and stored.get("state"):
@@ -181,7 +145,7 @@ class Converters:
                 except (ConverterError, KeyError, TypeError, ValueError, AttributeError) as e:
                     raise ConverterError(f"input column '{column}': bad state in {state_path!r}: {e}; delete that "
                                          f"file to refit") from e
-                _check_state_round_trip(converter, stored["state"], column, state_path)
+                check_round_trip(converter, stored["state"], column, state_path)
             else:
                 # Input state (vocabulary, median) comes from this frame's inputs only, never from labels.
                 converter.fit(series, column)
@@ -204,7 +168,7 @@ class Converters:
             if not series.notna().any():
                 raise ConverterError(f"output column '{column}' has no labels (all values are NaN)")
             refuse_dates(series, column, "output")
-            stored = _stored(columns_state, column, "output")
+            stored = stored_entry(columns_state, column, "output")
             type_name, sources[column] = self._resolve_type(series, column, "output", stored)
             converter = self._create(column, type_name, "output")
             if stored is not None:
@@ -213,7 +177,7 @@ class Converters:
                 except (ConverterError, KeyError, TypeError, ValueError) as e:
                     raise ConverterError(f"output column '{column}': bad state in {state_path!r} (field "
                                          f"'columns.{column}.state'): {e}") from e
-                _check_state_round_trip(converter, stored.get("state", {}), column, state_path)
+                check_round_trip(converter, stored.get("state", {}), column, state_path)
             else:
                 converter.fit(series, column)
                 columns_state[column] = {"role": "output", "type": type_name, "state": converter.state_dict()}
@@ -313,7 +277,7 @@ class Converters:
             if not hasattr(converter, "positive_arg"):
                 raise ConverterError(f"converters.positive_class names column '{column}', whose type {type_name!r} "
                                      f"has no positive class (only 'binary' columns do)")
-            converter.positive_arg = _plain(self.positive_class[column])
+            converter.positive_arg = plain_value(self.positive_class[column])
         converter_role = getattr(converter, "role", "output")
         if converter_role != role:
             hint = (" (use 'numeric' for a numeric input, 'categorical' for labels such as strings)"
@@ -336,27 +300,6 @@ def _as_list(cols, name: str) -> List[str]:
         raise ConverterError(f"{name} must be a column name or a list of column names, got {cols!r}") from None
 
 
-def _stored(columns_state: dict, column: str, role: str) -> Optional[dict]:
-    entry = columns_state.get(column)
-    # A column that changed role (input <-> output) is refitted rather than reusing the other role's state.
-    return entry if isinstance(entry, dict) and entry.get("role", role) == role else None
-
-
-def _load_state(state_path: Optional[str]) -> dict:
-    empty = {"version": STATE_VERSION, "columns": {}}
-    if state_path is None or not os.path.exists(state_path):
-        return empty
-    try:
-        state = read_json(state_path)
-    except (OSError, ValueError) as e:  # ValueError: bad UTF-8 / JSON, or beyond the safe_read limits
-        raise ConverterError(f"cannot read converter state file {state_path!r}: {e}; fix or delete it to refit") from e
-    if not isinstance(state, dict) or not isinstance(state.get("columns"), dict):
-        raise ConverterError(f"converter state file {state_path!r} is not a converter state (expected an object "
-                             f"with a 'columns' object); fix or delete it to refit")
-    for column, entry in state["columns"].items():
-        _check_state_entry(state_path, column, entry)
-    return state
-
 
 def refuse_dates(series: pd.Series, column: str, role: str) -> None:
     """Dates have no meaning to a network as such; say what to derive instead of failing obscurely later."""
@@ -369,55 +312,6 @@ def refuse_dates(series: pd.Series, column: str, role: str) -> None:
                              f"numeric columns from it (e.g. df[{column!r}].dt.year, .dt.dayofweek, .dt.month, or "
                              f"elapsed days: (df[{column!r}] - df[{column!r}].min()).dt.days) and use those instead")
 
-
-def _bad_state_field(state_path: str, field: str, expected: str, got) -> ConverterError:
-    shown = short_repr(got)
-    return ConverterError(f"converter state file {state_path!r}: field '{field}' must be {expected}, got {shown}; "
-                          f"fix or delete it to refit")
-
-
-def _check_state_entry(state_path: str, column: str, entry) -> None:
-    # Field by field, so a crafted or damaged file gives our error, not a TypeError deep inside build().
-    where = f"columns.{column}"
-    if not isinstance(entry, dict):
-        raise _bad_state_field(state_path, where, "an object with 'role', 'type' and 'state'", entry)
-    unknown = sorted(set(entry) - {"role", "type", "state"})
-    if unknown:
-        raise _bad_state_field(state_path, f"{where}.{unknown[0]}", "absent (fields are role, type, state)",
-                               entry[unknown[0]])
-    if "role" in entry and entry["role"] not in ("input", "output"):
-        raise _bad_state_field(state_path, f"{where}.role", "'input' or 'output'", entry["role"])
-    if not isinstance(entry.get("type"), str) or not entry["type"]:
-        raise _bad_state_field(state_path, f"{where}.type", "a type name (a string)", entry.get("type"))
-    if not isinstance(entry.get("state", {}), dict):
-        raise _bad_state_field(state_path, f"{where}.state", "an object", entry.get("state"))
-
-
-def _check_state_round_trip(converter, stored: dict, column: str, state_path: Optional[str]) -> None:
-    """Every stored state field must come back unchanged from the loaded converter: load_state_dict may coerce
-    (``"0.3"`` -> 0.3, ``"ab"`` -> ``['a', 'b']``) or ignore fields, and either would silently change the
-    mapping. Fields the file lacks (older versions) are left to the converter's defaults."""
-    loaded = json.loads(json.dumps(converter.state_dict()))
-    for key, value in stored.items():
-        if key not in loaded:
-            raise _bad_state_field(state_path, f"columns.{column}.state.{key}",
-                                   f"absent (the {type(converter).__name__} state has {sorted(loaded)})", value)
-        if not _same_json(value, loaded[key]):
-            raise _bad_state_field(state_path, f"columns.{column}.state.{key}",
-                                   f"like {loaded[key]!r} (as the converter reads it)", value)
-
-
-def _same_json(a, b) -> bool:
-    """Equality of JSON values that does not equate True with 1 or "1" with 1 (1 and 1.0 are equal)."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b
-    if isinstance(a, list) and isinstance(b, list):
-        return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b))
-    if isinstance(a, dict) and isinstance(b, dict):
-        return a.keys() == b.keys() and all(_same_json(a[k], b[k]) for k in a)
-    return type(a) is type(b) and a == b
 
 
 def _check_target(column: str, values, mask, n: int) -> None:

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from .columns import in_memory, reads_per_item, take
 from .converters import ConvertedData
-from .values import ConverterError
+from ..errors import ConverterError
 
 
 class FlowDataset(Dataset):

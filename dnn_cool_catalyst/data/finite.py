@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .values import ConverterError
+from ..errors import ConverterError
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 

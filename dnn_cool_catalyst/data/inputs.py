@@ -29,7 +29,8 @@ import torch
 
 from .columns import StoredColumn, stack_rows
 from ..tasks.base import label_key
-from .values import ConverterError, _is_int_text, _plain, as_float, preview
+from ..errors import ConverterError
+from .cells import as_float, is_int_text, plain_value, preview
 from ..messages import warn_user
 
 
@@ -171,8 +172,9 @@ class ArrayInput(InputConverter):
         stacked = np.stack(arrays) if arrays else np.zeros((0,), dtype=np.float64)
         bad = ~np.isfinite(stacked.reshape(len(arrays), -1)).all(axis=1) if arrays else np.zeros(0, dtype=bool)
         if bad.any():
-            raise ConverterError(f"array input column '{column}': NaN or inf at row "
-                                 f"{_plain(series.index[int(np.flatnonzero(bad)[0])])!r} ({int(bad.sum())} row(s))")
+            first = plain_value(series.index[int(np.flatnonzero(bad)[0])])
+            raise ConverterError(f"array input column '{column}': NaN or inf at row {first!r} ({int(bad.sum())} "
+                                 f"row(s))")
         return torch.from_numpy(stacked.astype(np.float32))
 
     @staticmethod
@@ -254,7 +256,7 @@ class NumericInput(InputConverter):
         bad = ~np.isfinite(floats)
         if bad.any():
             raise ConverterError(f"numeric input column '{column}': infinite value at row "
-                                 f"{_plain(series.index[int(np.flatnonzero(bad)[0])])!r} ({int(bad.sum())} "
+                                 f"{plain_value(series.index[int(np.flatnonzero(bad)[0])])!r} ({int(bad.sum())} "
                                  f"row(s)); inputs must be finite numbers")
         return floats
 
@@ -309,7 +311,7 @@ class CategoricalInput(InputConverter):
         if len(present) == 0:
             raise ConverterError(f"categorical input column '{column}' has no values (all NaN)")
         keys = pd.unique(self._keys(present).to_numpy())
-        ints = all(_is_int_text(k) for k in keys)
+        ints = all(is_int_text(k) for k in keys)
         self.vocab = sorted(keys, key=int) if ints else sorted(keys)
         return self
 

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
 
-from .values import ConverterError
+from ..errors import ConverterError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 MAX_CATEGORY_INTS = 20
