@@ -189,7 +189,7 @@ def hand_side(runner, epochs: int, device, batch_size: int):
 
 
 def runner_side(runner, epochs: int, device, batch_size: int, interpretation_k: int = 5):
-    from dnn_cool_catalyst import compat
+    from dnn_cool_catalyst.training.engine import default_engine
 
     runner.interpretation_k = interpretation_k  # 0: no best/worst samples published per validation pass
     placed = {split: runner._placed_loader(runner.split_loader(split, shuffle=split == "train"), device)
@@ -197,7 +197,7 @@ def runner_side(runner, epochs: int, device, batch_size: int, interpretation_k: 
     data = _data_only(lambda: (_to(b, device) for b in placed["train"]),
                       lambda: (_to(b, device) for b in placed["valid"]), device, epochs)
     start, cpu = time.perf_counter(), _cpu_seconds()
-    runner.train(num_epochs=epochs, early_stopping_patience=epochs + 1, engine=compat.default_engine(device))
+    runner.train(num_epochs=epochs, early_stopping_patience=epochs + 1, engine=default_engine(device))
     _sync(device)
     return (time.perf_counter() - start) / epochs, (_cpu_seconds() - cpu) / epochs, data
 
@@ -213,7 +213,7 @@ def paired_side(runner, epochs: int, device, batch_size: int, interpretation_k: 
 
     from catalyst import dl
 
-    from dnn_cool_catalyst import compat
+    from dnn_cool_catalyst.training.engine import default_engine
 
     runner.interpretation_k = interpretation_k
     runner._materialize()
@@ -247,7 +247,7 @@ def paired_side(runner, epochs: int, device, batch_size: int, interpretation_k: 
             _sync(device)
             self._close()
 
-    runner.train(num_epochs=epochs, early_stopping_patience=epochs + 1, engine=compat.default_engine(device),
+    runner.train(num_epochs=epochs, early_stopping_patience=epochs + 1, engine=default_engine(device),
                  callbacks={"paired_limit": PairedLimit()}, **train_kwargs)
     return pairs
 

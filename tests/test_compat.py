@@ -20,6 +20,7 @@ from catalyst import dl
 from catalyst.utils import load_checkpoint, pack_checkpoint, save_checkpoint
 
 from dnn_cool_catalyst import compat
+from dnn_cool_catalyst.training.engine import default_engine, scheduler_callbacks
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -32,7 +33,7 @@ def _plain_cpu_engine():
     """``dl.CPUEngine()`` itself (no ``compat.apply``). On a CUDA machine an earlier test may have left accelerate's
     process-wide state on the GPU, which ``CPUEngine`` refuses: that state is reset first (what default_engine
     does)."""
-    compat._reset_conflicting_accelerate_state("cpu", "no")
+    compat.accelerate.reset_conflicting_state("cpu", "no")
     return dl.CPUEngine()
 
 
@@ -56,7 +57,7 @@ def test_apply_is_idempotent():
     assert compat.apply() == []
     assert (DataParallelEngine.prepare_model, auc_module.all_gather, supervised.TorchScheduler) == before
     # catalyst 22.4 on torch 2.x needs every patch, except the CPU-DDP one on accelerate < 1 (0.28-0.33 need none)
-    needed = set(compat.PATCHES) - (set() if compat._cpu_ddp_needs_cpu_flag() else {"ddp_cpu_processes"})
+    needed = set(compat.PATCHES) - (set() if compat.accelerate._cpu_ddp_needs_cpu_flag() else {"ddp_cpu_processes"})
     assert compat.applied() == needed
     for name in needed:
         assert compat.original(name) is not None
@@ -96,7 +97,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, outdir: str) -> None:
 
         compat.apply()  # spawned processes import everything afresh: they must patch too
         result["repointed"] = all(
-            importlib.import_module(name).all_gather is compat.all_gather
+            importlib.import_module(name).all_gather is compat.distributed.all_gather
             for name in ("catalyst.utils", "catalyst.utils.distributed", "catalyst.metrics._auc",
                          "catalyst.metrics._classification", "catalyst.metrics._confusion_matrix")
         )
@@ -151,7 +152,7 @@ def test_all_gather_under_cpu_ddp(tmp_path):
 
 
 def test_all_gather_without_process_group():
-    assert compat.all_gather({"a": 1}) == [{"a": 1}]
+    assert compat.distributed.all_gather({"a": 1}) == [{"a": 1}]
 
 
 # ------------------------------------------------------------------------------------------------ 3. schedulers
@@ -163,7 +164,7 @@ def _train_once(tmp_path, scheduler_factory, engine=None, num_epochs=1, callback
     runner = dl.SupervisedRunner()
     runner.train(
         model=model,
-        engine=engine or compat.default_engine(),
+        engine=engine or default_engine(),
         criterion=nn.CrossEntropyLoss(),
         optimizer=optimizer,
         scheduler=scheduler,
@@ -197,18 +198,18 @@ def test_torch2_scheduler_not_recognised_without_patch(tmp_path, monkeypatch):
 
 def test_default_engine_cpu_trains_and_steps_scheduler(tmp_path):
     if not torch.cuda.is_available():
-        assert type(compat.default_engine()) is dl.CPUEngine
-    assert type(compat.default_engine("cpu")) is dl.CPUEngine
-    assert type(compat.default_engine(torch.device("cpu"))) is dl.CPUEngine
+        assert type(default_engine()) is dl.CPUEngine
+    assert type(default_engine("cpu")) is dl.CPUEngine
+    assert type(default_engine(torch.device("cpu"))) is dl.CPUEngine
     with pytest.raises(ValueError):
-        compat.default_engine("meta")
+        default_engine("meta")
     if not torch.cuda.is_available():
         with pytest.raises(RuntimeError):
-            compat.default_engine("cuda")
+            default_engine("cuda")
 
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # engine_xla_enum: no DistributedType.TPU warning
-        runner, optimizer = _train_once(tmp_path, _step_lr, engine=compat.default_engine("cpu"))
+        runner, optimizer = _train_once(tmp_path, _step_lr, engine=default_engine("cpu"))
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.05)
     assert runner.epoch_metrics["_epoch_"]["lr"] == pytest.approx(0.05)
     assert set(runner.epoch_metrics) == {"_epoch_", "train", "valid"}
@@ -223,9 +224,9 @@ def test_default_engine_resets_conflicting_accelerate_state():
     with pytest.raises(ValueError, match="already been initialized"):
         dl.CPUEngine(mixed_precision="bf16")
     try:
-        assert compat.default_engine("cpu", mixed_precision="bf16").mixed_precision == "bf16"
+        assert default_engine("cpu", mixed_precision="bf16").mixed_precision == "bf16"
     finally:
-        engine = compat.default_engine("cpu")  # back to fp32 for the other tests
+        engine = default_engine("cpu")  # back to fp32 for the other tests
     assert engine.mixed_precision == "no" and engine.device.type == "cpu"
 
 
@@ -235,15 +236,15 @@ def test_scheduler_callbacks_helper():
     def optimizer():
         return torch.optim.SGD(nn.Linear(1, 1).parameters(), lr=0.1)
 
-    assert compat.scheduler_callbacks(None) == {}
-    step = compat.scheduler_callbacks(_step_lr(optimizer()))["_scheduler"]
+    assert scheduler_callbacks(None) == {}
+    step = scheduler_callbacks(_step_lr(optimizer()))["_scheduler"]
     assert isinstance(step, SchedulerCallback) and step.mode == "epoch"
     one_cycle = torch.optim.lr_scheduler.OneCycleLR(optimizer(), max_lr=0.1, total_steps=10)
-    assert compat.scheduler_callbacks(one_cycle)["_scheduler"].mode == "batch"
+    assert scheduler_callbacks(one_cycle)["_scheduler"].mode == "batch"
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer())
     with pytest.raises(ValueError):
-        compat.scheduler_callbacks(plateau)
-    callback = compat.scheduler_callbacks(plateau, loader_key="valid", metric_key="loss")["_scheduler"]
+        scheduler_callbacks(plateau)
+    callback = scheduler_callbacks(plateau, loader_key="valid", metric_key="loss")["_scheduler"]
     assert (callback.loader_key, callback.metric_key) == ("valid", "loss")
 
 

@@ -12,6 +12,7 @@ from catalyst import dl
 from torch.utils.data import DataLoader, TensorDataset
 
 from dnn_cool_catalyst import compat
+from dnn_cool_catalyst.training.engine import default_engine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAJOR = int(accelerate.__version__.split(".")[0])
@@ -23,7 +24,7 @@ def test_the_patches_that_accelerate_1_needs_are_applied_there():
     if MAJOR >= 1:
         assert {"engine_xla_enum", "ddp_cpu_processes", "loader_wrapper_attributes"} <= applied
     # the CPU-DDP fix is needed exactly where accelerate wants Accelerator(cpu=True) for a CPU process group
-    assert ("ddp_cpu_processes" in applied) == compat._cpu_ddp_needs_cpu_flag()
+    assert ("ddp_cpu_processes" in applied) == compat.accelerate._cpu_ddp_needs_cpu_flag()
     assert compat.apply() == []  # idempotent
 
 
@@ -46,7 +47,7 @@ def test_overfit_runs(tmp_path):
 
     runner = dl.SupervisedRunner()
     runner.train(model=model, criterion=torch.nn.CrossEntropyLoss(), optimizer=torch.optim.SGD(model.parameters(), 0.1),
-                 loaders=loaders, num_epochs=1, overfit=True, engine=compat.default_engine("cpu"),
+                 loaders=loaders, num_epochs=1, overfit=True, engine=default_engine("cpu"),
                  callbacks=[CountBatches()], logdir=str(tmp_path), verbose=False)
     assert seen == [("train", 8)] * 8 + [("valid", 8)] * 8
 
@@ -88,7 +89,7 @@ def test_zero_grad_asks_the_signature_once_and_behaves_as_accelerate(monkeypatch
 
     compat.apply()
     assert "accelerate_zero_grad_signature" in compat.applied()
-    monkeypatch.setattr(compat, "_TAKES_SET_TO_NONE", {})  # earlier tests may have asked about SGD already
+    monkeypatch.setattr(compat.accelerate, "_TAKES_SET_TO_NONE", {})  # earlier tests may have asked about SGD already
     asked = []
     signature = inspect.signature
     monkeypatch.setattr(inspect, "signature", 
@@ -100,7 +101,7 @@ def test_zero_grad_asks_the_signature_once_and_behaves_as_accelerate(monkeypatch
         def zero_grad(self):  # an old-style optimizer
             super().zero_grad(set_to_none=False)
 
-    engine = compat.default_engine("cpu")
+    engine = default_engine("cpu")
     for make, after_default in ((torch.optim.SGD, None), (NoSetToNone, 0.0)):
         wrapped = engine.prepare(make([weight], lr=0.1))
         assert isinstance(wrapped, AcceleratedOptimizer)

@@ -15,7 +15,8 @@ import torch.multiprocessing as mp
 from catalyst import dl
 from torch.utils.data import DataLoader
 
-from dnn_cool_catalyst import Project, compat
+from dnn_cool_catalyst import Project
+from dnn_cool_catalyst.training.engine import default_engine
 from dnn_cool_catalyst.parallel import (PaddingMarkedSubset, ShardedBatchSampler, epoch_permutation, gather_samples,
                                         reshard_loader)
 from dnn_cool_catalyst.runners import artifacts
@@ -144,7 +145,7 @@ def single_and_ddp(tmp_path_factory):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     # Both on the CPU on any machine: gloo, and cpu=True so that accelerate does not pick cuda:<rank> (a one-GPU
     # machine has no cuda:1).
-    single = build_runner(tmp_path_factory.mktemp("single"), engine=compat.default_engine("cpu"))
+    single = build_runner(tmp_path_factory.mktemp("single"), engine=default_engine("cpu"))
     single_tables = run_pipeline(single)
     engine = dl.DistributedDataParallelEngine(port=free_port(), world_size=2, num_node_workers=2,
                                               process_group_kwargs={"backend": "gloo"}, cpu=True)

@@ -129,13 +129,13 @@ def test_an_optimizer_without_the_log_variances_is_warned_about(tmp_path):
 
 def test_ddp_learns_the_same_uncertainty_weights_as_one_process(tmp_path):
     from catalyst import dl
-    from dnn_cool_catalyst import compat
+    from dnn_cool_catalyst.training.engine import default_engine
     from test_ddp import free_port
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     runs = {}
     # Both on the CPU on any machine (gloo; cpu=True so that a one-GPU machine is not asked for cuda:1).
-    for name, engine in (("single", compat.default_engine("cpu")),
+    for name, engine in (("single", default_engine("cpu")),
                          ("ddp", dl.DistributedDataParallelEngine(port=free_port(), world_size=2, num_node_workers=2,
                                                                   process_group_kwargs={"backend": "gloo"},
                                                                   cpu=True))):

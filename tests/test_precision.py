@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from dnn_cool_catalyst import Project, compat
+from dnn_cool_catalyst import Project
+from dnn_cool_catalyst.training.engine import default_engine
 from dnn_cool_catalyst.callbacks.criterion import FlowCriterionCallback
 from dnn_cool_catalyst.callbacks.nan_guard import NanGuardCallback
 from dnn_cool_catalyst.runners import DnnCoolSupervisedRunner
@@ -24,12 +25,12 @@ def build_runner(project_dir, **kwargs):
 @pytest.fixture
 def restore_fp32_engine():
     yield
-    compat.default_engine("cpu")  # accelerate's process-wide state back to fp32 for the other tests
+    default_engine("cpu")  # accelerate's process-wide state back to fp32 for the other tests
 
 
 @pytest.mark.parametrize("precision, dtype", [("bf16", torch.bfloat16), ("fp16", torch.float16)])
 def test_mixed_precision_cpu_run_trains_without_nan(tmp_path, restore_fp32_engine, precision, dtype):
-    runner = build_runner(tmp_path, engine=compat.default_engine("cpu", mixed_precision=precision))
+    runner = build_runner(tmp_path, engine=default_engine("cpu", mixed_precision=precision))
     runner._materialize()  # lazy heads get their shapes in a plain fp32 pass, before training
     seen = set()
     runner.model.trunk[0].register_forward_hook(lambda module, args, out: seen.add(out.dtype))

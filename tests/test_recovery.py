@@ -286,7 +286,7 @@ def test_inference_outputs_with_pickled_objects_are_refused(trained):
 
 
 # Unpickling that is not about files: DDP peers exchange metric states in memory (trusted processes of one job).
-IN_MEMORY_PICKLE = {("compat.py", "all_gather")}
+IN_MEMORY_PICKLE = {("distributed.py", "all_gather")}
 
 
 def _unsafe_loads(tree, filename):

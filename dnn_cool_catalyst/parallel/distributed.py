@@ -2,8 +2,8 @@
 
 Every function works without a process group (one process: rank 0 of a world of 1), so callers never branch on
 "is this distributed?" themselves. Collectives run on the device the process group supports (CPU tensors for gloo,
-CUDA for nccl; see :func:`dnn_cool_catalyst.compat._collective_device`) and results come back on the caller's
-device.
+CUDA for nccl; see :func:`dnn_cool_catalyst.compat.distributed.collective_device`) and results come back on the
+caller's device.
 
 Example:
     >>> import torch
@@ -21,7 +21,7 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.distributed as dist
 
-from .. import compat
+from ..compat.distributed import all_gather, collective_device
 
 
 def world() -> Tuple[int, int]:
@@ -43,7 +43,7 @@ def is_rank_zero() -> bool:
 def _all_reduce(tensor: torch.Tensor, op) -> torch.Tensor:
     if world_size() == 1:
         return tensor
-    buffer = tensor.detach().to(compat._collective_device(tensor), copy=True)
+    buffer = tensor.detach().to(collective_device(tensor), copy=True)
     dist.all_reduce(buffer, op=op)
     return buffer.to(tensor.device)
 
@@ -70,7 +70,7 @@ def gather_samples(fields: Dict[str, torch.Tensor], key: torch.Tensor,
     keep = torch.ones_like(key, dtype=torch.bool) if valid is None else valid.bool()
     local = {name: value.detach()[keep.to(value.device)].cpu() for name, value in fields.items()}
     local_key = key[keep.to(key.device)].cpu()
-    parts = compat.all_gather((local_key, local)) if world_size() > 1 else [(local_key, local)]
+    parts = all_gather((local_key, local)) if world_size() > 1 else [(local_key, local)]
     keys = torch.cat([part[0] for part in parts])
     # A stable sort over rank-ordered rows: among duplicates of a key the lowest rank's row comes first.
     order = torch.sort(keys, stable=True).indices

@@ -15,6 +15,7 @@ from ..interpretation.samples import SampleSource
 from ..parallel import gather_samples
 from ..kept_batches import keep
 from ..parallel import world as parallel_world
+from ..training.engine import is_ddp
 from . import artifacts, task_selection
 from .errors import RunnerError
 from .lock import run_lock
@@ -92,7 +93,7 @@ class InferenceMixin:
 
     def _infer_job_or_local(self, splits, checkpoint: str, verbose: bool, engine) -> dict:
         engine = engine or self._engine_arg
-        if _is_ddp(engine):
+        if is_ddp(engine):
             self._infer_job = (engine, splits, checkpoint)
             try:
                 engine.spawn(self._infer_local)
@@ -229,12 +230,6 @@ def to_device(inputs, device, non_blocking: bool = False):
     if isinstance(inputs, dict):
         return {k: to_device(v, device, non_blocking) for k, v in inputs.items()}
     return inputs.to(device, non_blocking=non_blocking) if isinstance(inputs, torch.Tensor) else inputs
-
-
-def _is_ddp(engine) -> bool:
-    from catalyst.engines.torch import DistributedDataParallelEngine
-
-    return isinstance(engine, DistributedDataParallelEngine)
 
 
 def _gather_split(stored, valid, split_indices) -> Dict[str, Dict[str, torch.Tensor]]:

@@ -22,6 +22,7 @@ from ..parallel import (REDUCTION_KEY, BatchedSubset, ShardedBatchSampler, autoc
                         balanced_forward, collate_batch, reshard_loader)
 from ..signatures import forwards_kwargs
 from ..tasks.base import TaskError
+from ..training.engine import default_engine, global_rank, scheduler_callbacks
 from . import device_data as placement
 from . import compiled_step, dev_subset, fitted
 from . import task_selection as task_selection_of
@@ -309,9 +310,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         """Whether this process writes the run directory: rank 0 inside a process group; outside one, the
         launching process, unless it launches a later node of a multi-node DDP run (engine's
         ``workers_dist_rank`` > 0: node 0 writes)."""
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            return torch.distributed.get_rank() == 0
-        return getattr(self._engine_arg, "_workers_global_rank", 0) == 0
+        return global_rank(self._engine_arg) == 0
 
     def _balanced(self) -> bool:
         model = self.model
@@ -500,8 +499,8 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
                                                        metric_key=monitored, minimize=minimize,
                                                        baselines=self._valid_baselines()),
             # Same order as the checkpoint: listed first so the scheduler steps before its state is saved.
-            **compat.scheduler_callbacks(scheduler, mode=scheduler_interval(scheduler), loader_key="valid",
-                                         metric_key=monitored),
+            **scheduler_callbacks(scheduler, mode=scheduler_interval(scheduler), loader_key="valid",
+                                  metric_key=monitored),
             # Also before the checkpoint, whose files carry each task's best epoch.
             **({"_task_checkpoints": TaskCheckpointCallback(self.flow, self.checkpoint_dir, loader_key="valid")}
                if task_selection else {}),
@@ -516,7 +515,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
             callbacks.setdefault(key, callback)
         loggers = kwargs.pop("loggers", None) or {
             "tensorboard": FlowTensorboardLogger(logdir=self.tensorboard_dir)}
-        engine = kwargs.pop("engine", None) or self._engine_arg or compat.default_engine()
+        engine = kwargs.pop("engine", None) or self._engine_arg or default_engine()
         super().train(loaders=loaders, model=self.model, engine=engine, criterion=self.flow_loss,
                       optimizer=optimizer, scheduler=scheduler, callbacks=callbacks, loggers=loggers,
                       num_epochs=num_epochs, logdir=self.run_dir, valid_loader="valid", valid_metric=monitored,
