@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 
 from .flow.module import decode_condition_sources
-from .metrics import TaskMetric
+from .measures.metrics import TaskMetric
 from .tasks.base import broadcast_to_elements
 from .messages import warn_user
 

@@ -122,7 +122,7 @@ class TaskFlow:
         return PerSampleLoss(self.graph)
 
     def get_metrics(self):
-        """Accumulating metrics (:class:`~dnn_cool_catalyst.metrics.FlowMetrics`): ``update(outputs, batch)`` per
+        """Accumulating metrics (:class:`~dnn_cool_catalyst.measures.metrics.FlowMetrics`): ``update(outputs, batch)`` per
         batch adds each task's sufficient statistics over its valid samples; ``compute()`` →
         ``{task: {metric: value}}`` over everything seen since ``reset()``.
 
@@ -146,7 +146,7 @@ class TaskFlow:
             >>> metrics.compute()["door_locked"]
             {'accuracy': 1.0, 'f1': 1.0, 'precision': 1.0, 'recall': 1.0}
         """
-        from ..metrics import FlowMetrics
+        from ..measures.metrics import FlowMetrics
 
         return FlowMetrics(self.graph)
 

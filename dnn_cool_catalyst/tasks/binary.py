@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .. import metrics as M
+from ..measures import metrics as M
 from .base import Task, TaskError, label_key, logit_of, majority_share
 from .labels import check_kind, find_label, kind_of_keys, mismatch_hint, typed_labels
 

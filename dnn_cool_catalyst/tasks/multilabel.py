@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .. import metrics as M
+from ..measures import metrics as M
 from .base import Task, TaskError, class_labels, logit_of, resolve_class
 
 

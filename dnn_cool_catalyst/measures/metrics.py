@@ -18,9 +18,9 @@ from typing import Dict
 
 import torch
 
-from .kept_batches import JOIN_EVERY
-from .parallel.precision import at_least_float32
-from .tasks.base import sample_mask
+from ..kept_batches import JOIN_EVERY
+from ..parallel.precision import at_least_float32
+from ..tasks.base import sample_mask
 
 STATS_DTYPE = torch.float64
 
@@ -238,7 +238,7 @@ class FlowMetrics:
     def update(self, outputs, batch, masks=None) -> None:
         """Add one batch. Its statistics are computed with later batches' (at the latest by :meth:`compute`,
         :meth:`sync` or :meth:`flush`), so decoding settings such as thresholds must not change in between."""
-        from .flow.batch import batch_labels, ground_truth_masks, output_logits
+        from ..flow.batch import batch_labels, ground_truth_masks, output_logits
 
         labels = batch_labels(self.graph, batch)
         targets = labels[0]
@@ -290,7 +290,7 @@ class FlowMetrics:
     def _fusable_binary(self, logits, targets, masks) -> list:
         """Plain binary tasks with one label per sample, when there are several: their statistics are computed
         together (many tasks would otherwise cost a dozen small kernels each, per batch)."""
-        from .tasks.binary import BinaryTask
+        from ..tasks.binary import BinaryTask
 
         names = [name for name, metric in self.metrics.items()
                  if isinstance(metric.task, BinaryTask) and type(metric.task).metric_stats is BinaryTask.metric_stats
@@ -328,7 +328,7 @@ class FlowMetrics:
         one sum over all states packed together. Padding a distributed sampler adds carries no available label,
         so it is in no statistic and nothing needs de-duplicating here.
         """
-        from .parallel.distributed import all_reduce_max, all_reduce_sum, world_size
+        from ..parallel.distributed import all_reduce_max, all_reduce_sum, world_size
 
         self.flush()
         if world_size() == 1:
