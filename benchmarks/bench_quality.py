@@ -75,7 +75,7 @@ def baselines(kind: str, table, seed: int):
 def ground_truth_masks(flow, data) -> dict:
     """Per task, over every row: label present and condition holding on the labels (what the library trains,
     tunes and measures on)."""
-    from dnn_cool_catalyst.evaluation import split_masks
+    from dnn_cool_catalyst.measures.evaluation import split_masks
     from dnn_cool_catalyst.tasks.base import sample_mask
 
     names = list(flow.tasks)

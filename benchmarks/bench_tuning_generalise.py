@@ -29,7 +29,7 @@ import torch
 
 # Runnable from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from dnn_cool_catalyst.evaluation import split_masks  # noqa: E402
+from dnn_cool_catalyst.measures.evaluation import split_masks  # noqa: E402
 from dnn_cool_catalyst.tasks import BinaryTask, MultilabelTask  # noqa: E402
 from dnn_cool_catalyst.tuning import best_threshold, metric_curve, sweep  # noqa: E402
 

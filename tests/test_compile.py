@@ -278,7 +278,7 @@ def test_model_error_under_compile_is_the_eager_error(tmp_path):
 
 
 def test_dataparallel_and_ddp_train_eagerly():
-    from dnn_cool_catalyst.losses import FlowLoss
+    from dnn_cool_catalyst.measures.losses import FlowLoss
 
     model = torch.nn.Linear(2, 2)
     flow_loss = FlowLoss.__new__(FlowLoss)  # only its type matters here

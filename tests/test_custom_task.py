@@ -2,7 +2,7 @@
 import torch
 
 from dnn_cool_catalyst import BinaryTask, TaskFlow
-from dnn_cool_catalyst.metrics import safe_div
+from dnn_cool_catalyst.functional.metrics import safe_div
 from dnn_cool_catalyst.tasks import Task
 from helpers import bits
 

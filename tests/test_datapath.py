@@ -253,7 +253,7 @@ def test_readme_data_path_example_runs(tmp_path, monkeypatch, capsys):
 
 def test_fused_binary_statistics_equal_per_task_statistics():
     from dnn_cool_catalyst import BinaryTask, ClassificationTask, TaskFlow
-    from dnn_cool_catalyst.metrics import FlowMetrics, TaskMetric
+    from dnn_cool_catalyst.measures.metrics import FlowMetrics, TaskMetric
 
     tasks = [BinaryTask("a", 4), BinaryTask("b", 4, threshold=0.7), BinaryTask("c", 4),
              ClassificationTask("k", 3, in_features=4)]

@@ -6,7 +6,7 @@ from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, preci
 
 from dnn_cool_catalyst import (BinaryTask, ClassificationTask, MultilabelTask, RegressionTask, TaskFlow,
                                TokenClassificationTask)
-from dnn_cool_catalyst.metrics import TaskMetric
+from dnn_cool_catalyst.measures.metrics import TaskMetric
 
 
 def batches(n_batches=5, n=16, seed=0):

@@ -13,7 +13,7 @@ from catalyst import dl
 from dnn_cool_catalyst import Project
 from dnn_cool_catalyst.callbacks.checkpoint import read_checkpoint
 from dnn_cool_catalyst.callbacks.selection import ModelSelectionCallback, selection_key, task_mean
-from dnn_cool_catalyst.evaluation import tune_flow
+from dnn_cool_catalyst.measures.evaluation import tune_flow
 from dnn_cool_catalyst.runners import RunnerError
 from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
 

@@ -9,7 +9,7 @@ from sklearn.metrics import precision_score, recall_score
 from tensorboardX import SummaryWriter
 
 from dnn_cool_catalyst import BinaryTask, ClassificationTask, MultilabelTask, RegressionTask, TaskFlow
-from dnn_cool_catalyst.evaluation import tune_flow
+from dnn_cool_catalyst.measures.evaluation import tune_flow
 from dnn_cool_catalyst.interpretation import log_pr_curves, mark_tuned_points, precision_recall_at
 from helpers import read_summaries
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_score, recall_score
 
-from dnn_cool_catalyst import tuning
+from dnn_cool_catalyst.tuning import thresholds as tuning
 from dnn_cool_catalyst.tuning import METRICS, ThresholdResult, best_threshold, best_thresholds, metric_curve, sweep
 
 MIN_RECALL = 0.6
@@ -229,7 +229,7 @@ def test_move_on_a_clear_gain():
 def test_guard_tests_the_gain_of_each_metric(seed, metric):
     """The move gains on validation exactly when the crossed samples' favourable share beats the neutral share
     the p-value is computed under, so p < 1/2 for a gain (the test's direction is the metric's own)."""
-    from dnn_cool_catalyst.threshold_guard import discordant, neutral_share
+    from dnn_cool_catalyst.tuning.guard import discordant, neutral_share
 
     scores, labels = random_case(seed + 3)
     if len(np.unique(labels)) < 2:

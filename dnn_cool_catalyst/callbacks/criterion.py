@@ -8,7 +8,7 @@ from catalyst.core.callback import CallbackOrder, ICriterionCallback
 
 from ..flow.batch import ELEMENT_LOSSES_KEY, shared_ground_truth_masks
 from ..kept_batches import keep
-from ..losses import FlowLoss
+from ..measures.losses import FlowLoss
 from ..parallel.distributed import all_reduce_sum, world_size
 from ..parallel.replicas import REDUCTION_KEY
 
@@ -36,9 +36,9 @@ class FlowCriterionCallback(ICriterionCallback):
     at loader end and equal the single-process values.
 
 
-    ``weights`` is ``loss_weights`` (see :class:`~dnn_cool_catalyst.losses.FlowLoss`), validated here; or pass the
-    ``loss_fn`` to use (the runner passes its criterion, whose learned uncertainty weights the optimizer updates
-    and the checkpoints hold).
+    ``weights`` is ``loss_weights`` (see :class:`~dnn_cool_catalyst.measures.losses.FlowLoss`), validated here; or
+    pass the ``loss_fn`` to use (the runner passes its criterion, whose learned uncertainty weights the optimizer
+    updates and the checkpoints hold).
     """
 
     #: On the CPU, reading a value waits for nothing: each batch's row of sums is built from numbers. False keeps

@@ -11,6 +11,10 @@ from .graph import CompiledGraph, FlowGraph
 from .module import FlowModule, decoded_gating_masks
 from .tracing import FlowDefinitionError, trace
 
+# measures/ (loss, metrics, evaluation) and explain import flow.batch / flow.graph, and importing those runs this
+# package's __init__, which imports this module: a top-level import of them here would be a cycle, so the get_*
+# methods import them when called.
+
 
 class TaskFlow:
     """A flow of tasks with preconditions, traced once.
@@ -64,7 +68,7 @@ class TaskFlow:
 
     def get_loss(self, weights=None):
         """The masked multi-task loss (an nn.Module); ``weights``: ``None`` (every task 1.0), a dict of fixed
-        weights by task name or path, or ``"uncertainty"`` (see :class:`~dnn_cool_catalyst.losses.FlowLoss`).
+        weights by task name or path, or ``"uncertainty"`` (see :class:`~dnn_cool_catalyst.measures.losses.FlowLoss`).
 
         ``loss(outputs, batch)`` is a scalar tensor: the weighted sum over tasks of each task's mean loss over the
         samples where it is labelled and its precondition holds (a task with no such sample adds nothing).
@@ -88,7 +92,7 @@ class TaskFlow:
             >>> loss.shape, round(float(loss), 4)
             (torch.Size([]), 0.6147)
         """
-        from ..losses import FlowLoss
+        from ..measures.losses import FlowLoss
 
         return FlowLoss(self.graph, weights)
 
@@ -96,7 +100,7 @@ class TaskFlow:
         """``per_sample(outputs, batch)`` → ``{task: {"loss", "index"}, "overall": {"loss", "index"}}``: the loss of
         every sample where the task is valid (``index``: the batch's ``"index"`` entry when present, else the
         position in the batch) and ``overall``, the per-sample sum over tasks (see
-        :class:`~dnn_cool_catalyst.losses.PerSampleLoss`); what ``worst_examples`` ranks.
+        :class:`~dnn_cool_catalyst.measures.losses.PerSampleLoss`); what ``worst_examples`` ranks.
 
         Example (the batch layout every flow object reads: ``targets`` and ``available`` per task name, and the
         model's ``{"logits": {task: tensor}}``; here door_locked is only asked when the door is closed):
@@ -117,13 +121,13 @@ class TaskFlow:
             >>> per_sample["door_locked"]["index"].tolist(), per_sample["overall"]["loss"].shape
             ([1, 2], torch.Size([4]))
         """
-        from ..losses import PerSampleLoss
+        from ..measures.losses import PerSampleLoss
 
         return PerSampleLoss(self.graph)
 
     def get_metrics(self):
-        """Accumulating metrics (:class:`~dnn_cool_catalyst.metrics.FlowMetrics`): ``update(outputs, batch)`` per
-        batch adds each task's sufficient statistics over its valid samples; ``compute()`` →
+        """Accumulating metrics (:class:`~dnn_cool_catalyst.measures.metrics.FlowMetrics`): ``update(outputs,
+        batch)`` per batch adds each task's sufficient statistics over its valid samples; ``compute()`` →
         ``{task: {metric: value}}`` over everything seen since ``reset()``.
 
         Example (the batch layout every flow object reads: ``targets`` and ``available`` per task name, and the
@@ -146,13 +150,13 @@ class TaskFlow:
             >>> metrics.compute()["door_locked"]
             {'accuracy': 1.0, 'f1': 1.0, 'precision': 1.0, 'recall': 1.0}
         """
-        from ..metrics import FlowMetrics
+        from ..measures.metrics import FlowMetrics
 
         return FlowMetrics(self.graph)
 
     def get_evaluator(self):
         """``evaluate(logits, targets, available, gating="gt"|"decoded")`` → per-task metrics DataFrame."""
-        from ..evaluation import Evaluator
+        from ..measures.evaluation import Evaluator
 
         return Evaluator(self)
 

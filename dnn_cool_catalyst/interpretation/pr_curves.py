@@ -17,7 +17,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 import numpy as np
 import torch
 
-from ..evaluation import split_masks
+from ..measures.evaluation import split_masks
 
 
 def precision_recall_at(scores: np.ndarray, labels: np.ndarray, threshold: float) -> Dict[str, float]:
@@ -87,8 +87,9 @@ def log_pr_curves(writer, flow, stored: Mapping[str, Mapping[str, torch.Tensor]]
 
 
 def mark_tuned_points(flow, logits, targets, available, report: dict) -> dict:
-    """Add ``precision`` and ``recall`` at the tuned threshold to each entry of a :func:`~..evaluation.tune_flow`
-    report (the entries of a per-class task are in class order), computed on the same gated samples."""
+    """Add ``precision`` and ``recall`` at the tuned threshold to each entry of a
+    :func:`~..measures.evaluation.tune_flow` report (the entries of a per-class task are in class order), computed on
+    the same gated samples."""
     masks = split_masks(flow, logits, targets, available, "gt")
     activations = {name: task.activation(logits[name]) for name, task in flow.tasks.items()}
     curves = {leaf.path: task_curves for leaf, task_curves in _task_curves(flow, activations, targets, masks)}

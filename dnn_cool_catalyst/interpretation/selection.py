@@ -1,6 +1,6 @@
 """Per-sample losses over a loader, and the best and worst samples per task.
 
-Losses are those of :class:`~dnn_cool_catalyst.losses.PerSampleLoss` (ground-truth gating): a task's loss of a
+Losses are those of :class:`~dnn_cool_catalyst.measures.losses.PerSampleLoss` (ground-truth gating): a task's loss of a
 sample where the task is valid, and ``overall``, the sum over tasks, for samples where any task is valid. Each
 sample is identified by its *dataset* index (``batch["index"]``), so shuffled loaders and subsets are fine.
 

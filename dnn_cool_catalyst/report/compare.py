@@ -7,7 +7,7 @@ from typing import List, Optional
 
 import pandas as pd
 
-from ..evaluation import GATINGS
+from ..measures.evaluation import GATINGS
 from .configs import differing_keys
 from .experiments import Experiment, evaluation_name, find_experiments, load_experiment
 

@@ -24,7 +24,7 @@ from typing import List, Optional
 import pandas as pd
 
 from ..errors import UnsafeFileError
-from ..evaluation import COLUMNS
+from ..measures.evaluation import COLUMNS
 from ..runners.lock import LOCK_NAME, MAX_PID, is_stale, read_holder
 from ..runners.run_config import RUN_CONFIG_FILE, read_run_config
 from ..safe_read import read_csv, read_json

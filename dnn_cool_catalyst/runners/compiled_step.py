@@ -30,7 +30,7 @@ import torch
 
 from ..callbacks.criterion import STEP_TERMS_KEY
 from ..flow.batch import ELEMENT_LOSSES_KEY, GROUND_TRUTH_MASKS_KEY, ground_truth_masks
-from ..losses import FlowLoss
+from ..measures.losses import FlowLoss
 from ..messages import warn_user
 from ..parallel import autocast
 from .errors import RunnerError

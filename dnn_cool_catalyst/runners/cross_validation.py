@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 
 from ..atomic import atomic_write_text
-from ..evaluation import GATINGS
+from ..measures.evaluation import GATINGS
 from ..tasks.base import TaskError, without_inverse_activation
 from ..safe_read import read_csv
 from ..spreadsheet import spreadsheet_safe

@@ -7,7 +7,7 @@ from typing import Optional
 import pandas as pd
 
 from ..atomic import atomic_write_json, atomic_write_text
-from ..evaluation import GATINGS, tune_flow
+from ..measures.evaluation import GATINGS, tune_flow
 from ..interpretation.pr_curves import mark_tuned_points
 from ..tasks.base import TaskError
 from .errors import RunnerError
@@ -31,7 +31,7 @@ class DecodingMixin:
         when the gain there is significant: exact one-sided binomial test at level ``alpha`` on the samples whose
         decision changes (McNemar's test for accuracy; ``alpha=None`` always moves). Else it keeps its current
         threshold and ``tuned.json`` says why (``kept``, ``reason``, ``p_value``); see
-        :func:`dnn_cool_catalyst.tuning.best_threshold`.
+        :func:`dnn_cool_catalyst.tuning.thresholds.best_threshold`.
 
         The default ``metric`` is accuracy, the headline metric of :meth:`evaluate`, so that tuning does not make
         it worse. F1 (the former default) moved thresholds towards the positive class, below the majority-class
@@ -48,7 +48,7 @@ class DecodingMixin:
           noise guard (``alpha=None``) +0.0020 but worse on 49.8%.
 
         ``"f1"``, ``"youden"`` and ``"precision_at_recall"`` (with ``min_recall``) remain available, with the same
-        noise guard (each metric's own break-even share, see :mod:`dnn_cool_catalyst.threshold_guard`)."""
+        noise guard (each metric's own break-even share, see :mod:`dnn_cool_catalyst.tuning.guard`)."""
         check_tune_limits(min_samples, min_per_class)
         if not self.has_thresholds():
             warn_user(f"tune(): nothing to tune, no task of this flow has a decision threshold (binary and "

@@ -9,7 +9,7 @@ import torch
 
 from .. import compat
 from ..callbacks.checkpoint import CheckpointError, is_inside, read_checkpoint
-from ..evaluation import split_masks
+from ..measures.evaluation import split_masks
 from ..flow.module import decode_condition_sources
 from ..interpretation.samples import SampleSource
 from ..parallel import gather_samples

@@ -72,7 +72,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
     the saved splits (other rows or settings are otherwise an error).
 
     ``loss_weights``: ``None`` (every task 1.0), a dict of fixed weights or ``"uncertainty"`` (see
-    :class:`~dnn_cool_catalyst.losses.FlowLoss`); validated here. The loss is ``runner.flow_loss``, also the
+    :class:`~dnn_cool_catalyst.measures.losses.FlowLoss`); validated here. The loss is ``runner.flow_loss``, also the
     Catalyst criterion (so learned weights are optimised and checkpointed).
 
     Layout of ``run_dir``: ``.lock`` (while training or inferring), ``flow.json`` (what the run was trained

@@ -3,8 +3,8 @@
 Decoding parameters are read back into the flow's decoders, so a crafted or damaged file must not slip a
 ``true``, ``"0.3"``, NaN or ``1e308`` through ``float()``: thresholds are probabilities, real numbers in
 [0, 1]. The one value above 1 allowed is the tuner's own "predict nothing" threshold, one float32 step above
-1.0 (tuning.py places it just above the highest score when a saturated sigmoid scores exactly 1.0; files written
-before it used the float64 step, which is smaller and still accepted).
+1.0 (tuning/thresholds.py places it just above the highest score when a saturated sigmoid scores exactly 1.0;
+files written before it used the float64 step, which is smaller and still accepted).
 
 The ``report`` of each tuned quantity also says where the threshold could lie on the tuning split: the best interval
 ``lower``/``upper`` and whether the current threshold was ``kept`` (a gain within noise). Files written before

@@ -196,7 +196,7 @@ class Task:
         Returns ``(params, report)``: the parameters for :meth:`set_decoder_params` and a JSON-able report per
         tuned quantity (``threshold``, ``value``, ``num_samples``, ``tuned``, ``reason`` and, where searched, the
         best interval ``lower``/``upper``, ``candidate``, ``best_value``, ``kept``, ``p_value``, ``b``, ``c``: see
-        :class:`~dnn_cool_catalyst.tuning.ThresholdResult`). Tasks without parameters return empty dicts."""
+        :class:`~dnn_cool_catalyst.tuning.thresholds.ThresholdResult`). Tasks without parameters return empty dicts."""
         return {}, {}
 
     # -- predictions in label space (runner.predict) ----------------------------------------------------

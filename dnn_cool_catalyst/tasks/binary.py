@@ -7,7 +7,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .. import metrics as M
+from ..functional import metrics as M
+from ..tuning.thresholds import best_threshold
 from .base import Task, TaskError, label_key, logit_of, majority_share
 from .labels import check_kind, find_label, kind_of_keys, mismatch_hint, typed_labels
 
@@ -113,8 +114,6 @@ class BinaryTask(Task):
 
     def tune(self, logits, target, mask, metric="accuracy", min_recall=None, min_samples=0, min_per_class=0,
              alpha=0.05):
-        from ..tuning import best_threshold
-
         result = best_threshold(torch.sigmoid(logits[mask]).double().numpy(), target[mask].numpy(), metric=metric,
                                 min_recall=min_recall, default=self.threshold, min_samples=min_samples,
                                 min_per_class=min_per_class, alpha=alpha)

@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .. import metrics as M
+from ..functional import metrics as M
 from .base import Task, TaskError, class_labels, log_of, majority_share, names_kind, resolve_class
 from .labels import check_kind
 

@@ -8,7 +8,8 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .. import metrics as M
+from ..functional import metrics as M
+from ..tuning.thresholds import best_thresholds
 from .base import Task, TaskError, class_labels, logit_of, resolve_class
 
 
@@ -88,8 +89,6 @@ class MultilabelTask(Task):
 
     def tune(self, logits, target, mask, metric="accuracy", min_recall=None, min_samples=0, min_per_class=0,
              alpha=0.05):
-        from ..tuning import best_thresholds
-
         # Each class's current threshold is what it keeps when it cannot be tuned or the gain is within noise.
         results = best_thresholds(torch.sigmoid(logits).double().numpy(), target.numpy(), mask.numpy(), metric=metric,
                                   min_recall=min_recall, default=self.thresholds, min_samples=min_samples,

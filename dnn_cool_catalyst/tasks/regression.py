@@ -6,7 +6,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .. import metrics as M
+from ..functional import metrics as M
 from .base import Task, TaskError, logit_of
 from .binary import squeeze_single
 

@@ -6,7 +6,7 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from .. import metrics as M
+from ..functional import metrics as M
 from .base import Task, TaskError, log_of
 
 

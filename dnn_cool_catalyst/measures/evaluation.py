@@ -13,10 +13,10 @@ from typing import Dict, Mapping, Optional
 import pandas as pd
 import torch
 
-from .flow.module import decode_condition_sources
+from ..flow.module import decode_condition_sources
+from ..messages import warn_user
+from ..tasks.base import broadcast_to_elements
 from .metrics import TaskMetric
-from .tasks.base import broadcast_to_elements
-from .messages import warn_user
 
 COLUMNS = ["task_path", "metric_name", "metric_res", "num_samples"]
 GATINGS = ("gt", "decoded")

@@ -9,11 +9,11 @@ This is exact: no grid can reach a better metric value. Two rules make the resul
 
 - **Inside the interval, not on a sample.** All thresholds between two neighbouring distinct scores make the same
   decisions; the threshold is put in the middle of the best such interval (of the best plateau of consecutive
-  equally good intervals), never on a validation sample's activation (:mod:`.threshold_interval`). Re-applying
+  equally good intervals), never on a validation sample's activation (:mod:`.interval`). Re-applying
   ``score >= threshold`` reproduces the reported value.
 - **No move for noise.** The threshold leaves its current value (``default``, 0.5 for a fresh task) only when the
   gain is significant: an exact one-sided binomial test on the samples whose decision changes, McNemar's test for
-  accuracy (:mod:`.threshold_guard`). Otherwise ``kept`` is true and ``reason`` says why.
+  accuracy (:mod:`.guard`). Otherwise ``kept`` is true and ``reason`` says why.
 
 Example:
     >>> import numpy as np
@@ -38,8 +38,8 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
-from .threshold_guard import move_p_value
-from .threshold_interval import plateau_threshold
+from .guard import move_p_value
+from .interval import plateau_threshold
 
 METRICS = ("f1", "accuracy", "youden", "precision_at_recall")
 
@@ -54,7 +54,7 @@ class ThresholdResult:
     tuning samples is ``(lower, upper]``, reaching ``best_value`` at its middle ``candidate``; ``kept`` is true when
     the current threshold stayed although the search ran (the gain was within noise, or there was none). ``b`` and
     ``c`` count the samples whose decision the move would make right and wrong, ``p_value`` the chance of such a
-    gain from noise alone (see :mod:`.threshold_guard`).
+    gain from noise alone (see :mod:`.guard`).
     """
 
     threshold: float
@@ -317,7 +317,7 @@ def best_threshold(scores, labels, metric: str = "accuracy", min_recall: Optiona
     its middle, never on a sample's score (float32 when the scores are, so torch's float32 comparison makes the
     same decisions). The threshold moves there only if ``P(Binomial(b + c, q) >= b) < alpha`` for the ``b``
     samples the move makes right and the ``c`` it makes wrong, ``q`` being the share at which the move would not
-    gain (1/2 for accuracy: McNemar's exact test; see :mod:`.threshold_guard`); otherwise ``kept`` is true and
+    gain (1/2 for accuracy: McNemar's exact test; see :mod:`.guard`); otherwise ``kept`` is true and
     ``reason`` says ``gain within noise (b=.., c=.., p=..)`` or ``no gain``. ``alpha=None`` always moves to the
     candidate. Either way ``score >= threshold`` reproduces ``value``.
 

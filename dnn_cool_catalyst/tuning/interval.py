@@ -1,4 +1,4 @@
-"""Where inside the best interval of thresholds to put the threshold (used by :mod:`.tuning`).
+"""Where inside the best interval of thresholds to put the threshold (used by :mod:`.thresholds`).
 
 Every threshold ``t`` in an interval ``(lower, upper]`` between two neighbouring distinct scores makes the same
 decisions ``score >= t`` on the validation samples, so all of them reach the same validation value. Picking

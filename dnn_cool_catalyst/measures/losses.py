@@ -12,11 +12,12 @@ from typing import Dict, Mapping, Optional
 import torch
 from torch import nn
 
-from .flow.batch import batch_labels, ground_truth_masks, output_logits
-from .flow.graph import CompiledGraph
-from .flow.members import member_element_loss, member_loss, output_member_logits
-from .parallel.precision import at_least_float32
-from .tasks.base import Task, TaskError, masked_mean, sample_mask
+from ..flow.batch import batch_labels, ground_truth_masks, output_logits
+from ..flow.graph import CompiledGraph
+from ..flow.members import member_element_loss, member_loss, output_member_logits
+from ..parallel.distributed import all_reduce_sum, world_size
+from ..parallel.precision import at_least_float32
+from ..tasks.base import Task, TaskError, masked_mean, sample_mask
 
 
 #: What ``loss_weights`` means when the user sets nothing (see README, "Loss balancing"): every task weight 1.0.
@@ -92,8 +93,6 @@ class FlowLoss(nn.Module):
 
         DDP all-reduces the model's gradients, not the criterion's. Each process's total is ``world_size x`` its
         share of the global loss, so the global gradient is the mean of the processes' gradients."""
-        from .parallel.distributed import all_reduce_sum, world_size
-
         if not self.uncertainty or getattr(self, "_gradient_hook", None) is not None or world_size() == 1:
             return
         self._gradient_hook = self.log_vars.register_hook(lambda grad: all_reduce_sum(grad) / world_size())

@@ -1,4 +1,4 @@
-"""Whether a better threshold on validation is better beyond noise (used by :mod:`.tuning`).
+"""Whether a better threshold on validation is better beyond noise (used by :mod:`.thresholds`).
 
 Moving the threshold from the current ``t0`` to a candidate ``t1`` changes the decision of exactly the samples whose
 score lies between the two (the *discordant* samples); every other decision stays. Moving down turns them positive,

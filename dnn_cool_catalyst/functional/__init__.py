@@ -1,0 +1,1 @@
+"""Pure tensor math: no tasks, no graph, no state (the torchmetrics functional layer)."""

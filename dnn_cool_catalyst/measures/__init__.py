@@ -1,0 +1,1 @@
+"""What a flow is scored with: per-task metrics, losses and the evaluation table."""
