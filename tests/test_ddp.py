@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from dnn_cool_catalyst import Project, compat
 from dnn_cool_catalyst.parallel import (PaddingMarkedSubset, ShardedBatchSampler, epoch_permutation, gather_samples,
                                         reshard_loader)
-from dnn_cool_catalyst.runners import artifacts
+from dnn_cool_catalyst.run import artifacts
 from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
 
 
