@@ -25,6 +25,7 @@ import torch
 
 from .interpretation import BoxOverlay
 from .jobs import print_test_tables, train_tune_evaluate
+from .run.layout import RunDir
 from .synthetic.security import BODY_BOX, FACE_BOX, security_project
 from .synthetic.security_model import security_model
 
@@ -74,10 +75,10 @@ def main(argv=None):
     run_dir = os.path.abspath(runner.run_dir)
     print(f"\nDone in {time.perf_counter() - start:.0f} s wall, {_cpu_seconds() - cpu_start:.0f} s CPU. "
           f"Run directory: {run_dir}")
-    print(f"Evaluation tables: {os.path.join(run_dir, 'evaluation_test_gt.csv')}, "
-          f"{os.path.join(run_dir, 'evaluation_test_decoded.csv')}")
+    print(f"Evaluation tables: {RunDir(run_dir).evaluation('test', 'gt')}, "
+          f"{RunDir(run_dir).evaluation('test', 'decoded')}")
     print(f"TensorBoard (per-task metrics and losses, best/worst images, explanation trees, PR curves): "
-          f"tensorboard --logdir {os.path.join(run_dir, 'tensorboard')}")
+          f"tensorboard --logdir {RunDir(run_dir).tensorboard_root}")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ from .atomic import atomic_write_text
 from .config.saved import CONFIG_FILE, load_run_config
 from .config.validate import ConfigError
 from .spreadsheet import safe_cell, spreadsheet_safe
-from .runners.run_dir import refuse_run_file
+from .run.claim import refuse_run_file
 
 
 def _user_errors():

@@ -106,7 +106,7 @@ class Project:
         flow = flow or self.get_full_flow()
         runner = DnnCoolSupervisedRunner(model=model, flow=flow, run_dir=os.path.join(self.project_dir, runner_name),
                                          dataset=self.get_dataset(flow), **kwargs)
-        # The columns' converters and label counts go into the run's run_config.json (runners/run_config.py).
+        # The columns' converters and label counts go into the run's run_config.json (run/run_config.py).
         runner.converter_summary = self.describe().to_dict("records")
         return runner
 

@@ -15,6 +15,7 @@ import torch
 
 from .jobs import print_test_tables, train_tune_evaluate
 from .project import Project
+from .run.layout import RunDir
 from .synthetic.numbers import define_flows, numbers_frame, numbers_model
 
 
@@ -41,7 +42,7 @@ def main(argv=None):
     runner, gt, decoded = run(args.samples, args.epochs, args.project_dir, verbose=False if args.quiet else "auto")
     print_test_tables(gt, decoded, ["accuracy", "f1"])
     print(f"\nDone in {time.perf_counter() - start:.0f} s. Run directory: {os.path.abspath(runner.run_dir)}")
-    print(f"TensorBoard: tensorboard --logdir {os.path.join(os.path.abspath(runner.run_dir), 'tensorboard')}")
+    print(f"TensorBoard: tensorboard --logdir {RunDir(os.path.abspath(runner.run_dir)).tensorboard_root}")
 
 
 if __name__ == "__main__":

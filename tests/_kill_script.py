@@ -23,7 +23,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from catalyst.core.callback import Callback, CallbackOrder  # noqa: E402
 
 from _train_script import numbers_run  # noqa: E402  (this folder is the script's sys.path[0])
-from dnn_cool_catalyst.runners import DnnCoolSupervisedRunner, artifacts  # noqa: E402
+from dnn_cool_catalyst.run import artifacts  # noqa: E402
+from dnn_cool_catalyst.runners import DnnCoolSupervisedRunner  # noqa: E402
 from dnn_cool_catalyst.runners import stages as stages_module  # noqa: E402
 
 SAMPLES, HIDDEN, BATCH, LR, EPOCHS, PATIENCE = 160, 8, 32, 0.3, 20, 1

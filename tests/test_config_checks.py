@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from dnn_cool_catalyst.config.cli import main
-from dnn_cool_catalyst.runners.lock import run_lock
+from dnn_cool_catalyst.run.lock import run_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABULAR = os.path.join("configs", "tabular.yml")

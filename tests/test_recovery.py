@@ -17,11 +17,11 @@ import pytest
 import torch
 
 from dnn_cool_catalyst import Project, atomic
-from dnn_cool_catalyst.callbacks.checkpoint import CheckpointError, read_checkpoint
+from dnn_cool_catalyst.run.checkpoints import CheckpointError, read_checkpoint
 from dnn_cool_catalyst.callbacks.early_stopping import HOLD_FACTOR
 from dnn_cool_catalyst.data import ConverterError
 from dnn_cool_catalyst.runners import RunnerError
-from dnn_cool_catalyst.runners.splits import make_splits
+from dnn_cool_catalyst.run.splits import make_splits
 from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
 
 ROOT = Path(__file__).resolve().parents[1]

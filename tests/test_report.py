@@ -15,7 +15,7 @@ from tensorboardX import SummaryWriter
 from dnn_cool_catalyst import Project
 from dnn_cool_catalyst.report import ReportError, compare, write_report
 from dnn_cool_catalyst.report.tensorboard import read_scalars
-from dnn_cool_catalyst.runners.run_config import RUN_CONFIG_FILE
+from dnn_cool_catalyst.run.run_config import RUN_CONFIG_FILE
 from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
 
 HIDDEN = {"small": 4, "medium": 8, "large": 16}

@@ -19,7 +19,7 @@ import torch
 from dnn_cool_catalyst import Project
 from dnn_cool_catalyst.atomic import atomic_write_bytes, atomic_write_json
 from dnn_cool_catalyst.runners import RunnerError
-from dnn_cool_catalyst.runners.lock import LOCK_NAME, acquire, read_holder, release, run_lock
+from dnn_cool_catalyst.run.lock import LOCK_NAME, acquire, read_holder, release, run_lock
 from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from sklearn.metrics import mean_absolute_error, mean_squared_error
 
 from dnn_cool_catalyst import Converters, Project
 from dnn_cool_catalyst.runners import RunnerError
-from dnn_cool_catalyst.runners.fitted import FITTED_FILE
+from dnn_cool_catalyst.run.fitted import FITTED_FILE
 from dnn_cool_catalyst.tabular import tabular_model
 from dnn_cool_catalyst.tasks import BoundedRegressionTask, RegressionTask
 from dnn_cool_catalyst.tasks.base import TaskError

@@ -10,7 +10,7 @@ import torch
 
 from dnn_cool_catalyst import Project
 from dnn_cool_catalyst.runners import RunnerError
-from dnn_cool_catalyst.runners.splits import index_fingerprint, make_splits, split_labels
+from dnn_cool_catalyst.run.splits import index_fingerprint, make_splits, split_labels
 from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
 
 SAMPLES = 160

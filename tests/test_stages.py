@@ -9,7 +9,7 @@ import torch
 from catalyst.core.callback import Callback, CallbackOrder
 
 from dnn_cool_catalyst import Project
-from dnn_cool_catalyst.callbacks.checkpoint import read_checkpoint
+from dnn_cool_catalyst.run.checkpoints import read_checkpoint
 from dnn_cool_catalyst.runners import RunnerError
 from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
 

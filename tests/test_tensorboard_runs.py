@@ -10,7 +10,7 @@ from helpers import read_scalar_tags, read_summaries
 from test_interpretation import N, make_project
 from torch.utils.data import DataLoader, Subset
 
-from dnn_cool_catalyst.runners.tensorboard_runs import FlowTensorboardLogger
+from dnn_cool_catalyst.training.loggers import FlowTensorboardLogger
 
 
 def loaders(runner):

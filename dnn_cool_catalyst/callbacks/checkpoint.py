@@ -4,8 +4,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import pickle
-import zipfile
 import re
 from typing import Any, List, Optional, Tuple
 
@@ -16,67 +14,10 @@ from catalyst.utils import pack_checkpoint
 
 from ..atomic import atomic_copy, atomic_write_bytes, atomic_write_text
 from ..errors import CheckpointError  # defined there with every library error; re-exported here
-from ..safe_read import read_json
+from ..run.checkpoints import is_inside, read_checkpoint, read_storage_index
+from ..run.layout import checkpoint_name, storage_index_name
 
 _EPOCH_FILE = re.compile(r"[A-Za-z]+\.(\d{4,})\.pth")
-
-
-def read_checkpoint(path: str) -> dict:
-    """``torch.load(path, weights_only=True)``: a checkpoint is data, so unpickling arbitrary objects (which can
-    run code) is refused. Any failure names the file."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path} does not exist") from None
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
-        # torch reports a truncated zip as OSError/RuntimeError and a forbidden global as UnpicklingError.
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"checkpoint {path} cannot be read as a weights-only checkpoint (truncated, not a "
-                              f"checkpoint, or it holds pickled Python objects): {first_line}") from None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {path} holds a {type(state).__name__}, expected a dict of states")
-    return state
-
-
-def is_inside(path: str, directory: str) -> bool:
-    """Whether ``path``, symlinks resolved, is a file directly inside ``directory`` (symlinks resolved too)."""
-    return os.path.dirname(os.path.realpath(path)) == os.path.realpath(directory)
-
-
-def read_storage_index(path: str, logdir: str) -> List[Tuple[str, float]]:
-    """The ``(checkpoint path, score)`` entries of a ``<mode>.storage.json`` whose files still exist.
-
-    Each ``logpath`` must name a checkpoint file directly inside ``logdir``: relative (as written now), or, from
-    an older version, absolute but pointing into ``logdir`` itself. An entry leading anywhere else (another run
-    directory, ``..``, a symlink out) is refused: resume deletes and copies the files this index names."""
-    try:
-        saved = read_json(path)
-        items = saved["storage"]
-        if not isinstance(items, list):
-            raise TypeError(f"'storage' is a {type(items).__name__}, expected a list")
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"checkpoint index {path} is corrupted ({e}); delete it to resume without "
-                              f"the best-epoch record") from None
-    entries = []
-    for i, item in enumerate(items):
-        logpath = item.get("logpath") if isinstance(item, dict) else None
-        metric = item.get("metric") if isinstance(item, dict) else None
-        if not isinstance(logpath, str) or not logpath or isinstance(metric, bool) \
-                or not isinstance(metric, (int, float)):
-            raise CheckpointError(f"checkpoint index {path}: entry storage[{i}] must be {{'logpath': <file name>, "
-                                  f"'metric': <number>}}, got {item!r}; delete the index to resume without the "
-                                  f"best-epoch record")
-        # A bare file name (written now) lives in logdir; a path with directories is an older version's entry
-        # (absolute, or relative to the working directory then), accepted only where it resolves into logdir.
-        full = os.path.join(logdir, logpath) if os.path.basename(logpath) == logpath else logpath
-        if not is_inside(full, logdir) or not logpath.endswith(".pth"):
-            raise CheckpointError(f"checkpoint index {path}: entry storage[{i}] logpath {logpath!r} is not a "
-                                  f"checkpoint file of {logdir} (copied from another run, or crafted); nothing "
-                                  f"outside the run directory is read or deleted. Delete the index to resume "
-                                  f"without the best-epoch record")
-        if os.path.isfile(full):
-            entries.append((os.path.join(logdir, os.path.basename(full)), float(metric)))
-    return entries
 
 
 def _replayed(callback: EarlyStoppingCallback, history: List[float]) -> Tuple[Optional[float], int]:
@@ -130,7 +71,7 @@ class ResumableCheckpointCallback(CheckpointCallback):
         self._history = []
         self._replay_pending = False
         super().on_experiment_start(runner)  # calls self._load, which fills the history on resume
-        storage_path = os.path.join(self.logdir, f"{self.mode}.storage.json")
+        storage_path = os.path.join(self.logdir, storage_index_name(self.mode))
         if self._resume_runner is None or not os.path.exists(storage_path):
             return
         # Entries of epochs after the resumed one were written by an epoch killed before runner.last.pth committed
@@ -153,15 +94,14 @@ class ResumableCheckpointCallback(CheckpointCallback):
         torch.save(state, buffer)
         return buffer.getvalue()
 
-    def _write(self, runner, data: bytes, logprefix: str) -> str:
-        logpath = f"{logprefix}.pth"
+    def _write(self, runner, data: bytes, logpath: str) -> str:
         runner.engine.wait_for_everyone()
         if runner.engine.is_main_process:  # every DDP rank holds the same state; one writer avoids a race
             atomic_write_bytes(logpath, data)
         return logpath
 
     def _save(self, runner, obj: Any, logprefix: str) -> str:
-        return self._write(runner, self._encode(runner, obj), logprefix)
+        return self._write(runner, self._encode(runner, obj), f"{logprefix}.pth")
 
     def _handle_epoch(self, runner, score: float, copy_best: bool = False) -> None:
         self._history.append(float(score))
@@ -177,7 +117,7 @@ class ResumableCheckpointCallback(CheckpointCallback):
             for fields in _field_callbacks(runner, "checkpoint_fields"):  # e.g. each task's best epoch
                 obj.update(fields())
         data = self._encode(runner, obj)
-        logpath = self._write(runner, data, f"{self.logdir}/{self.mode}.{runner.epoch_step:04d}")
+        logpath = self._write(runner, data, os.path.join(self.logdir, checkpoint_name(runner.epoch_step, self.mode)))
         self._storage.append(Checkpoint(obj=obj, logpath=logpath, metric=score))
         self._storage = sorted(self._storage, key=lambda x: x.metric, reverse=not self._minimize)
         if len(self._storage) > self.topk:
@@ -190,7 +130,7 @@ class ResumableCheckpointCallback(CheckpointCallback):
         if runner.engine.is_main_process:
             # Plain json.dumps, as Catalyst does: a NaN score (guard disabled) must not make the save fail.
             # Paths relative to the checkpoint directory: a copied run directory refers to its own files.
-            atomic_write_text(f"{self.logdir}/{self.mode}.storage.json", json.dumps({
+            atomic_write_text(os.path.join(self.logdir, storage_index_name(self.mode)), json.dumps({
                 "topk": self.topk, "loader_key": self.loader_key, "metric_key": self.metric_key,
                 "minimize": self._minimize,
                 "storage": [{"logpath": os.path.relpath(x.logpath, self.logdir), "metric": x.metric}
@@ -199,9 +139,9 @@ class ResumableCheckpointCallback(CheckpointCallback):
             runner.engine.wait_for_everyone()
             if runner.engine.is_main_process:
                 # The best epoch's own file, not the live model (which holds the last epoch's weights).
-                atomic_copy(self._storage[0].logpath, f"{self.logdir}/{self.mode}.best.pth")
+                atomic_copy(self._storage[0].logpath, os.path.join(self.logdir, checkpoint_name("best", self.mode)))
         if self.save_last:  # last: it commits the epoch (see the class docstring)
-            self._write(runner, data, f"{self.logdir}/{self.mode}.last")
+            self._write(runner, data, os.path.join(self.logdir, checkpoint_name("last", self.mode)))
 
     def _early_stopping(self, runner) -> Optional[EarlyStoppingCallback]:
         """The early-stopping callback that watches what this callback selects on, if there is one."""

@@ -27,14 +27,9 @@ import torch
 from catalyst.core import Callback, CallbackOrder
 
 from ..atomic import atomic_write_bytes, atomic_write_text
+from ..run.layout import TASKS_FILE, task_file  # the file names live in the layout; re-exported here
 
-TASKS_FILE = "runner.tasks.json"
-_TASK_FILE = re.compile(r"runner\.task\.\d{4,}\.pth")  # fullmatch
-
-
-def task_file(epoch: int) -> str:
-    """``runner.task.0007.pth``: the name of an epoch's weights kept for a task."""
-    return f"runner.task.{epoch:04d}.pth"
+_TASK_FILE = re.compile(r"runner\.task\.\d{4,}\.pth")  # fullmatch: what task_file names
 
 
 def read_task_selection(checkpoint_dir: str) -> Optional[Dict[str, str]]:

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import torch
 
+from ..run.layout import RunDir
 from ..signatures import forwards_kwargs
 from .launcher import CATALYST_RUN_MODULE, launched_by_catalyst_run
 
@@ -74,6 +75,6 @@ def announce_results(runner) -> None:
             entries = sorted(e + ("/" if os.path.isdir(os.path.join(run_dir, e)) else "")
                              for e in (os.listdir(run_dir) if os.path.isdir(run_dir) else []) if not e.startswith("."))
             print(f"catalyst-run: results of runner '{os.path.basename(run_dir)}' are in {run_dir} "
-                  f"({', '.join(entries)}); see them with: tensorboard --logdir {os.path.join(run_dir, 'tensorboard')}")
+                  f"({', '.join(entries)}); see them with: tensorboard --logdir {RunDir(run_dir).tensorboard_root}")
 
     atexit.register(report)

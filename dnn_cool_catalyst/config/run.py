@@ -13,6 +13,7 @@ from typing import Any, Callable, List, Optional, Sequence
 
 import yaml
 
+from ..run.layout import RunDir
 from ..safe_read import loads_yaml, read_yaml
 from .saved import save_run_config
 from .validate import ConfigError, validate_config
@@ -125,7 +126,7 @@ def run_config(paths: Sequence[str], overrides: Sequence[str] = (), echo: Option
         results.append(result)
     if echo is not None and isinstance(runner, DnnCoolSupervisedRunner) and runner._writes_files():
         run_dir = os.path.abspath(runner.run_dir)
-        echo(f"\nrun directory: {run_dir}  (tensorboard --logdir {os.path.join(run_dir, 'tensorboard')})")
+        echo(f"\nrun directory: {run_dir}  (tensorboard --logdir {RunDir(run_dir).tensorboard_root})")
     return results
 
 

@@ -15,10 +15,10 @@ from typing import Sequence, Tuple
 import yaml
 
 from ..atomic import atomic_write_text
+from ..run.layout import CONFIG_FILE, RunDir  # the file name lives in the layout; re-exported here
 from ..safe_read import read_yaml
 from .validate import ConfigError
 
-CONFIG_FILE = "config.yml"
 ORIGIN_KEY = "_dnn_cool_run_"
 
 
@@ -32,7 +32,7 @@ def save_run_config(run_dir: str, config: dict, paths: Sequence[str], overrides:
     header = ("# Written by dnn-cool-run: the config this run was made with (files merged, --set applied).\n"
               "# dnn-cool-predict --run-dir <this directory> rebuilds the project, model and runner from it.\n")
     text = header + yaml.safe_dump(saved, sort_keys=False, allow_unicode=True)
-    path = os.path.join(run_dir, CONFIG_FILE)
+    path = RunDir(run_dir).config_yml
     atomic_write_text(path, text)
     return path
 
@@ -40,7 +40,7 @@ def save_run_config(run_dir: str, config: dict, paths: Sequence[str], overrides:
 def load_run_config(run_dir: str) -> Tuple[dict, str]:
     """``(config, cwd)`` from ``<run_dir>/config.yml``: the config without its origin, and the directory its
     relative paths are read from. A missing or damaged file is a :class:`ConfigError` saying what to do."""
-    path = os.path.join(run_dir, CONFIG_FILE)
+    path = RunDir(run_dir).config_yml
     if not os.path.isdir(run_dir):
         raise ConfigError(f"run directory {run_dir!r} does not exist")
     if not os.path.isfile(path):

@@ -9,7 +9,8 @@ import pandas as pd
 
 from ..measures.evaluation import GATINGS
 from .configs import differing_keys
-from .experiments import Experiment, evaluation_name, find_experiments, load_experiment
+from ..run.layout import evaluation_name
+from .experiments import Experiment, find_experiments, load_experiment
 
 STATUSES = ("done", "running", "failed", "incomplete", "unreadable", "skipped")
 # Metric names where smaller is better; every other metric is sorted largest first.

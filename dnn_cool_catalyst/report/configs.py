@@ -1,7 +1,7 @@
 """An experiment's configuration read back and flattened, and the keys that differ between experiments.
 
 A run made by ``dnn-cool-run`` has the resolved YAML it ran (``config.yml``); a Python run has the
-``run_config.json`` that ``runner.train`` writes (runners/run_config.py). Nested keys are flattened with dots,
+``run_config.json`` that ``runner.train`` writes (run/run_config.py). Nested keys are flattened with dots,
 list items by position (``run.0.num_epochs``), so two configurations are compared key by key.
 
 Example:
@@ -17,11 +17,10 @@ import os
 from typing import Dict, List, Optional, Tuple
 
 from ..errors import UnsafeFileError
-from ..runners.run_config import RUN_CONFIG_FILE, read_run_config
+from ..run.layout import CONFIG_FILE, RUN_CONFIG_FILE, RunDir
+from ..run.run_config import read_run_config
 from ..safe_read import read_yaml
 from .settings import common_settings
-
-CONFIG_YAML = "config.yml"
 
 
 def flatten(config, prefix: str = "") -> dict:
@@ -43,7 +42,7 @@ def read_config(directory: str) -> Tuple[Optional[dict], str, Optional[str]]:
     """``(flattened settings or None, the file they came from or '', a problem or None)`` for one directory:
     ``config.yml`` and ``run_config.json`` brought to one vocabulary (:mod:`.settings`), so that Python and config
     runs compare key by key."""
-    yaml_path, json_path = os.path.join(directory, CONFIG_YAML), os.path.join(directory, RUN_CONFIG_FILE)
+    yaml_path, json_path = RunDir(directory).config_yml, RunDir(directory).run_config
     loaded = record = None
     if os.path.exists(yaml_path):
         import yaml
@@ -51,9 +50,9 @@ def read_config(directory: str) -> Tuple[Optional[dict], str, Optional[str]]:
         try:
             loaded = read_yaml(yaml_path)
         except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:  # a hostile file (UnsafeFileError) goes up
-            return None, CONFIG_YAML, f"{CONFIG_YAML} unreadable ({_one_line(e)})"
+            return None, CONFIG_FILE, f"{CONFIG_FILE} unreadable ({_one_line(e)})"
         if not isinstance(loaded, dict):
-            return None, CONFIG_YAML, f"{CONFIG_YAML} is not a mapping"
+            return None, CONFIG_FILE, f"{CONFIG_FILE} is not a mapping"
     if os.path.exists(json_path):
         try:
             record = read_run_config(json_path)
@@ -64,7 +63,7 @@ def read_config(directory: str) -> Tuple[Optional[dict], str, Optional[str]]:
                 return None, RUN_CONFIG_FILE, f"{RUN_CONFIG_FILE} unreadable ({_one_line(e)})"
     if loaded is None and record is None:
         return None, "", None
-    source = CONFIG_YAML if loaded is not None else RUN_CONFIG_FILE
+    source = CONFIG_FILE if loaded is not None else RUN_CONFIG_FILE
     return flatten(common_settings(loaded, record)), source, None
 
 

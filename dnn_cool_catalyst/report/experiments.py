@@ -25,15 +25,14 @@ import pandas as pd
 
 from ..errors import UnsafeFileError
 from ..measures.evaluation import COLUMNS
-from ..runners.lock import LOCK_NAME, MAX_PID, is_stale, read_holder
-from ..runners.run_config import RUN_CONFIG_FILE, read_run_config
+from ..run.layout import (CV_FILE, CV_SUMMARY, FOLD_PREFIX, LOCK_NAME, RunDir, evaluation_name,
+                          is_evaluation_name)
+from ..run.lock import MAX_PID, is_stale, read_holder
+from ..run.run_config import read_run_config
 from ..safe_read import read_csv, read_json
-from .configs import CONFIG_YAML, _one_line, read_config
+from .configs import _one_line, read_config
 from .tensorboard import read_scalars
 
-CV_FILE = "cv.json"
-CV_SUMMARY = "cv_summary.csv"
-_RUN_MARKERS = ("flow.json", RUN_CONFIG_FILE, CONFIG_YAML, LOCK_NAME, "checkpoints")
 # A metric beyond this is no measurement (1.7e308 overflows every mean and axis): the file is damaged or hostile.
 MAX_METRIC = 1e100
 # Errors that make one run unreadable, not the whole report (OverflowError: an impossible pid or number).
@@ -58,14 +57,12 @@ class Experiment:
     curves: dict = field(default_factory=dict)  # run dir -> read_scalars(...)
 
 
-def evaluation_name(split: str, gating: str) -> str:
-    return f"evaluation_{split}_{gating}.csv"
-
-
 def is_run_dir(path: str) -> bool:
-    if any(os.path.exists(os.path.join(path, marker)) for marker in _RUN_MARKERS):
+    run = RunDir(path)
+    if any(os.path.exists(marker) for marker in (run.flow_json, run.run_config, run.config_yml, run.lock,
+                                                 run.checkpoints)):
         return True
-    return any(n.startswith("evaluation_") and n.endswith(".csv") for n in _listdir(path))
+    return any(is_evaluation_name(n) for n in _listdir(path))
 
 
 def find_experiments(root: str) -> List[Experiment]:
@@ -81,7 +78,7 @@ def find_experiments(root: str) -> List[Experiment]:
         name = os.path.relpath(current, root)
         if name == ".":  # ROOT is itself a run or a fold group: show its own name
             name = os.path.basename(os.path.abspath(root)) or name
-        if os.path.exists(os.path.join(current, CV_FILE)):
+        if os.path.exists(RunDir(current).cv_json):
             found.append(Experiment(current, name, "folds"))
             dirs[:] = []  # its folds belong to it
         elif is_run_dir(current):
@@ -113,13 +110,14 @@ def load_run(exp: Experiment, split: str, gating: str) -> None:
     exp.status, why = run_status(exp.path, split, gating)
     if why:
         exp.detail.append(why)
-    table, problem = read_evaluation(os.path.join(exp.path, evaluation_name(split, gating)))
+    run = RunDir(exp.path)
+    table, problem = read_evaluation(run.evaluation(split, gating))
     if problem:
         exp.detail.append(problem)
     if table is not None:
         exp.metrics = table.assign(std=float("nan"))
         exp.metrics_source = evaluation_name(split, gating)
-    exp.curves = {exp.path: read_scalars(os.path.join(exp.path, "tensorboard"))}
+    exp.curves = {exp.path: read_scalars(run.tensorboard_root)}
 
 
 def _check_lock_pid(lock: str) -> None:
@@ -136,7 +134,8 @@ def _check_lock_pid(lock: str) -> None:
 
 def run_status(path: str, split: str, gating: str):
     """``(status, why or None)`` of one run directory (see the module docstring)."""
-    lock = os.path.join(path, LOCK_NAME)
+    run = RunDir(path)
+    lock = run.lock
     if os.path.exists(lock):
         holder = read_holder(lock)
         if holder is None:
@@ -145,19 +144,19 @@ def run_status(path: str, split: str, gating: str):
             purpose = f" ({holder.get('purpose')})" if holder else ""
             return "running", f"locked{purpose}"
         return "failed", f"its process is gone (stale {LOCK_NAME} of pid {holder['pid'] if holder else '?'})"
-    train = _train_status(path)
+    train = _train_status(run)
     if train and train.get("train") == "failed":
         return "failed", f"training failed: {train.get('error', '?')}"
     if train and train.get("train") == "running":  # the lock is held while training: nobody holds it
         return "failed", "training stopped before it finished (process killed?)"
-    if os.path.exists(os.path.join(path, evaluation_name(split, gating))):
+    if os.path.exists(run.evaluation(split, gating)):
         return "done", None
     return "incomplete", f"no {evaluation_name(split, gating)}"
 
 
-def _train_status(path: str) -> Optional[dict]:
+def _train_status(run: RunDir) -> Optional[dict]:
     try:
-        status = read_run_config(os.path.join(path, RUN_CONFIG_FILE)).get("status")
+        status = read_run_config(run.run_config).get("status")
     except UnsafeFileError:
         raise
     except (OSError, ValueError):
@@ -199,8 +198,9 @@ def check_numbers(table: pd.DataFrame, columns: List[str], path: str) -> None:
 def load_fold_group(exp: Experiment, split: str, gating: str) -> None:
     """Status, configuration, fold mean/std and curves of a cross-validation group (H5's layout: ``cv.json``,
     ``fold_<k>/`` runs, ``cv_summary.csv``, the ensemble's ``evaluation_<split>_<gating>.csv``)."""
+    group = RunDir(exp.path)
     try:
-        cv = read_json(os.path.join(exp.path, CV_FILE))
+        cv = read_json(group.cv_json)
         if not isinstance(cv, dict):
             raise ValueError("expected a JSON object")
     except UnsafeFileError:
@@ -211,7 +211,7 @@ def load_fold_group(exp: Experiment, split: str, gating: str) -> None:
         return
     fold_names = cv.get("fold_dirs")
     if not isinstance(fold_names, list) or not all(isinstance(n, str) for n in fold_names):
-        fold_names = sorted(n for n in _listdir(exp.path) if n.startswith("fold_")
+        fold_names = sorted(n for n in _listdir(exp.path) if n.startswith(FOLD_PREFIX)
                             and os.path.isdir(os.path.join(exp.path, n)))
     exp.run_dirs = [_fold_dir(exp.path, n) for n in fold_names]
     _fold_group_config(exp)
@@ -227,11 +227,11 @@ def load_fold_group(exp: Experiment, split: str, gating: str) -> None:
     done = sum(s == "done" for s in fold_status.values())
     exp.detail.insert(0, f"{done}/{len(fold_status)} folds done" + "".join(
         f", {n} {s}" for n, s in fold_status.items() if s in ("failed", "running")))
-    table, problem = read_evaluation(os.path.join(exp.path, evaluation_name(split, gating)))
+    table, problem = read_evaluation(group.evaluation(split, gating))
     exp.ensemble = table
     if problem:
         exp.detail.append(problem)
-    exp.curves = {d: read_scalars(os.path.join(d, "tensorboard")) for d in exp.run_dirs}
+    exp.curves = {d: read_scalars(RunDir(d).tensorboard_root) for d in exp.run_dirs}
 
 
 def _fold_group_config(exp: Experiment) -> None:
@@ -250,7 +250,7 @@ def _fold_group_config(exp: Experiment) -> None:
 def _fold_metrics(exp: Experiment, split: str, gating: str) -> None:
     """Mean and std (ddof 1, as pandas) over the folds' own evaluation files when every fold has one; else the
     group's ``cv_summary.csv``."""
-    tables = [read_evaluation(os.path.join(d, evaluation_name(split, gating)))[0] for d in exp.run_dirs]
+    tables = [read_evaluation(RunDir(d).evaluation(split, gating))[0] for d in exp.run_dirs]
     if tables and all(t is not None for t in tables):
         stacked = pd.concat(tables, ignore_index=True)
         grouped = stacked.groupby(["task_path", "metric_name"], sort=False)
@@ -258,7 +258,7 @@ def _fold_metrics(exp: Experiment, split: str, gating: str) -> None:
                                   num_samples=("num_samples", "sum")).reset_index()
         exp.metrics_source = f"{len(tables)} folds' {evaluation_name(split, gating)}"
         return
-    path = os.path.join(exp.path, CV_SUMMARY)
+    path = RunDir(exp.path).cv_summary
     if not os.path.exists(path):
         return
     try:
@@ -285,7 +285,7 @@ def _fold_dir(group: str, name: str) -> str:
     path = os.path.join(group, name)
     inside = os.path.realpath(group)
     if os.path.commonpath([inside, os.path.realpath(path)]) != inside or os.path.realpath(path) == inside:
-        raise ValueError(f"{os.path.join(group, CV_FILE)}: fold_dirs entry {name!r} points outside the fold "
+        raise ValueError(f"{RunDir(group).cv_json}: fold_dirs entry {name!r} points outside the fold "
                          f"group folder; refused")
     return path
 

@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pandas as pd
 
 from ..atomic import atomic_write_text
-from ..runners.run_dir import refuse_run_file
+from ..run.claim import refuse_run_file
 from ..spreadsheet import spreadsheet_safe
 from .compare import STATUSES, Comparison, ReportError, collect, smaller_is_better
 from .svg import bar_chart, color, line_chart

@@ -21,7 +21,7 @@ import os
 import struct
 from typing import Dict, List, Tuple
 
-from ..runners.tensorboard_runs import RUN_PREFIX
+from ..run.layout import RUN_PREFIX
 
 Curves = Dict[str, Dict[str, List[Tuple[int, float]]]]
 

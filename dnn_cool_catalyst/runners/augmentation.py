@@ -23,7 +23,7 @@ from ..flow.batch import output_logits
 from ..parallel import ShardedBatchSampler
 from ..parallel.balanced import BalancedBatchSampler
 from ..tasks.base import without_inverse_activation
-from . import artifacts
+from ..run import artifacts
 from .balancing import make_draw
 from .errors import RunnerError
 from ..safe_read import read_json

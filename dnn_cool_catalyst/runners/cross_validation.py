@@ -38,10 +38,11 @@ from ..measures.evaluation import GATINGS
 from ..tasks.base import TaskError, without_inverse_activation
 from ..safe_read import read_csv
 from ..spreadsheet import spreadsheet_safe
-from . import artifacts, fitted, folds as fold_files
+from ..run import artifacts, fitted
+from . import folds as fold_files
 from .errors import RunnerError
-from .lock import run_lock
-from .splits import SPLITS, encode_labels
+from ..run.lock import run_lock
+from ..run.splits import SPLITS, encode_labels
 
 SUMMARY_FILE = "cv_summary.csv"
 ENSEMBLE_DIR = "ensemble"

@@ -11,7 +11,7 @@ from ..measures.evaluation import GATINGS, tune_flow
 from ..interpretation.pr_curves import mark_tuned_points
 from ..tasks.base import TaskError
 from .errors import RunnerError
-from .tuned_file import check_tuned_params
+from ..run.tuned import check_tuned_params
 from ..safe_read import read_json
 from ..spreadsheet import spreadsheet_safe
 from ..messages import warn_user

@@ -1,6 +1,6 @@
 """Development subsets: the whole pipeline on ``dev=N`` seeded rows, in a run directory of its own.
 
-The rows are chosen by row identity, like the splits (runners/splits.py): the DataFrame's index labels are put in
+The rows are chosen by row identity, like the splits (run/splits.py): the DataFrame's index labels are put in
 their canonical order and shuffled with the seed, and the first ``N`` are kept. The same seed and ``N`` therefore
 pick the same rows from a reordered frame, and a larger ``N`` keeps the rows of a smaller one. The run directory is
 ``<run_dir>-dev<N>`` (``exp1`` -> ``exp1-dev200``), so a debugging run never touches the full run's files.
@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .errors import RunnerError
-from .splits import _canonical, encode_labels
+from ..run.splits import _canonical, encode_labels
 
 
 def check_dev(dev, num_rows: int) -> int:

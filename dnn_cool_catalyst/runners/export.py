@@ -6,7 +6,7 @@ from typing import Optional
 
 from .errors import RunnerError
 from ..messages import warn_user
-from .run_dir import refuse_run_file
+from ..run.claim import refuse_run_file
 
 #: Where ``export()`` writes when no path is given: ``<run_dir>/export/model.<ext>``.
 EXPORT_DIR = "export"

@@ -1,6 +1,6 @@
 """Seeded folds by row identity, their checks, and the files of a fold group (``cv.json``, each fold's splits).
 
-Folds partition the rows outside the hold-out test split. Like the splits (runners/splits.py) the assignment
+Folds partition the rows outside the hold-out test split. Like the splits (run/splits.py) the assignment
 depends only on the *set* of row labels and the seed: labels are put in canonical order, shuffled with the seed
 and dealt to the folds in turn, so a reordered frame gets the same folds, and every experiment with the same seed
 the same folds. Stratified folds deal each class in turn, continuing where the previous class stopped, so fold
@@ -23,7 +23,7 @@ import numpy as np
 
 from ..atomic import atomic_write_json
 from .errors import RunnerError
-from .splits import FORMAT, SPLITS, _read, _validated, index_fingerprint, stratum_groups
+from ..run.splits import FORMAT, SPLITS, _read, _validated, index_fingerprint, stratum_groups
 from ..safe_read import read_json
 
 CV_FILE = "cv.json"
@@ -125,7 +125,7 @@ def save_state(group: str, state: dict) -> None:
 
 def write_or_check_fold_splits(path: str, splits: Dict[str, list], seed: int, stratify: Optional[str], k: int,
                                folds: int, write: bool = True) -> None:
-    """A fold's ``splits.json`` in the format of runners/splits.py (train = the other folds, valid = this fold,
+    """A fold's ``splits.json`` in the format of run/splits.py (train = the other folds, valid = this fold,
     test = the group's test split); an existing file must list exactly these rows."""
     if os.path.exists(path):
         saved = _validated(path, _read(path))

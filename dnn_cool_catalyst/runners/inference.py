@@ -8,7 +8,7 @@ from typing import Dict, Iterable
 import torch
 
 from .. import compat
-from ..callbacks.checkpoint import CheckpointError, is_inside, read_checkpoint
+from ..run.checkpoints import CheckpointError, is_inside, read_checkpoint
 from ..measures.evaluation import split_masks
 from ..flow.module import decode_condition_sources
 from ..interpretation.samples import SampleSource
@@ -16,11 +16,12 @@ from ..parallel import gather_samples
 from ..kept_batches import keep
 from ..parallel import world as parallel_world
 from ..training.engine import is_ddp
-from . import artifacts, task_selection
+from ..run import artifacts
+from . import task_selection
 from .errors import RunnerError
-from .lock import run_lock
-from .run_dir import check_own_folder
-from .splits import SPLITS
+from ..run.lock import run_lock
+from ..run.claim import check_own_folder
+from ..run.splits import SPLITS
 
 
 class InferenceMixin:
@@ -168,7 +169,7 @@ class InferenceMixin:
 
     def _stored(self, split: str):
         """The stored outputs of ``split`` as ``(logits, targets, available, fields)``, after checking that they
-        are complete, are this split's rows and come from the checkpoint now on disk (see runners/artifacts.py).
+        are complete, are this split's rows and come from the checkpoint now on disk (see run/artifacts.py).
         Anything else is one RunnerError saying to run infer() again."""
         try:
             data = self._checked_outputs(split)

@@ -18,7 +18,7 @@ from ..interpretation.selection import OVERALL, losses_from_stored, rank
 from ..interpretation.tensorboard import (losses_by_position, open_writer, picked_positions, publish_extremes,
                                           select_extremes)
 from ..sample_views import sample_views
-from .tuned_file import tuned_choice_lines, tuned_point_rows
+from ..run.tuned import tuned_choice_lines, tuned_point_rows
 from ..safe_read import read_json
 
 

@@ -31,7 +31,7 @@ import torch
 
 from .errors import RunnerError
 from .inference import to_device
-from .lock import run_lock
+from ..run.lock import run_lock
 from .schedules import build_optimizer
 
 

@@ -24,7 +24,7 @@ from ..signatures import forwards_kwargs
 from ..tasks.base import TaskError
 from ..training.engine import default_engine, global_rank, scheduler_callbacks
 from . import device_data as placement
-from . import compiled_step, dev_subset, fitted
+from . import compiled_step, dev_subset
 from . import task_selection as task_selection_of
 from .augmentation import AugmentationMixin
 from .cross_validation import CrossValidationMixin
@@ -34,23 +34,25 @@ from .epoch_budget import default_num_epochs, default_patience, plateau_patience
 from .errors import RunnerError
 from .inference import InferenceMixin, to_device
 from .interpretation import InterpretationMixin
-from .lock import run_lock
 from .lr_finder import LRFinderMixin
 from .prediction import PredictionMixin
-from .run_config import recording_train, runner_settings
-from .run_dir import check_own_folder, claim_run_dir
 from .schedules import build_optimizer, build_scheduler, scheduler_interval, steps_per_epoch
-from .splits import load_or_make_splits
 from .stages import StagesMixin
 from .trainable import check_trainable
-from .tensorboard_runs import FlowTensorboardLogger, TensorboardRunsMixin
+from ..run import fitted
+from ..run.claim import check_own_folder, claim_run_dir
+from ..run.layout import RunDir
+from ..run.lock import run_lock
+from ..run.run_config import recording_train, runner_settings
+from ..run.splits import load_or_make_splits
+from ..run.tensorboard import tensorboard_run
+from ..training.loggers import FlowTensorboardLogger
 from ..safe_read import read_json
 from ..messages import warn_user
 
 
 class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, InferenceMixin, DecodingMixin, PredictionMixin,
-                              ExportMixin, InterpretationMixin, StagesMixin, LRFinderMixin, TensorboardRunsMixin,
-                              dl.SupervisedRunner):
+                              ExportMixin, InterpretationMixin, StagesMixin, LRFinderMixin, dl.SupervisedRunner):
     """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
 
     ``model`` is any nn.Module taking the batch's ``"inputs"`` dict and returning the flow module's output (or a
@@ -67,7 +69,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
     batches from pinned memory; on the CPU it is the plain DataLoader. ``num_workers=None`` picks 0 when every input
     column is in memory and worker processes when some are read per item (image files).
 
-    Splits (runners/splits.py): ``splits.json`` stores DataFrame index labels; ``self.splits`` maps each split
+    Splits (run/splits.py): ``splits.json`` stores DataFrame index labels; ``self.splits`` maps each split
     to dataset positions. ``stratify`` names a binary/category task to stratify by; ``resplit=True`` replaces
     the saved splits (other rows or settings are otherwise an error).
 
@@ -75,14 +77,9 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
     :class:`~dnn_cool_catalyst.measures.losses.FlowLoss`); validated here. The loss is ``runner.flow_loss``, also the
     Catalyst criterion (so learned weights are optimised and checkpointed).
 
-    Layout of ``run_dir``: ``.lock`` (while training or inferring), ``flow.json`` (what the run was trained
-    for), ``run_config.json`` (settings and train arguments, see runners/run_config.py), ``splits.json``,
-    ``fitted_targets.json`` (state fitted on the training split, e.g. regression scaling), ``checkpoints/``,
-    ``tensorboard/run-<N>/<loader>/`` (one TensorBoard run per runner object; per stage a subfolder),
-    ``infer/<split>/<task>.npz`` + ``infer/<split>/manifest.json`` (checked on every read, see
-    runners/artifacts.py) + ``infer/index.json``, ``tuned.json``, ``evaluation_<split>_<gating>.csv``,
-    ``export/`` (``export()``'s default place, see ``runners/export.py``), and ``config.yml`` for runs made by
-    ``dnn-cool-run`` (config/saved.py).
+    Layout of ``run_dir`` (``.lock``, ``flow.json``, ``run_config.json``, ``splits.json``, ``checkpoints/``,
+    ``tensorboard/``, ``infer/``, ``tuned.json``, ``evaluation_<split>_<gating>.csv``, ``export/``...): see
+    :mod:`dnn_cool_catalyst.run.layout`; ``runner.run_layout`` names its paths.
 
     ``dev=N`` (README, "Cross-validation and development subsets"): the same pipeline on N seeded rows, in the run
     directory ``<run_dir>-dev<N>``; ``cross_validate()`` (runners/cross_validation.py) turns the run directory into
@@ -108,7 +105,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         self.loader_batch, self.num_workers, self.split_seed = batch_size, num_workers, seed
         self.loss_weights = loss_weights
         self.device_data = placement.check_mode(device_data)
-        # Saved with each training in run_config.json (runners/run_config.py) for comparing experiments.
+        # Saved with each training in run_config.json (run/run_config.py) for comparing experiments.
         self.run_settings = runner_settings(
             batch_size=batch_size, num_workers=num_workers, seed=seed, split_fractions=split_fractions,
             loss_weights=loss_weights, stratify=stratify, device_data=device_data, engine=engine,
@@ -128,7 +125,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
             self.run_dir = dev_subset.dev_run_dir(self.run_dir, self.dev)
             dev_rows = dev_subset.dev_positions(self._row_ids(), self.dev, seed)
         self._claim_run_dir()
-        # Positions into self.dataset; splits.json stores row labels (runners/splits.py). Replacing the splits
+        # Positions into self.dataset; splits.json stores row labels (run/splits.py). Replacing the splits
         # of a run another process is training on would pull its rows away: resplit takes the run's lock.
         with run_lock(self.run_dir, "resplit", enabled=resplit, owner=self):
             splits = load_or_make_splits(os.path.join(self.run_dir, "splits.json"),
@@ -189,13 +186,31 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         return [int(round(float(t))) if bool(a) else None for t, a in zip(targets[:, 0], available[:, 0])]
 
     @property
+    def run_layout(self) -> RunDir:
+        """The paths of this run directory (run/layout.py)."""
+        return RunDir(self.run_dir)
+
+    @property
+    def tensorboard_root(self) -> str:
+        """``<run_dir>/tensorboard``: what ``tensorboard --logdir`` should be given."""
+        return self.run_layout.tensorboard_root
+
+    @property
+    def tensorboard_run_dir(self) -> str:
+        """``<run_dir>/tensorboard/run-<N>``, the folder this runner writes its loaders' summaries under, claimed on
+        first use (run/tensorboard.py); the runner's ``tensorboard_dir`` is in it."""
+        if getattr(self, "_tensorboard_dir", None) is None:
+            self._tensorboard_dir = tensorboard_run(self.tensorboard_root, claim=self._writes_files())
+        return self._tensorboard_dir
+
+    @property
     def checkpoint_dir(self) -> str:
         # While a stage of train(stages=...) runs, its own subdirectory (runners/stages.py).
         return self._stage_subdir(os.path.join(self.run_dir, "checkpoints"))
 
     @property
     def tensorboard_dir(self) -> str:
-        # This runner's TensorBoard run (runners/tensorboard_runs.py); while a stage runs, its subfolder there.
+        # This runner's TensorBoard run (run/tensorboard.py); while a stage runs, its subfolder there.
         return self._stage_subdir(self.tensorboard_run_dir)
 
     @property

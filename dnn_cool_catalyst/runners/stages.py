@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 
 from ..atomic import atomic_copy, atomic_write_json
-from ..callbacks.checkpoint import CheckpointError, read_checkpoint
+from ..run.checkpoints import CheckpointError, read_checkpoint
 from ..messages import short_repr
 from ..tasks.base import TaskError
 from .errors import RunnerError

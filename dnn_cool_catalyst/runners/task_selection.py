@@ -17,10 +17,10 @@ from typing import Optional
 
 from torch import nn
 
-from ..callbacks.checkpoint import CheckpointError, read_checkpoint
+from ..run.checkpoints import CheckpointError, read_checkpoint
 from ..callbacks.task_checkpoints import TASKS_FILE, read_task_selection
 from ..flow.selected import TaskSelectedModel
-from . import artifacts
+from ..run import artifacts
 from .errors import RunnerError
 
 def resolve(task_selection, model: nn.Module, staged: bool = False) -> bool:

@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping, Sequence
 
 from ..tasks.base import sample_mask
 from .errors import RunnerError
-from .fitted import train_split_labels
+from ..run.fitted import train_split_labels
 
 
 def usable_rows(flow, dataset, positions: Sequence[int]) -> Dict[str, int]:

@@ -14,11 +14,10 @@ import torch
 
 from ..atomic import atomic_write_json
 from ..errors import FittedStateError  # defined there with every library error; re-exported here
-from ..tasks.base import Task, TaskError
+from ..errors import TaskError
 from ..safe_read import read_json
 from ..messages import warn_user
-
-FITTED_FILE = "fitted_targets.json"
+from .layout import FITTED_FILE, RunDir  # the file name lives in the layout; re-exported here
 
 
 def train_split_labels(dataset, flow, positions: Sequence[int]):
@@ -39,7 +38,7 @@ def fit_states(flow, dataset, positions: Sequence[int]) -> Dict[str, dict]:
     """Fit every task on the training rows; returns the non-empty states by task path."""
     for task in flow.tasks.values():
         task.reset_fitted_state()
-    fits = any(type(task).fit_targets is not Task.fit_targets for task in flow.tasks.values())
+    fits = any(_fits_targets(task) for task in flow.tasks.values())
     if len(positions) == 0 or not fits:  # nothing to fit: the dataset is not even read
         return {}
     try:
@@ -58,6 +57,12 @@ def fit_states(flow, dataset, positions: Sequence[int]) -> Dict[str, dict]:
         if state:
             states[flow.task_paths[name]] = state
     return states
+
+
+def _fits_targets(task) -> bool:
+    """Whether the task's class overrides the ``fit_targets`` of the base task (which fits nothing), told from
+    the classes alone: this module reads tasks duck-typed, without importing the task classes."""
+    return sum("fit_targets" in vars(klass) for klass in type(task).__mro__) > 1
 
 
 def apply_states(flow, states: Dict[str, dict], source: str = "fitted state") -> None:
@@ -82,7 +87,7 @@ def apply_states(flow, states: Dict[str, dict], source: str = "fitted state") ->
 
 def load_or_fit(run_dir: str, flow, dataset, positions: Sequence[int], write: bool = True) -> Dict[str, dict]:
     """The run's fitted states: read from ``run_dir`` when saved there, else fitted now (and saved)."""
-    path = os.path.join(run_dir, FITTED_FILE)
+    path = RunDir(run_dir).fitted
     if os.path.exists(path):
         try:
             saved = read_json(path)

@@ -25,7 +25,7 @@ from typing import List, Optional
 import numpy as np
 
 from ..messages import short_repr
-from .errors import RunnerError
+from ..errors import RunnerError
 
 THRESHOLD_MAX = float(np.nextafter(np.float32(1.0), np.float32(2.0)))
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import math
-import os
 import re
 from typing import Any, Optional
 
@@ -30,8 +29,7 @@ import torch
 
 from ..atomic import atomic_write_json
 from ..safe_read import read_json
-
-RUN_CONFIG_FILE = "run_config.json"
+from .layout import RUN_CONFIG_FILE, RUN_MARKER, RunDir  # the file names live in the layout; re-exported
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
@@ -69,7 +67,7 @@ def _model_summary(model: torch.nn.Module) -> dict:
 
 def _flow_summary(flow) -> dict:
     described = flow.describe()
-    return {"name": described["name"], "file": "flow.json",
+    return {"name": described["name"], "file": RUN_MARKER,
             "tasks": [{"path": t["path"], "type": t.get("type"), "condition": t.get("condition")}
                       for t in described["tasks"]]}
 
@@ -97,7 +95,7 @@ def recording_train(runner, train_args: dict, enabled: bool = True):
     if not enabled:
         yield
         return
-    path = os.path.join(runner.run_dir, RUN_CONFIG_FILE)
+    path = RunDir(runner.run_dir).run_config
     record = build_run_config(runner, train_args)
     atomic_write_json(path, record)
     try:

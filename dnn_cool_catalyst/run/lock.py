@@ -13,10 +13,10 @@ Example:
     >>> import tempfile
     >>> run_dir = tempfile.mkdtemp()
     >>> with run_lock(run_dir, "train"):
-    ...     holder = read_holder(os.path.join(run_dir, LOCK_NAME))
+    ...     holder = read_holder(RunDir(run_dir).lock)
     ...     holder["pid"] == os.getpid(), holder["purpose"]
     (True, 'train')
-    >>> os.path.exists(os.path.join(run_dir, LOCK_NAME))
+    >>> os.path.exists(RunDir(run_dir).lock)
     False
 """
 from __future__ import annotations
@@ -31,10 +31,10 @@ import threading
 import time
 from typing import Dict, Optional, Tuple
 
-from .errors import RunnerError
+from ..errors import RunnerError
 from ..safe_read import read_json
+from .layout import LOCK_NAME, RunDir
 
-LOCK_NAME = ".lock"
 MAX_PID = 2 ** 31  # pids are C ints (Linux caps them at 2**22)
 _UNREADABLE_GRACE_S = 10.0  # where hard links are missing, a lock file being written is empty for a moment
 # Locks this process holds, by lock path: {"owner": (thread, runner id), "depth", "purpose", "started"}. A file
@@ -160,7 +160,7 @@ def acquire(run_dir: str, purpose: str, owner=None) -> str:
     The same owner in the same thread may take it again (nested use); any other owner fails naming the holder,
     be it another process or another thread or runner object of this process."""
     os.makedirs(run_dir, exist_ok=True)
-    path = os.path.join(os.path.realpath(run_dir), LOCK_NAME)
+    path = RunDir(os.path.realpath(run_dir)).lock
     key = _owner_key(owner)
     with _registry:
         held = _held.get(path)

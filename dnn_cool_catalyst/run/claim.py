@@ -8,11 +8,12 @@ except in the folders a run keeps for outputs (``export/``, ``export()``'s defau
 Example:
     >>> import tempfile
     >>> run_dir = tempfile.mkdtemp()
-    >>> open(os.path.join(run_dir, RUN_MARKER), "w").close()
-    >>> owning_run_dir(os.path.join(run_dir, "checkpoints", "runner.best.pth")) == os.path.realpath(run_dir)
+    >>> run = RunDir(run_dir)
+    >>> open(run.flow_json, "w").close()
+    >>> owning_run_dir(run.checkpoint("best")) == os.path.realpath(run_dir)
     True
-    >>> refuse_run_file(os.path.join(run_dir, "export", "model.pt2"), "path", allowed=("export",))
-    >>> refuse_run_file(os.path.join(run_dir, "checkpoints", "runner.best.pth"), "--out")
+    >>> refuse_run_file(os.path.join(run.export, "model.pt2"), "path", allowed=(EXPORT_DIR,))
+    >>> refuse_run_file(run.checkpoint("best"), "--out")
     Traceback (most recent call last):
     ...
     dnn_cool_catalyst.errors.RunnerError: --out ...runner.best.pth lies inside the run directory ... (as ...
@@ -25,11 +26,9 @@ from typing import Optional, Sequence, Type
 
 from ..atomic import atomic_write_json
 from ..messages import short_repr
-from .errors import RunnerError
+from ..errors import RunnerError
 from ..safe_read import read_json
-
-
-RUN_MARKER = "flow.json"  # written into every run directory (and fold group) when its runner is made
+from .layout import EXPORT_DIR, RunDir
 
 
 def owning_run_dir(path) -> Optional[str]:
@@ -37,7 +36,7 @@ def owning_run_dir(path) -> Optional[str]:
     it that holds ``flow.json``; ``None`` outside every run."""
     current = os.path.realpath(os.fspath(path))
     while True:
-        if os.path.isfile(os.path.join(current, RUN_MARKER)):
+        if os.path.isfile(RunDir(current).flow_json):
             return current
         parent = os.path.dirname(current)
         if parent == current:
@@ -62,7 +61,7 @@ def refuse_run_file(path, what: str, error: Type[Exception] = RunnerError, allow
 
 def check_own_folder(run_dir: str, folder: str) -> None:
     """Refuse a folder of the run (``checkpoints/``, a stage's) that a symlink leads out of the run directory:
-    the rule for a single checkpoint file (``callbacks/checkpoint.py``) holds for its folder too, so a resume
+    the rule for a single checkpoint file (``run/checkpoints.py``) holds for its folder too, so a resume
     never writes into, nor reads from, another directory."""
     real_run, real = os.path.realpath(run_dir), os.path.realpath(folder)
     if real != real_run and not real.startswith(real_run + os.sep):
@@ -72,7 +71,7 @@ def check_own_folder(run_dir: str, folder: str) -> None:
 
 def claim_run_dir(run_dir: str, flow) -> None:
     """Write ``flow.json`` into a new run directory, or check that an existing one was made for this flow."""
-    path = os.path.join(run_dir, RUN_MARKER)
+    path = RunDir(run_dir).flow_json
     described = json.loads(json.dumps(flow.describe()))
     if os.path.exists(path):
         try:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..atomic import atomic_write_json
 from ..messages import short_repr
-from .errors import RunnerError
+from ..errors import RunnerError
 from ..safe_read import read_json
 from ..messages import warn_user
 

@@ -1,48 +1,26 @@
-"""TensorBoard runs of a run directory: one numbered folder per runner, readable run names, one lr scalar.
+"""The TensorBoard logger of a training: readable run names and one lr scalar per epoch.
 
-Each runner object writes everything it logs (training scalars, validation frames, inference summaries) under
-``<run_dir>/tensorboard/run-<N>/<loader>/``, ``N`` one more than the highest already there. Running the same
-experiment again therefore shows up in TensorBoard as ``run-2/train``, ``run-2/valid``... next to ``run-1/...``
-instead of a second event file appended to the same folder (which TensorBoard would draw as one zig-zagging line).
+Where it writes is the run directory's business (``tensorboard/run-<N>/...``, see
+:mod:`dnn_cool_catalyst.run.tensorboard`); this module decides what goes into the event files.
 
 Example:
-    >>> import os, tempfile
-    >>> root = tempfile.mkdtemp()
-    >>> [os.path.basename(claim_tensorboard_run(root)) for _ in range(3)]
-    ['run-1', 'run-2', 'run-3']
+    >>> [is_optimizer_stat(key) for key in ("lr", "lr/adam", "loss", "momentum")]
+    [True, True, False, True]
 """
 from __future__ import annotations
 
-import os
 import re
 from typing import Dict
 
 from catalyst.loggers.tensorboard import TensorboardLogger
 from tensorboardX.proto.summary_pb2 import Summary
 
-RUN_PREFIX = "run-"
 #: The run Catalyst calls ``_epoch_`` (metrics of the whole epoch, not of one loader) is written as this one.
 EPOCH_RUN = "epoch"
 #: Logged by Catalyst's optimizer callback on every loader and by its scheduler callback per epoch: kept once.
 _OPTIMIZER_STATS = ("lr", "momentum")
 #: Characters TensorBoard does not take in a tag (replaced by ``_``, as tensorboardX's ``add_scalar`` does).
 _NOT_IN_TAGS = re.compile(r"[^-/\w.]")
-
-
-def claim_tensorboard_run(root: str) -> str:
-    """Create and return ``<root>/run-<N>``, ``N`` one more than the highest existing run (``mkdir`` decides
-    between two processes claiming the same number)."""
-    os.makedirs(root, exist_ok=True)
-    pattern = re.compile(re.escape(RUN_PREFIX) + r"(\d+)")
-    taken = [int(m.group(1)) for m in map(pattern.fullmatch, os.listdir(root)) if m]
-    number = max(taken, default=0) + 1
-    while True:
-        path = os.path.join(root, f"{RUN_PREFIX}{number}")
-        try:
-            os.mkdir(path)
-            return path
-        except FileExistsError:
-            number += 1
 
 
 def is_optimizer_stat(key: str) -> bool:
@@ -79,25 +57,3 @@ class FlowTensorboardLogger(TensorboardLogger):
             if own:
                 self._check_loader_key(loader_key=EPOCH_RUN)
                 self._log_metrics(metrics=own, step=runner.epoch_step, loader_key=EPOCH_RUN, suffix="/epoch")
-
-
-class TensorboardRunsMixin:
-    """Mixed into the runner (needs ``run_dir`` and ``_writes_files()``): ``tensorboard_run_dir``, this runner's
-    TensorBoard run, claimed on first use (the runner's ``tensorboard_dir`` is in it)."""
-
-    @property
-    def tensorboard_root(self) -> str:
-        """``<run_dir>/tensorboard``: what ``tensorboard --logdir`` should be given."""
-        return os.path.join(self.run_dir, "tensorboard")
-
-    @property
-    def tensorboard_run_dir(self) -> str:
-        """``<run_dir>/tensorboard/run-<N>``, the folder this runner writes its loaders' summaries under."""
-        claimed = getattr(self, "_tensorboard_dir", None)
-        if claimed is None:
-            if self._writes_files():
-                claimed = claim_tensorboard_run(self.tensorboard_root)
-            else:  # a process that writes nothing (a later DDP node) must not take a number
-                claimed = os.path.join(self.tensorboard_root, f"{RUN_PREFIX}unused")
-            self._tensorboard_dir = claimed
-        return claimed
