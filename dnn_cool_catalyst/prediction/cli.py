@@ -3,7 +3,7 @@
     dnn-cool-predict --run-dir DIR --csv new.csv --out predictions.csv [--trust-config] [--checkpoint best] [--proba]
 
 The run directory alone is enough: its ``config.yml`` (saved by ``dnn-cool-run``) rebuilds the project, the model
-and the runner, whose ``predict`` does the work (see :meth:`PredictionMixin.predict`). The output CSV has one
+and the runner, whose ``predict`` does the work (see :func:`.from_run.predict`). The output CSV has one
 column per task (empty where the task does not apply), lists of labels as JSON, and the rows of the input CSV
 in order; ``--index-col`` names an input column to use as the row index (written first). Relative paths inside
 the config are read from the directory the run was started from, paths given here from the current one.
@@ -26,15 +26,15 @@ from typing import Iterator, List, Optional
 
 import pandas as pd
 
-from .atomic import atomic_write_text
-from .config.saved import CONFIG_FILE, load_run_config
-from .config.validate import ConfigError
-from .spreadsheet import safe_cell, spreadsheet_safe
-from .runners.run_dir import refuse_run_file
+from ..atomic import atomic_write_text
+from ..config.saved import CONFIG_FILE, load_run_config
+from ..config.validate import ConfigError
+from ..spreadsheet import safe_cell, spreadsheet_safe
+from ..runners.run_dir import refuse_run_file
 
 
 def _user_errors():
-    from .config.cli import _user_errors as run_errors
+    from ..config.cli import _user_errors as run_errors
 
     return run_errors() + (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError)
 
@@ -93,8 +93,8 @@ def predict_csv(run_dir: str, csv: str, out: str, checkpoint: str = "best", prob
     """Rebuild the run in ``run_dir`` from its ``config.yml``, predict the rows of ``csv`` and write them to
     ``out`` (atomically); returns the predictions. A config naming code outside this library is refused unless
     ``trust_config`` (see the module docstring). Errors are ConfigError / RunnerError / ConverterError."""
-    from .config.run import build_config
-    from .runners import DnnCoolSupervisedRunner
+    from ..config.run import build_config
+    from ..runners import DnnCoolSupervisedRunner
 
     run_dir, csv, out = (os.path.abspath(p) for p in (run_dir, csv, out))
     refuse_run_file(out, "--out", error=ConfigError)  # e.g. runner.best.pth: the run would be destroyed
