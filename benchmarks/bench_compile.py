@@ -47,7 +47,7 @@ from bench_overhead import WORKLOADS, cnn_runner, paired_side, tabular_runner  #
 PROFILED = (("dnn_cool_catalyst.callbacks.criterion", "FlowCriterionCallback", "loss bookkeeping"),
             ("dnn_cool_catalyst.callbacks.metrics", "FlowMetricsCallback", "metric statistics"),
             ("dnn_cool_catalyst.callbacks.nan_guard", "NanGuardCallback", "NaN guard"),
-            ("dnn_cool_catalyst.callbacks.interpretation", "InterpretationCallback", "best/worst samples"))
+            ("dnn_cool_catalyst.interpretation.callback", "InterpretationCallback", "best/worst samples"))
 
 
 class CallbackTimer:

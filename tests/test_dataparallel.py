@@ -161,7 +161,7 @@ def test_runner_with_balancing_feeds_the_callbacks_the_same_values(tmp_path):
     from types import SimpleNamespace
 
     from dnn_cool_catalyst.callbacks import FlowCriterionCallback, FlowMetricsCallback
-    from dnn_cool_catalyst.callbacks.interpretation import InterpretationCallback
+    from dnn_cool_catalyst.interpretation.callback import InterpretationCallback
     from dnn_cool_catalyst.runners import DnnCoolSupervisedRunner
 
     flow, batch = flow_and_batch()

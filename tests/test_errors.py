@@ -49,7 +49,7 @@ def test_raised_errors_are_caught_by_the_root_class():
         check_runner_name("../evil")
 
 
-@pytest.mark.parametrize("module", ["dnn_cool_catalyst.runners.interpretation", "dnn_cool_catalyst.runners.runner"])
+@pytest.mark.parametrize("module", ["dnn_cool_catalyst.interpretation.examples", "dnn_cool_catalyst.runners.runner"])
 def test_runner_modules_import_alone_without_a_cycle(module):
     # a fresh interpreter importing the module first: an import cycle would fail with a partially initialised module
     code = f"import {module}, dnn_cool_catalyst.errors as e; assert {module}.RunnerError is e.RunnerError"

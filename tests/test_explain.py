@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from dnn_cool_catalyst import BinaryTask, ClassificationTask, MultilabelTask, RegressionTask, TaskError, TaskFlow
-from dnn_cool_catalyst.explain import render_tree
+from dnn_cool_catalyst.interpretation.explain import render_tree
 
 
 def security_flow():
@@ -129,8 +129,8 @@ def test_custom_tasks_can_format_their_own_nodes_and_bad_input_is_named():
 
 @pytest.mark.parametrize("top_k", [1, 3])
 def test_views_of_many_samples_read_as_each_sample_described_alone(top_k):
-    from dnn_cool_catalyst.explain import describe_target, describe_value
-    from dnn_cool_catalyst.sample_views import sample_views
+    from dnn_cool_catalyst.interpretation.explain import describe_target, describe_value
+    from dnn_cool_catalyst.interpretation.sample_views import sample_views
 
     def flow_fn(flow, x, out):
         out += flow.kind(x.features)

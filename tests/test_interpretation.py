@@ -368,7 +368,7 @@ def test_numeric_cells_read_for_all_picked_samples_at_once_equal_the_per_sample_
 
 
 def test_shards_of_distributed_processes_are_merged_on_rank_zero_only(monkeypatch):
-    from dnn_cool_catalyst.callbacks import interpretation as module
+    from dnn_cool_catalyst.interpretation import callback as module
 
     other = {"is_even": (np.array([0.5]), np.array([7])), "overall": (np.array([0.5]), np.array([7]))}
     mine = {"is_even": (np.array([0.1, 0.2]), np.array([1, 2])), "overall": (np.zeros(0), np.zeros(0, dtype=int))}

@@ -134,7 +134,7 @@ def test_binary_task_with_text_labels_accepts_label_conditions(tmp_path):
 
 def test_explanations_show_label_values():
     from dnn_cool_catalyst import BinaryTask, TaskFlow
-    from dnn_cool_catalyst.explain import render_tree
+    from dnn_cool_catalyst.interpretation.explain import render_tree
 
     tasks = [BinaryTask("sex", labels=["male", "female"]), ClassificationTask("level", 3, class_names=["1", "2", "3"]),
              BinaryTask("child")]

@@ -16,7 +16,7 @@ from dnn_cool_catalyst.callbacks.checkpoint import CheckpointError
 from dnn_cool_catalyst.runners import RunnerError
 from dnn_cool_catalyst.config.validate import ConfigError
 from dnn_cool_catalyst.export import ExportError
-from dnn_cool_catalyst.predict import predict_csv
+from dnn_cool_catalyst.prediction.cli import predict_csv
 from dnn_cool_catalyst.report import ReportError, write_report
 from dnn_cool_catalyst.run.splits import index_fingerprint
 from dnn_cool_catalyst.synthetic.numbers import numbers_frame

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from dnn_cool_catalyst.config.saved import ORIGIN_KEY
-from dnn_cool_catalyst.predict import main, predict_csv
+from dnn_cool_catalyst.prediction.cli import main, predict_csv
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABULAR = os.path.join(REPO, "configs", "tabular.yml")

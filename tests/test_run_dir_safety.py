@@ -301,7 +301,7 @@ def test_a_lock_that_is_not_a_file_is_refused_clearly_and_left_alone(tmp_path, k
 
 
 def test_predict_cli_refuses_an_out_among_the_runs_own_files_and_leaves_them_intact(tmp_path, capsys):
-    from dnn_cool_catalyst.predict import main
+    from dnn_cool_catalyst.prediction.cli import main
 
     runner = make_runner(tmp_path)
     runner.train(num_epochs=1)

@@ -7,7 +7,7 @@ from helpers import read_summaries
 from tensorboardX import SummaryWriter
 
 from dnn_cool_catalyst.interpretation import BoxOverlay, Publishers, draw_boxes, encode_frame, publish_extremes
-from dnn_cool_catalyst.sample_views import SampleView, TaskView
+from dnn_cool_catalyst.interpretation.sample_views import SampleView, TaskView
 
 BOX = ("x", "y", "w", "h")
 

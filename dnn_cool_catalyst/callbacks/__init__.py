@@ -1,6 +1,6 @@
 """Catalyst callbacks, one lifecycle concern each."""
 from .criterion import FlowCriterionCallback
-from .interpretation import InterpretationCallback
+from ..interpretation.callback import InterpretationCallback
 from .metrics import FlowMetricsCallback
 from .nan_guard import NanGuardCallback, NonFiniteError
 

@@ -1,6 +1,6 @@
-"""The export's error type: a :class:`~dnn_cool_catalyst.runners.errors.RunnerError` (``runner.export`` is a
-runner step), in a module of its own so that every export module can raise it."""
-from ..runners.errors import RunnerError
+"""The export's error type: a :class:`~dnn_cool_catalyst.errors.RunnerError` (``runner.export`` is a runner step),
+in a module of its own so that every export module can raise it."""
+from ..errors import RunnerError
 
 
 class ExportError(RunnerError):

@@ -162,7 +162,7 @@ class TaskFlow:
 
     def get_treelib_explainer(self):
         """``explainer(outputs, labels=None)`` → one ``treelib.Tree`` per input: the decoded predictions laid
-        out along the preconditions they satisfied (see :mod:`dnn_cool_catalyst.explain`).
+        out along the preconditions they satisfied (see :mod:`dnn_cool_catalyst.interpretation.explain`).
 
         ``outputs`` is what the flow's module returns for a batch (``{"logits": {task name: tensor}}``, e.g.
         ``model(batch["inputs"])``); ``labels`` optionally names each sample in its tree's root (DataFrame row
@@ -187,7 +187,7 @@ class TaskFlow:
             >>> len(trees), type(trees[0]).__name__
             (4, 'Tree')
         """
-        from ..explain import TreelibExplainer
+        from ..interpretation.explain import TreelibExplainer
 
         return TreelibExplainer(self.graph)
 

@@ -1,4 +1,6 @@
-"""Interpretation: the best and worst samples per task, how inputs are shown, and PR curves in TensorBoard."""
+"""Interpretation: the best and worst samples per task, how inputs are shown, explanation trees and PR curves in
+TensorBoard. Not imported here: :mod:`.examples` (a run's stored outputs, functions over the runner) and
+:mod:`.callback` (the validation callback), which load the runner and Catalyst."""
 from .frames import BoxOverlay, draw_boxes, encode_frame
 from .images import as_hwc_uint8, looks_like_image
 from .pr_curves import curve_data, log_pr_curves, mark_tuned_points, precision_recall_at

@@ -128,7 +128,7 @@ def publish_extremes(writer, selection, source: SampleSource, publishers: Mappin
     ``<task_path>/<kind>`` (rank, row, loss, target and prediction, or for ``overall`` the tasks with the largest
     losses, the ``boxes``' values, the non-image inputs) and each image input, with ``boxes`` drawn, at
     ``<task_path>/<kind>/<rank>/<column>``; publishers' other summaries under the same tags. ``views`` (see
-    :func:`dnn_cool_catalyst.sample_views.sample_views`) give targets and predictions by dataset position. Images
+    :func:`.sample_views.sample_views`) give targets and predictions by dataset position. Images
     are written for the kinds in ``frame_kinds`` only (the tables for both). Each image card is titled with its
     rank and, where the run has one step only (``single_step``: an ``infer_<split>`` run), the row id and loss:
     TensorBoard keeps a tag's first title, which would be stale at a later epoch. Returns the tags written."""

@@ -86,7 +86,7 @@ def save_split(directory: str, split: str, arrays: Dict[str, Dict[str, torch.Ten
     """``arrays[task][field]`` → ``<directory>/<split>/<task>.npz`` plus the manifest, swapped in as a whole.
 
     ``checkpoint`` is the checkpoint's file name, ``labels`` the DataFrame index labels of the stored rows (in
-    the order of the ``index`` field), ``tta`` the test-time augmentation views averaged (``runners/augmentation.py``).
+    the order of the ``index`` field), ``tta`` the test-time augmentation views averaged (``outputs/tta.py``).
     """
     positions = next(iter(arrays.values()))["index"].tolist() if arrays else []
     if len(labels) != len(positions):

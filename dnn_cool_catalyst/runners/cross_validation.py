@@ -120,7 +120,7 @@ class CrossValidationMixin:
         except TypeError as e:
             raise RunnerError(f"tune_kwargs {sorted(tune_kwargs)} do not fit runner.tune(): {e}") from None
         bound.apply_defaults()
-        from .decoding import check_tune_limits
+        from ..outputs.decoding import check_tune_limits
 
         check_tune_limits(bound.arguments["min_samples"], bound.arguments["min_per_class"])
         return tune_kwargs
@@ -267,7 +267,7 @@ class CrossValidationMixin:
 
     def _ensemble(self, runners, tune_kwargs: dict) -> None:
         """Tune on the out-of-fold predictions, then evaluate the averaged test activations (both gatings)."""
-        from .inference import _finish_split
+        from ..outputs.inference import _finish_split
 
         self._use_fitted_targets()  # inverse_activation and evaluation in one (the group's) logit space
         first = next(iter(self.flow.tasks))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .errors import RunnerError
-from .inference import to_device
+from ..outputs import inference  # the module: outputs/ imports this package while it loads
 from ..run.lock import run_lock
 from .schedules import build_optimizer
 
@@ -145,7 +145,7 @@ class LRFinderMixin:
                 batch = next(batches)
             for group in opt.param_groups:
                 group["lr"] = float(lr)
-            batch = to_device(batch, device)
+            batch = inference.to_device(batch, device)
             loss = loss_fn(model(batch["inputs"]), batch)
             value = float(loss.detach())
             if not math.isfinite(value):

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
+import pandas as pd
 import torch
 from catalyst import dl
 from catalyst.utils.misc import set_global_seed
@@ -18,24 +19,26 @@ from ..callbacks.early_stopping import BaselineAwareEarlyStopping, trivial_basel
 from ..callbacks.console import EpochSummaryCallback, ProgressBarCallback, resolve_verbose
 from ..callbacks.nan_guard import NanGuardCallback
 from ..callbacks.selection import ModelSelectionCallback, ValidMetricError, resolve_valid_metric, selection_key
+from ..export import from_run as export_run
+from ..interpretation import examples
+from ..interpretation.publishers import Publishers
+from ..interpretation.selection import OVERALL
+from ..outputs import decoding, inference
+from ..outputs import tta as tta_of
 from ..parallel import (REDUCTION_KEY, BatchedSubset, ShardedBatchSampler, autocast, autocast_dtype,
                         balanced_forward, collate_batch, reshard_loader)
+from ..prediction import from_run as prediction_run
 from ..signatures import forwards_kwargs
 from ..tasks.base import TaskError
 from ..training.engine import default_engine, global_rank, scheduler_callbacks
+from ..training import augmentation
 from . import device_data as placement
 from . import compiled_step, dev_subset
 from . import task_selection as task_selection_of
-from .augmentation import AugmentationMixin
 from .cross_validation import CrossValidationMixin
-from .decoding import DecodingMixin
-from .export import ExportMixin
 from .epoch_budget import default_num_epochs, default_patience, plateau_patience
 from .errors import RunnerError
-from .inference import InferenceMixin, to_device
-from .interpretation import InterpretationMixin
 from .lr_finder import LRFinderMixin
-from .prediction import PredictionMixin
 from .schedules import build_optimizer, build_scheduler, scheduler_interval, steps_per_epoch
 from .stages import StagesMixin
 from .trainable import check_trainable
@@ -44,15 +47,14 @@ from ..run.claim import check_own_folder, claim_run_dir
 from ..run.layout import RunDir
 from ..run.lock import run_lock
 from ..run.run_config import recording_train, runner_settings
-from ..run.splits import load_or_make_splits
+from ..run.splits import SPLITS, load_or_make_splits
 from ..run.tensorboard import tensorboard_run
 from ..training.loggers import FlowTensorboardLogger
 from ..safe_read import read_json
 from ..messages import warn_user
 
 
-class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, InferenceMixin, DecodingMixin, PredictionMixin,
-                              ExportMixin, InterpretationMixin, StagesMixin, LRFinderMixin, dl.SupervisedRunner):
+class DnnCoolSupervisedRunner(CrossValidationMixin, StagesMixin, LRFinderMixin, dl.SupervisedRunner):
     """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
 
     ``model`` is any nn.Module taking the batch's ``"inputs"`` dict and returning the flow module's output (or a
@@ -115,7 +117,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         except TaskError as e:
             raise RunnerError(str(e)) from None
         self._engine_arg = engine
-        self._set_box_tasks(box_tasks)
+        augmentation.set_box_tasks(self, box_tasks)
         # Under nn.DataParallel, reduce loss and metric statistics on each replica (see parallel/replicas.py).
         self.balance_dataparallel_memory = balance_dataparallel_memory
         # dev=N: N seeded rows in <run_dir>-dev<N>, never the full run's directory (runners/dev_subset.py).
@@ -247,8 +249,8 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         # Our own batch sampler, so that under DDP each process gets its slice of the very batches one process
         # would see (parallel/sampler.py); batches carry "valid" (False marks distributed padding). Each batch is
         # fetched whole (BatchedSubset: columns indexed by the batch's positions, no per-item dicts).
-        # With train(balance=...), the training split's sampler draws a balanced epoch (runners/augmentation.py).
-        sampler = self._make_batch_sampler(split, shuffle, batch_size or self.loader_batch)
+        # With train(balance=...), the training split's sampler draws a balanced epoch (training/augmentation.py).
+        sampler = augmentation.batch_sampler(self, split, shuffle, batch_size or self.loader_batch)
         workers = self.num_workers if self.num_workers is not None else default_num_workers(self.dataset)
         return DataLoader(BatchedSubset(self.dataset, self.splits[split]), batch_sampler=sampler,
                           collate_fn=collate_batch, num_workers=workers, persistent_workers=workers > 0)
@@ -336,8 +338,8 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         # Our DataLoaders are not accelerate-prepared, so they yield CPU tensors; DeviceBatches are already there.
         device = self.engine.device
         if device.type != "cpu" and not isinstance(self.loader, placement.DeviceBatches):
-            batch = to_device(batch, device, non_blocking=True)
-        batch = self._augmented(batch)  # train(augment=...): train loaders only
+            batch = inference.to_device(batch, device, non_blocking=True)
+        batch = augmentation.augmented(self, batch)  # train(augment=...): train loaders only
         step = compiled_step.step_for(self)  # train(compile=...): model, heads and masked loss as one graph
         if step is not None:
             self.batch = step(batch)
@@ -557,6 +559,110 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
             name = before[0][len("model_selection/"):] if before[0].startswith("model_selection/") else before[0]
             raise RunnerError(f"resume=True with valid_metric={valid_metric!r}, but this run selected its best "
                               f"epoch on {name!r} ({path}); resume with valid_metric={name!r} or start a new run")
+
+    # -- outputs (delegations) --
+    # What a trained run produces is built by functions over the runner (training/augmentation.py, outputs/,
+    # prediction/from_run.py, export/from_run.py, interpretation/examples.py). The state they keep on it:
+    box_tasks = None  # box coordinate tasks, set at construction (training/augmentation.py)
+    interpretation_k: int = 5  # best/worst samples per task and kind in TensorBoard; 0 turns the logging off
+    interpretation_every: Optional[int] = None  # which validation epochs log them (interpretation/examples.py)
+    _augment_plan = None  # while one train(augment=...) runs, as _balance_draw for train(balance=...)
+    _balance_draw = None
+    _tta_plan = None  # while one infer(tta=...) runs (outputs/tta.py)
+    _selected_model = None  # set by load_checkpoint("best") for a run that selected per task
+    _publishers: Optional[Publishers] = None
+
+    @property
+    def publishers(self) -> Publishers:
+        """How input columns are shown (``publishers.col_mapping``) and which boxes are drawn (``.boxes``)."""
+        return examples.publishers(self)
+
+    @publishers.setter
+    def publishers(self, value: Publishers) -> None:
+        self._publishers = value
+
+    def _training_extras(self, augment=None, balance=None):
+        return augmentation.training_extras(self, augment, balance)
+
+    def load_checkpoint(self, which: str = "best") -> str:
+        """Load ``checkpoints/runner.<which>.pth`` into ``self.model`` and return its path; see
+        :func:`.inference.load_checkpoint`."""
+        return inference.load_checkpoint(self, which)
+
+    def inference_model(self) -> torch.nn.Module:
+        """The model ``infer``, ``predict`` and ``export`` run (:func:`.inference.inference_model`)."""
+        return inference.inference_model(self)
+
+    def infer(self, splits: Iterable[str] = SPLITS, checkpoint: str = "best", verbose: bool = False,
+              engine=None, tta=None) -> dict:
+        """Store the ``checkpoint`` weights' outputs on every split under ``infer/``; see :func:`.inference.infer`."""
+        return inference.infer(self, splits, checkpoint, verbose, engine, tta)
+
+    def _stored(self, split: str):
+        return inference.stored_outputs(self, split)
+
+    def stored_tta(self, split: str) -> List[str]:
+        """The test-time augmentation views the stored outputs of ``split`` were averaged over (``[]``: none)."""
+        return tta_of.stored_tta(self, split)
+
+    def tune(self, loader: str = "valid", metric: str = "accuracy", min_recall: Optional[float] = None,
+             min_samples: int = 30, min_per_class: int = 5, alpha: Optional[float] = 0.05) -> dict:
+        """Tune thresholds on the stored ``loader`` outputs, save ``tuned.json``; see :func:`.decoding.tune`."""
+        return decoding.tune(self, loader, metric, min_recall, min_samples, min_per_class, alpha)
+
+    def _tune_outputs(self, loader: str, logits, targets, available, metric: str, min_recall: Optional[float],
+                      min_samples: int, min_per_class: int, tta=(), alpha: Optional[float] = 0.05) -> dict:
+        return decoding.tune_outputs(self, loader, logits, targets, available, metric, min_recall, min_samples,
+                                     min_per_class, tta, alpha)
+
+    def _apply_params(self, params: dict) -> None:
+        decoding.apply_params(self, params)
+
+    def has_thresholds(self) -> bool:
+        """Whether any task has decoding parameters for :meth:`tune` to set (see :func:`.decoding.has_thresholds`)."""
+        return decoding.has_thresholds(self)
+
+    def load_tuned(self) -> dict:
+        """Apply the parameters saved by :meth:`tune` to the flow's decoders and return them."""
+        return decoding.load_tuned(self)
+
+    def load_tuned_if_any(self) -> bool:
+        """Apply ``tuned.json`` when the run has one (:meth:`load_tuned`); returns whether it had one."""
+        return decoding.load_tuned_if_any(self)
+
+    def evaluate(self, loader: str = "test", gating: str = "gt") -> pd.DataFrame:
+        """Per-task metrics on the stored ``loader`` outputs with the tuned thresholds, as a DataFrame with
+        ``task_path, metric_name, metric_res, num_samples``; also saved as ``evaluation_<loader>_<gating>.csv``."""
+        return decoding.evaluate(self, loader, gating)
+
+    def _evaluate_outputs(self, loader: str, gating: str, logits, targets, available) -> pd.DataFrame:
+        return decoding.evaluate_outputs(self, loader, gating, logits, targets, available)
+
+    def predict(self, df: pd.DataFrame, checkpoint: str = "best", proba: bool = False,
+                batch_size: Optional[int] = None, verbose: bool = False) -> pd.DataFrame:
+        """The ``checkpoint``'s predictions for the rows of ``df`` in label space; see :func:`.from_run.predict`."""
+        return prediction_run.predict(self, df, checkpoint, proba, batch_size, verbose)
+
+    def export(self, path: Optional[str] = None, format: str = "torch", checkpoint: str = "best",
+               overwrite: Optional[bool] = None) -> str:
+        """Write the ``checkpoint`` as one deployable artifact, return its path; see :func:`.from_run.export`."""
+        return export_run.export(self, path, format, checkpoint, overwrite)
+
+    def worst_examples(self, loader: str = "valid", task: str = OVERALL, n: int = 5) -> pd.DataFrame:
+        """The ``n`` samples with the highest loss for ``task``; see :func:`.examples.worst_examples`."""
+        return examples.worst_examples(self, loader, task, n)
+
+    def best_examples(self, loader: str = "valid", task: str = OVERALL, n: int = 5) -> pd.DataFrame:
+        """Like :meth:`worst_examples`, lowest loss first."""
+        return examples.best_examples(self, loader, task, n)
+
+    def explain(self, loader: str, rows: Iterable, render: bool = True) -> Dict:
+        """Explanation trees of the stored ``loader`` outputs of ``rows``; see :func:`.examples.explain`."""
+        return examples.explain(self, loader, rows, render)
+
+    def log_interpretation(self, splits: Iterable[str], step: int = 0) -> Dict[str, List[str]]:
+        """PR curves, best/worst samples and trees of stored splits; see :func:`.examples.log_interpretation`."""
+        return examples.log_interpretation(self, splits, step)
 
 
 def default_num_workers(dataset) -> int:

@@ -9,15 +9,14 @@ import torch
 import torch.distributed as dist
 from catalyst.core.callback import Callback, CallbackOrder
 
-from ..interpretation.publishers import Publishers
-from ..interpretation.samples import SampleSource
-from ..interpretation.selection import LossCollector, Losses
-from ..interpretation.tensorboard import (losses_by_position, open_writer, picked_positions, publish_extremes,
-                                          select_extremes)
 from ..parallel.distributed import world
 from ..parallel.precision import autocast, autocast_dtype
 from ..parallel.replicas import REDUCTION_KEY
-from ..sample_views import sample_views
+from .publishers import Publishers
+from .sample_views import sample_views
+from .samples import SampleSource
+from .selection import LossCollector, Losses
+from .tensorboard import losses_by_position, open_writer, picked_positions, publish_extremes, select_extremes
 
 
 def _gather(losses: Losses) -> Optional[Losses]:

@@ -41,8 +41,8 @@ from typing import Dict, Mapping, Optional, Sequence
 import pandas as pd
 import torch
 
-from .flow.module import decoded_gating_masks
-from .tasks.labels import series_of
+from ..flow.module import decoded_gating_masks
+from ..tasks.labels import series_of
 
 PROBA_PREFIX = "proba_"
 

@@ -1,0 +1,1 @@
+"""What a trained run produces: inference, test-time augmentation, tuning and evaluation."""
