@@ -24,7 +24,7 @@ from catalyst.core.callback import Callback, CallbackOrder  # noqa: E402
 
 from _train_script import numbers_run  # noqa: E402  (this folder is the script's sys.path[0])
 from dnn_cool_catalyst.runners import DnnCoolSupervisedRunner, artifacts  # noqa: E402
-from dnn_cool_catalyst.runners import stages as stages_module  # noqa: E402
+from dnn_cool_catalyst.training import stages as stages_module  # noqa: E402
 
 SAMPLES, HIDDEN, BATCH, LR, EPOCHS, PATIENCE = 160, 8, 32, 0.3, 20, 1
 STAGES = [{"name": "warm", "num_epochs": 12}, {"name": "all", "num_epochs": 4, "lr": 0.01}]

@@ -24,7 +24,7 @@ from ..parallel import ShardedBatchSampler
 from ..parallel.balanced import BalancedBatchSampler
 from ..tasks.base import without_inverse_activation
 from . import artifacts
-from .balancing import make_draw
+from ..training.balancing import make_draw
 from .errors import RunnerError
 from ..safe_read import read_json
 from ..messages import warn_user

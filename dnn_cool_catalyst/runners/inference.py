@@ -15,7 +15,8 @@ from ..interpretation.samples import SampleSource
 from ..parallel import gather_samples
 from ..kept_batches import keep
 from ..parallel import world as parallel_world
-from . import artifacts, task_selection
+from . import artifacts
+from ..training import task_selection
 from .errors import RunnerError
 from .lock import run_lock
 from .run_dir import check_own_folder

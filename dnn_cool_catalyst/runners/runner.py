@@ -23,25 +23,27 @@ from ..parallel import (REDUCTION_KEY, BatchedSubset, ShardedBatchSampler, autoc
 from ..signatures import forwards_kwargs
 from ..tasks.base import TaskError
 from . import device_data as placement
-from . import compiled_step, dev_subset, fitted
-from . import task_selection as task_selection_of
+from . import fitted
+from ..experiments import dev_subset
+from ..training import compiled_step
+from ..training import task_selection as task_selection_of
 from .augmentation import AugmentationMixin
-from .cross_validation import CrossValidationMixin
+from ..experiments.cross_validation import CrossValidationMixin
 from .decoding import DecodingMixin
 from .export import ExportMixin
-from .epoch_budget import default_num_epochs, default_patience, plateau_patience
+from ..training.epoch_budget import default_num_epochs, default_patience, plateau_patience
 from .errors import RunnerError
 from .inference import InferenceMixin, to_device
 from .interpretation import InterpretationMixin
 from .lock import run_lock
-from .lr_finder import LRFinderMixin
+from ..training.lr_finder import LRFinderMixin
 from .prediction import PredictionMixin
 from .run_config import recording_train, runner_settings
 from .run_dir import check_own_folder, claim_run_dir
-from .schedules import build_optimizer, build_scheduler, scheduler_interval, steps_per_epoch
+from ..training.schedules import build_optimizer, build_scheduler, scheduler_interval, steps_per_epoch
 from .splits import load_or_make_splits
-from .stages import StagesMixin
-from .trainable import check_trainable
+from ..training.stages import StagesMixin
+from ..training.trainable import check_trainable
 from .tensorboard_runs import FlowTensorboardLogger, TensorboardRunsMixin
 from ..safe_read import read_json
 from ..messages import warn_user
@@ -84,7 +86,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
     ``dnn-cool-run`` (config/saved.py).
 
     ``dev=N`` (README, "Cross-validation and development subsets"): the same pipeline on N seeded rows, in the run
-    directory ``<run_dir>-dev<N>``; ``cross_validate()`` (runners/cross_validation.py) turns the run directory into
+    directory ``<run_dir>-dev<N>``; ``cross_validate()`` (experiments/cross_validation.py) turns the run directory into
     a fold group.
 
     ``box_tasks``: which bounded regression tasks are box coordinates in the image (``augment/boxes.py``), so that
@@ -120,7 +122,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
         self._set_box_tasks(box_tasks)
         # Under nn.DataParallel, reduce loss and metric statistics on each replica (see parallel/replicas.py).
         self.balance_dataparallel_memory = balance_dataparallel_memory
-        # dev=N: N seeded rows in <run_dir>-dev<N>, never the full run's directory (runners/dev_subset.py).
+        # dev=N: N seeded rows in <run_dir>-dev<N>, never the full run's directory (experiments/dev_subset.py).
         self.dev = None if dev is None else dev_subset.check_dev(dev, len(self.dataset))
         dev_rows = None
         if self.dev is not None:
@@ -189,7 +191,7 @@ class DnnCoolSupervisedRunner(AugmentationMixin, CrossValidationMixin, Inference
 
     @property
     def checkpoint_dir(self) -> str:
-        # While a stage of train(stages=...) runs, its own subdirectory (runners/stages.py).
+        # While a stage of train(stages=...) runs, its own subdirectory (training/stages.py).
         return self._stage_subdir(os.path.join(self.run_dir, "checkpoints"))
 
     @property

@@ -21,8 +21,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import RunnerError
-from .splits import _canonical, encode_labels
+from ..errors import RunnerError
+from ..runners.splits import _canonical, encode_labels
 
 
 def check_dev(dev, num_rows: int) -> int:

@@ -41,7 +41,7 @@ from ..atomic import atomic_copy, atomic_write_json
 from ..callbacks.checkpoint import CheckpointError, read_checkpoint
 from ..messages import short_repr
 from ..tasks.base import TaskError
-from .errors import RunnerError
+from ..errors import RunnerError
 from ..safe_read import read_json
 from ..messages import warn_user
 
@@ -248,7 +248,7 @@ class StagesMixin:
             value = settings.get(key)
             if value is not None and not isinstance(value, (str, dict)):
                 raise RunnerError(f"with stages, {key} must be a spec (a name or a dict with 'name', see "
-                                  f"runners/schedules.py): each stage builds its own, got a {type(value).__name__}")
+                                  f"training/schedules.py): each stage builds its own, got a {type(value).__name__}")
         parsed = parse_stages(stages)
         self._use_fitted_targets()
         self._materialize()  # lazy heads get their parameters before prefixes and files are checked

@@ -29,9 +29,9 @@ from typing import NamedTuple, Optional
 import numpy as np
 import torch
 
-from .errors import RunnerError
-from .inference import to_device
-from .lock import run_lock
+from ..errors import RunnerError
+from ..runners.inference import to_device
+from ..runners.lock import run_lock
 from .schedules import build_optimizer
 
 

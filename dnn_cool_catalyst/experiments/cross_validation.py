@@ -38,10 +38,11 @@ from ..evaluation import GATINGS
 from ..tasks.base import TaskError, without_inverse_activation
 from ..safe_read import read_csv
 from ..spreadsheet import spreadsheet_safe
-from . import artifacts, fitted, folds as fold_files
-from .errors import RunnerError
-from .lock import run_lock
-from .splits import SPLITS, encode_labels
+from ..runners import artifacts, fitted
+from . import folds as fold_files
+from ..errors import RunnerError
+from ..runners.lock import run_lock
+from ..runners.splits import SPLITS, encode_labels
 
 SUMMARY_FILE = "cv_summary.csv"
 ENSEMBLE_DIR = "ensemble"
@@ -119,7 +120,7 @@ class CrossValidationMixin:
         except TypeError as e:
             raise RunnerError(f"tune_kwargs {sorted(tune_kwargs)} do not fit runner.tune(): {e}") from None
         bound.apply_defaults()
-        from .decoding import check_tune_limits
+        from ..runners.decoding import check_tune_limits
 
         check_tune_limits(bound.arguments["min_samples"], bound.arguments["min_per_class"])
         return tune_kwargs
@@ -127,7 +128,7 @@ class CrossValidationMixin:
     def fold_splits(self, folds: int = 5, stratify: Optional[str] = None) -> List[Dict[str, list]]:
         """The splits :meth:`cross_validate` gives each fold, as DataFrame index labels: ``train`` (the other
         folds), ``valid`` (this fold) and ``test`` (this run's test split, the same for every fold). Checks
-        ``folds`` and ``stratify`` (see :mod:`~dnn_cool_catalyst.runners.folds`); writes nothing."""
+        ``folds`` and ``stratify`` (see :mod:`~dnn_cool_catalyst.experiments.folds`); writes nothing."""
         labels = encode_labels(self._row_ids())
         test = [labels[p] for p in self.splits["test"]]
         rest = sorted((p for name in ("train", "valid") for p in self.splits[name]))
@@ -266,7 +267,7 @@ class CrossValidationMixin:
 
     def _ensemble(self, runners, tune_kwargs: dict) -> None:
         """Tune on the out-of-fold predictions, then evaluate the averaged test activations (both gatings)."""
-        from .inference import _finish_split
+        from ..runners.inference import _finish_split
 
         self._use_fitted_targets()  # inverse_activation and evaluation in one (the group's) logit space
         first = next(iter(self.flow.tasks))

@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Dict, List, Mapping, Sequence
 
 from ..tasks.base import sample_mask
-from .errors import RunnerError
-from .fitted import train_split_labels
+from ..errors import RunnerError
+from ..runners.fitted import train_split_labels
 
 
 def usable_rows(flow, dataset, positions: Sequence[int]) -> Dict[str, int]:
