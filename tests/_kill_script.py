@@ -25,7 +25,8 @@ from catalyst.core.callback import Callback, CallbackOrder  # noqa: E402
 from _train_script import numbers_run  # noqa: E402  (this folder is the script's sys.path[0])
 from dnn_cool_catalyst.run import artifacts  # noqa: E402
 from dnn_cool_catalyst.runners import DnnCoolSupervisedRunner  # noqa: E402
-from dnn_cool_catalyst.runners import stages as stages_module  # noqa: E402
+from dnn_cool_catalyst.experiments import cross_validation  # noqa: E402
+from dnn_cool_catalyst.training import stages as stages_module  # noqa: E402
 
 SAMPLES, HIDDEN, BATCH, LR, EPOCHS, PATIENCE = 160, 8, 32, 0.3, 20, 1
 STAGES = [{"name": "warm", "num_epochs": 12}, {"name": "all", "num_epochs": 4, "lr": 0.01}]
@@ -72,9 +73,9 @@ def arm(point: str) -> dict:
     elif point == "tune":
         kill_on_first_call(DnnCoolSupervisedRunner, "tune", after=True)
     elif point == "stage_end":
-        kill_on_first_call(stages_module.StagesMixin, "_write_plan", call=2)
+        kill_on_first_call(stages_module.StagedRun, "_write_plan", call=2)
     elif point == "ensemble":
-        kill_on_first_call(DnnCoolSupervisedRunner, "_tune_ensemble")
+        kill_on_first_call(cross_validation, "_tune_ensemble")
     elif point:
         raise SystemExit(f"unknown kill point {point!r}")
     return {}

@@ -15,7 +15,7 @@ import torch
 from dnn_cool_catalyst import Project
 from dnn_cool_catalyst.measures.evaluation import tune_flow
 from dnn_cool_catalyst.runners import RunnerError
-from dnn_cool_catalyst.runners.folds import fold_labels
+from dnn_cool_catalyst.experiments.folds import fold_labels
 from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
 from dnn_cool_catalyst.tasks.base import Task
 from dnn_cool_catalyst.tasks.binary import BinaryTask

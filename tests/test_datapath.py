@@ -15,7 +15,7 @@ from dnn_cool_catalyst.data.columns import StoredColumn, take
 from dnn_cool_catalyst.data.inputs import InputConverter
 from dnn_cool_catalyst.parallel import BatchedSubset, PaddingMarkedSubset, ShardedBatchSampler, collate_batch
 from dnn_cool_catalyst.runners.device_data import DeviceBatches, resolve_mode
-from dnn_cool_catalyst.runners.runner import default_num_workers
+from dnn_cool_catalyst.runners.loaders import default_num_workers
 from dnn_cool_catalyst.synthetic.security import ImageArrayInput, security_frame
 from dnn_cool_catalyst.tabular import tabular_model
 

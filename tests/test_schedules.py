@@ -9,7 +9,7 @@ import torch
 from catalyst.core.callback import Callback, CallbackOrder
 
 from dnn_cool_catalyst.runners import RunnerError
-from dnn_cool_catalyst.runners.schedules import WarmupCosineLR, build_scheduler
+from dnn_cool_catalyst.training.schedules import WarmupCosineLR, build_scheduler
 from test_stages import make_runner
 
 BATCHES = 4  # 160 samples, 70 % train = 112 rows, batches of 32
@@ -139,7 +139,7 @@ def test_bad_scheduler_fails_before_training(tmp_path):
 
 
 def test_default_optimizer_is_fused_adamw_where_the_parameters_allow_it():
-    from dnn_cool_catalyst.runners.schedules import build_optimizer
+    from dnn_cool_catalyst.training.schedules import build_optimizer
 
     weights = torch.nn.Parameter(torch.randn(3))
     fused = build_optimizer(None, [{"params": [weights]}], lr=0.01)

@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 
 from dnn_cool_catalyst.config import run_config
-from dnn_cool_catalyst.runners.lr_finder import LRFinderResult
+from dnn_cool_catalyst.training.lr_finder import LRFinderResult
 from dnn_cool_catalyst.run.checkpoints import read_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,7 +8,7 @@ import pytest
 
 from dnn_cool_catalyst import Converters, Project
 from dnn_cool_catalyst.runners import RunnerError
-from dnn_cool_catalyst.runners.trainable import usable_rows
+from dnn_cool_catalyst.training.trainable import usable_rows
 from dnn_cool_catalyst.tabular import tabular_model
 
 N = 60

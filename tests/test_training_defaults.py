@@ -10,7 +10,8 @@ import torch
 from dnn_cool_catalyst import Project
 from dnn_cool_catalyst.run.checkpoints import read_checkpoint
 from dnn_cool_catalyst.callbacks.early_stopping import BaselineAwareEarlyStopping, trivial_baselines
-from dnn_cool_catalyst.runners import RunnerError, epoch_budget
+from dnn_cool_catalyst.runners import RunnerError
+from dnn_cool_catalyst.training import epoch_budget
 from dnn_cool_catalyst.run.fitted import train_split_labels
 from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
 

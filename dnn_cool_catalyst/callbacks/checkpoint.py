@@ -112,7 +112,7 @@ class ResumableCheckpointCallback(CheckpointCallback):
                        scheduler=runner.scheduler, epoch_step=runner.epoch_step, batch_step=runner.batch_step,
                        sample_step=runner.sample_step, valid_history=list(self._history),
                        early_stopped=self._stops_early(runner))
-            # Which stage of train(stages=...) this epoch belongs to (runners/stages.py): plain values.
+            # Which stage of train(stages=...) this epoch belongs to (training/stages.py): plain values.
             obj.update(getattr(runner, "stage_checkpoint_fields", None) or {})
             for fields in _field_callbacks(runner, "checkpoint_fields"):  # e.g. each task's best epoch
                 obj.update(fields())

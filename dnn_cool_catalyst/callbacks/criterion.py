@@ -12,7 +12,7 @@ from ..measures.losses import FlowLoss
 from ..parallel.distributed import all_reduce_sum, world_size
 from ..parallel.replicas import REDUCTION_KEY
 
-#: Where a compiled training step (``train(compile=True)``, runners/compiled_step.py) leaves
+#: Where a compiled training step (``train(compile=True)``, training/compiled_step.py) leaves
 #: ``(loss_fn, per_task, counts, total)``: the terms this callback would compute, computed inside the compiled graph.
 STEP_TERMS_KEY = "loss_terms"
 

@@ -103,7 +103,7 @@ def run_config(paths: Sequence[str], overrides: Sequence[str] = (), echo: Option
     import pandas as pd
 
     from ..runners import DnnCoolSupervisedRunner
-    from ..runners.lr_finder import LRFinderResult
+    from ..training.lr_finder import LRFinderResult
 
     where = " + ".join(paths)
     config = load_config(paths, overrides)

@@ -23,7 +23,7 @@ from ..kept_batches import keep
 from ..parallel import gather_samples
 from ..parallel import world as parallel_world
 from ..run import artifacts
-from ..runners import task_selection
+from ..training import task_selection
 from ..run.lock import run_lock
 from ..run.claim import check_own_folder
 from ..run.splits import SPLITS
@@ -71,7 +71,7 @@ def load_checkpoint(runner: "DnnCoolSupervisedRunner", which: str = "best") -> s
         runner.model.load_state_dict(state["model_state_dict"])
     except (KeyError, RuntimeError) as e:
         raise RunnerError(f"checkpoint {path} does not fit this model: {e}") from None
-    # train(task_selection=...): "best" is each task at its own best epoch (runners/task_selection.py).
+    # train(task_selection=...): "best" is each task at its own best epoch (training/task_selection.py).
     runner._selected_model = (task_selection.selected_model(runner.model, runner.flow.graph, runner.checkpoint_dir)
                               if which == "best" else None)
     return path

@@ -2,59 +2,46 @@
 from __future__ import annotations
 
 import os
-from collections import OrderedDict
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Sequence
 
-import pandas as pd
 import torch
 from catalyst import dl
-from catalyst.utils.misc import set_global_seed
 from torch.utils.data import DataLoader
 
 from .. import compat
-from ..callbacks import FlowCriterionCallback, FlowMetricsCallback, InterpretationCallback
-from ..callbacks.checkpoint import ResumableCheckpointCallback
-from ..callbacks.task_checkpoints import TaskCheckpointCallback, remove_task_selection
-from ..callbacks.early_stopping import BaselineAwareEarlyStopping, trivial_baselines
-from ..callbacks.console import EpochSummaryCallback, ProgressBarCallback, resolve_verbose
-from ..callbacks.nan_guard import NanGuardCallback
-from ..callbacks.selection import ModelSelectionCallback, ValidMetricError, resolve_valid_metric, selection_key
+from ..experiments import cross_validation, dev_subset
 from ..export import from_run as export_run
 from ..interpretation import examples
 from ..interpretation.publishers import Publishers
 from ..interpretation.selection import OVERALL
 from ..outputs import decoding, inference
 from ..outputs import tta as tta_of
-from ..parallel import (REDUCTION_KEY, BatchedSubset, ShardedBatchSampler, autocast, autocast_dtype,
-                        balanced_forward, collate_batch, reshard_loader)
+from ..parallel import REDUCTION_KEY, ShardedBatchSampler, autocast, autocast_dtype, balanced_forward
 from ..prediction import from_run as prediction_run
-from ..signatures import forwards_kwargs
-from ..tasks.base import TaskError
-from ..training.engine import default_engine, global_rank, scheduler_callbacks
-from ..training import augmentation
-from . import device_data as placement
-from . import compiled_step, dev_subset
-from . import task_selection as task_selection_of
-from .cross_validation import CrossValidationMixin
-from .epoch_budget import default_num_epochs, default_patience, plateau_patience
-from .errors import RunnerError
-from .lr_finder import LRFinderMixin
-from .schedules import build_optimizer, build_scheduler, scheduler_interval, steps_per_epoch
-from .stages import StagesMixin
-from .trainable import check_trainable
 from ..run import fitted
-from ..run.claim import check_own_folder, claim_run_dir
+from ..run.claim import claim_run_dir
 from ..run.layout import RunDir
 from ..run.lock import run_lock
 from ..run.run_config import recording_train, runner_settings
 from ..run.splits import SPLITS, load_or_make_splits
 from ..run.tensorboard import tensorboard_run
+from ..signatures import forwards_kwargs
+from ..tasks.base import TaskError
+from ..training import augmentation, compiled_step, lr_finder, recipe
+from ..training import stages as staged_training
+from ..training import task_selection as task_selection_of
+from ..training import trainable
+from ..training.engine import global_rank
 from ..training.loggers import FlowTensorboardLogger
-from ..safe_read import read_json
-from ..messages import warn_user
+from . import device_data as placement
+from . import loaders
+from .errors import RunnerError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
-class DnnCoolSupervisedRunner(CrossValidationMixin, StagesMixin, LRFinderMixin, dl.SupervisedRunner):
+class DnnCoolSupervisedRunner(dl.SupervisedRunner):
     """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
 
     ``model`` is any nn.Module taking the batch's ``"inputs"`` dict and returning the flow module's output (or a
@@ -84,7 +71,7 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, StagesMixin, LRFinderMixin, 
     :mod:`dnn_cool_catalyst.run.layout`; ``runner.run_layout`` names its paths.
 
     ``dev=N`` (README, "Cross-validation and development subsets"): the same pipeline on N seeded rows, in the run
-    directory ``<run_dir>-dev<N>``; ``cross_validate()`` (runners/cross_validation.py) turns the run directory into
+    directory ``<run_dir>-dev<N>``; ``cross_validate()`` (experiments/cross_validation.py) turns the run directory into
     a fold group.
 
     ``box_tasks``: which bounded regression tasks are box coordinates in the image (``augment/boxes.py``), so that
@@ -120,7 +107,7 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, StagesMixin, LRFinderMixin, 
         augmentation.set_box_tasks(self, box_tasks)
         # Under nn.DataParallel, reduce loss and metric statistics on each replica (see parallel/replicas.py).
         self.balance_dataparallel_memory = balance_dataparallel_memory
-        # dev=N: N seeded rows in <run_dir>-dev<N>, never the full run's directory (runners/dev_subset.py).
+        # dev=N: N seeded rows in <run_dir>-dev<N>, never the full run's directory (experiments/dev_subset.py).
         self.dev = None if dev is None else dev_subset.check_dev(dev, len(self.dataset))
         dev_rows = None
         if self.dev is not None:
@@ -160,32 +147,11 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, StagesMixin, LRFinderMixin, 
         claim_run_dir(self.run_dir, self.flow)
 
     def _row_ids(self) -> list:
-        data = getattr(self.dataset, "data", None)
-        row_ids = getattr(data, "row_ids", None)
-        # A user's own dataset without row labels: its positions are its labels.
-        return list(row_ids) if row_ids is not None and len(row_ids) == len(self.dataset) \
-            else list(range(len(self.dataset)))
+        return loaders.row_ids(self.dataset)
 
     def _strata(self, stratify: Optional[str]) -> Optional[list]:
         """Each row's label of the task ``stratify`` (``None`` where unlabelled), to split each class alike."""
-        if stratify is None:
-            return None
-        if not isinstance(stratify, str) or stratify not in self.flow.tasks:
-            raise RunnerError(f"stratify={stratify!r} is not a task of flow '{self.flow.name}'; tasks are "
-                              f"{list(self.flow.tasks)}")
-        task = self.flow.tasks[stratify]
-        data = getattr(self.dataset, "data", None)
-        if getattr(task, "type_name", None) not in ("binary", "classification"):
-            raise RunnerError(f"stratify={stratify!r}: task '{stratify}' is a {getattr(task, 'type_name', '?')} "
-                              f"task; splits can be stratified by a binary or classification task only")
-        if data is None or stratify not in getattr(data, "targets", {}):
-            raise RunnerError(f"stratify={stratify!r} needs the project's dataset with the labels of "
-                              f"'{stratify}'")
-        targets = data.targets[stratify].reshape(len(self.dataset), -1)
-        available = data.available[stratify].reshape(len(self.dataset), -1)
-        if targets.shape[1] != 1:
-            raise RunnerError(f"stratify={stratify!r}: expected one label per row, got {targets.shape[1]}")
-        return [int(round(float(t))) if bool(a) else None for t, a in zip(targets[:, 0], available[:, 0])]
+        return loaders.strata(self.flow, self.dataset, stratify)
 
     @property
     def run_layout(self) -> RunDir:
@@ -207,7 +173,7 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, StagesMixin, LRFinderMixin, 
 
     @property
     def checkpoint_dir(self) -> str:
-        # While a stage of train(stages=...) runs, its own subdirectory (runners/stages.py).
+        # While a stage of train(stages=...) runs, its own subdirectory (training/stages.py).
         return self._stage_subdir(os.path.join(self.run_dir, "checkpoints"))
 
     @property
@@ -219,64 +185,34 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, StagesMixin, LRFinderMixin, 
     def infer_dir(self) -> str:
         return os.path.join(self.run_dir, "infer")
 
+    # -- stages: train(stages=...) holds its StagedRun here while it runs (training/stages.py) ---------------
+    _staged_run: Optional[staged_training.StagedRun] = None
+
+    @property
+    def _active_stage(self) -> Optional[staged_training.Stage]:
+        return None if self._staged_run is None else self._staged_run.active
+
+    def _stage_subdir(self, root: str) -> str:
+        return staged_training.stage_subdir(root, self._active_stage)
+
+    @property
+    def stage_checkpoint_fields(self) -> dict:
+        """What each checkpoint of the running stage records about it (read by the checkpoint callback)."""
+        return staged_training.checkpoint_fields(self._active_stage)
+
     # -- data ------------------------------------------------------------------------------------------------
     def split_loader(self, split: str, shuffle: bool = False, batch_size: Optional[int] = None) -> DataLoader:
-        """A DataLoader over the split ``split`` (``"train"``, ``"valid"``, ``"test"``): batches of
-        ``batch_size`` (default: the runner's) dicts with ``inputs``, ``targets``, ``available`` (per task),
-        ``index`` (dataset positions) and ``valid`` (False marks DDP padding); ``shuffle`` reshuffles every epoch
-        with the runner's seed. The same loaders ``train`` and ``infer`` use.
-
-        Example:
-            >>> import tempfile
-            >>> from dnn_cool_catalyst import Project
-            >>> from dnn_cool_catalyst.synthetic.numbers import define_flows, numbers_frame, numbers_model
-            >>> project = Project(numbers_frame(100, seed=0), "number", ["is_interesting", "is_even",
-            ...                   "predict_positive", "multiple_three"], project_dir=tempfile.mkdtemp())
-            >>> runner = project.runner(numbers_model(define_flows(project)), "exp", batch_size=32)
-            >>> batch = next(iter(runner.split_loader("train")))
-            >>> sorted(batch), batch["index"].shape, batch["targets"]["is_even"].shape
-            (['available', 'index', 'inputs', 'targets', 'valid'], torch.Size([32]), torch.Size([32]))
-            >>> runner.split_loader("tset")
-            Traceback (most recent call last):
-            ...
-            dnn_cool_catalyst.errors.RunnerError: unknown split 'tset'; splits are ['train', 'valid', 'test']
-        """
-        if split not in self.splits:
-            raise RunnerError(f"unknown split '{split}'; splits are {list(self.splits)}")
-        if not self.splits[split]:
-            raise RunnerError(f"split '{split}' has no samples ({len(self.dataset)} samples split by "
-                              f"{[len(v) for v in self.splits.values()]}); change split_fractions")
-        # Our own batch sampler, so that under DDP each process gets its slice of the very batches one process
-        # would see (parallel/sampler.py); batches carry "valid" (False marks distributed padding). Each batch is
-        # fetched whole (BatchedSubset: columns indexed by the batch's positions, no per-item dicts).
-        # With train(balance=...), the training split's sampler draws a balanced epoch (training/augmentation.py).
-        sampler = augmentation.batch_sampler(self, split, shuffle, batch_size or self.loader_batch)
-        workers = self.num_workers if self.num_workers is not None else default_num_workers(self.dataset)
-        return DataLoader(BatchedSubset(self.dataset, self.splits[split]), batch_sampler=sampler,
-                          collate_fn=collate_batch, num_workers=workers, persistent_workers=workers > 0)
+        """A DataLoader over the split ``split`` (``"train"``, ``"valid"``, ``"test"``), the same loaders ``train``
+        and ``infer`` use; see :func:`~dnn_cool_catalyst.runners.loaders.split_loader`."""
+        return loaders.split_loader(self, split, shuffle, batch_size)
 
     def _placed_loader(self, loader, device, rank: int = 0, world: int = 1):
-        """``loader`` as this process iterates it on ``device``: gathered on the device or through pinned memory
-        (``device_data``), resharded under DDP, or as it is (``handle_batch`` moves its batches: accelerate's
-        wrapper would only add per-batch work); None when it is not a split loader of ours (accelerate's then)."""
-        sampler = getattr(loader, "batch_sampler", None)
-        if not isinstance(sampler, ShardedBatchSampler):
-            return None
-        mode = placement.resolve_mode(self.device_data, loader, torch.device(device))
-        if mode == "off":
-            return reshard_loader(loader, rank, world) if world > 1 else loader
-        return placement.DeviceBatches(loader, device, mode, batch_sampler=sampler.shard(rank, world))
+        """``loader`` as this process iterates it on ``device`` (:func:`.loaders.placed_loader`)."""
+        return loaders.placed_loader(self, loader, device, rank, world)
 
     def _materialize(self) -> None:
         """Run one small batch through the model so lazy heads get their shapes before an optimizer exists."""
-        if not any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in self.model.parameters()):
-            return
-        batch = next(iter(self.split_loader("train", batch_size=2)))
-        was_training = self.model.training
-        with torch.no_grad():
-            self.model.eval()
-            self.model(batch["inputs"])
-        self.model.train(was_training)
+        loaders.materialize(self)
 
     # -- Catalyst hooks --------------------------------------------------------------------------------------
     def get_loggers(self):
@@ -306,13 +242,7 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, StagesMixin, LRFinderMixin, 
             sampler.set_epoch(self.epoch_step)  # this epoch's shuffle, the same in every process
 
     def _setup_loaders(self) -> None:
-        rank, world = max(0, self.engine.process_index), self.engine.num_processes
-        # accelerate's prepare() would deal whole batches to processes in turn; slice every global batch instead,
-        # and gather on the device when device_data says so. Other loaders (user-given) go through accelerate.
-        set_global_seed(self.seed + rank + self.epoch_step)
-        device = self.engine.device
-        self.loaders = {key: self._placed_loader(loader, device, rank, world) or self.engine.prepare(loader)
-                        for key, loader in self.get_loaders().items()}
+        self.loaders = loaders.engine_loaders(self, self.get_loaders())
 
     def _setup_components(self) -> None:
         super()._setup_components()
@@ -354,7 +284,7 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, StagesMixin, LRFinderMixin, 
         self.batch = {**batch, "outputs": outputs}
 
     # -- train -----------------------------------------------------------------------------------------------
-    # **kwargs reach Catalyst's train, except the arguments _train passes itself
+    # **kwargs reach Catalyst's train, except the arguments recipe.fit passes itself
     @forwards_kwargs("catalyst.dl.SupervisedRunner.train",
                      exclude=("model", "criterion", "logdir", "valid_loader", "minimize_valid_metric", "seed"))
     def train(self, *, num_epochs: Optional[int] = None, resume: bool = False, lr: float = 1e-3,
@@ -363,14 +293,14 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, StagesMixin, LRFinderMixin, 
               task_selection="auto", **kwargs) -> "DnnCoolSupervisedRunner":
         """Train with sensible defaults; every default can be replaced with the usual Catalyst argument.
 
-        Defaults: AdamW(lr) (its fused kernel where the parameters allow: :func:`.schedules.default_optimizer`),
-        ReduceLROnPlateau on ``valid_metric`` (with its SchedulerCallback; halves the lr after
-        a third of the early-stopping patience without improvement, at least 2 epochs), early stopping after
-        ``early_stopping_patience`` epochs without improvement (default: a twelfth of ``num_epochs``, 5 to 16), held
-        while a task is still at its trivial baseline (majority label / R^2 <= 0 on the validation split; see
-        :mod:`dnn_cool_catalyst.callbacks.early_stopping`), best + last checkpoints in
-        ``checkpoints/``, TensorBoard logs in ``tensorboard/run-<N>/`` (see :attr:`tensorboard_dir`), an explicit
-        engine (GPU when available).
+        Defaults (:mod:`~dnn_cool_catalyst.training.recipe`): AdamW(lr) (its fused kernel where the parameters allow:
+        :func:`~dnn_cool_catalyst.training.schedules.default_optimizer`), ReduceLROnPlateau on ``valid_metric`` (with
+        its SchedulerCallback; halves the lr after a third of the early-stopping patience without improvement, at least
+        2 epochs), early stopping after ``early_stopping_patience`` epochs without improvement (default: a twelfth of
+        ``num_epochs``, 5 to 16), held while a task is still at its trivial baseline (majority label / R^2 <= 0 on the
+        validation split; see :mod:`dnn_cool_catalyst.callbacks.early_stopping`), best + last checkpoints in
+        ``checkpoints/``, TensorBoard logs in ``tensorboard/run-<N>/`` (see :attr:`tensorboard_dir`), an explicit engine
+        (GPU when available).
         ``resume=True`` continues from ``checkpoints/runner.last.pth`` with the optimizer, scheduler and epoch
         counters restored (``num_epochs`` is the total), and the learned loss weights with ``loss_weights=
         "uncertainty"``; a run that stopped early stays stopped (no further epoch: the checkpoint records it).
@@ -380,15 +310,16 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, StagesMixin, LRFinderMixin, 
         ``"door_open/accuracy"``; errors minimised, the rest maximised) or ``"task_mean"`` (the mean over tasks of
         accuracy / R^2, maximised); see :mod:`dnn_cool_catalyst.callbacks.selection`.
 
-        ``optimizer`` and ``scheduler`` also take plain specs (``{"name": "SGD", "momentum": 0.9}``,
-        ``{"name": "one_cycle", "max_lr": 0.01}``, ``"warmup_cosine"``; see :mod:`.schedules`); per-batch schedules
-        are stepped after every training batch. Without ``num_epochs`` the run gets a budget of optimizer steps
-        (:mod:`.epoch_budget`: 4,000 steps, 10 to 200 epochs; the same total again on resume).
+        ``optimizer`` and ``scheduler`` also take plain specs (``{"name": "SGD", "momentum": 0.9}``, ``{"name":
+        "one_cycle", "max_lr": 0.01}``, ``"warmup_cosine"``; see :mod:`~dnn_cool_catalyst.training.schedules`);
+        per-batch schedules are stepped after every training batch. Without ``num_epochs`` the run gets a budget of
+        optimizer steps (:mod:`~dnn_cool_catalyst.training.epoch_budget`: 4,000 steps, 10 to 200 epochs; the same total
+        again on resume).
 
         ``stages``: a list of stages trained one after the other, each a dict with ``num_epochs`` and optionally
-        ``name``, ``lr``, ``optimizer``, ``scheduler``, ``loss_weights``, ``freeze``, ``initial_weights``,
-        ``strict``, ``early_stopping_patience``, ``valid_metric`` (the other arguments of this call are their
-        defaults); see :mod:`.stages` for checkpoints, TensorBoard and resume.
+        ``name``, ``lr``, ``optimizer``, ``scheduler``, ``loss_weights``, ``freeze``, ``initial_weights``, ``strict``,
+        ``early_stopping_patience``, ``valid_metric`` (the other arguments of this call are their defaults); see
+        :mod:`~dnn_cool_catalyst.training.stages` for checkpoints, TensorBoard and resume.
 
         ``verbose="auto"`` (default) shows progress bars and a small per-epoch table (loss and headline metric per
         task, train and valid) when standard output is a terminal, nothing otherwise (tests, CI, redirected logs);
@@ -402,28 +333,28 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, StagesMixin, LRFinderMixin, 
         training split's sampling (README, "Augmentation, test-time augmentation and class balancing").
 
         A task with no labelled training row where its condition holds is an error before any epoch (see
-        :mod:`.trainable`), unless ``loaders=`` brings the user's own data.
+        :mod:`~dnn_cool_catalyst.training.trainable`), unless ``loaders=`` brings the user's own data.
 
         ``compile=True`` (or a ``torch.compile`` mode such as ``"max-autotune"``) compiles the training step (the
-        model's forward with the flow's heads, the ground-truth masks, the masked per-task losses and their
-        weighted sum) into one graph with ``torch.compile``; its backward is compiled too. Validation batches use
-        the same compiled step in eval mode (a second graph); ``infer()`` stays eager. Losses, metrics and tuned
-        thresholds equal eager training's within float tolerance; see :mod:`.compiled_step` (shapes, fallback to
-        eager with a warning, DataParallel and DDP which train eagerly). The default is False because compiling
-        costs up front far more than a short run takes: measured on this project's 2-core CPU machine while other
-        jobs ran (2026-12-05, empty inductor cache), 53 s for the training and validation graphs of the 6-task
-        tabular flow of ``benchmarks/bench_overhead.py`` (whose eager epoch on 20,000 rows takes ~1-2 s) and
-        236 s for the security CNN's; switch it on for long runs (``benchmarks/bench_compile.py`` measures it).
+        model's forward with the flow's heads, the ground-truth masks, the masked per-task losses and their weighted
+        sum) into one graph with ``torch.compile``; its backward is compiled too. Validation batches use the same
+        compiled step in eval mode (a second graph); ``infer()`` stays eager. Losses, metrics and tuned thresholds equal
+        eager training's within float tolerance; see :mod:`~dnn_cool_catalyst.training.compiled_step` (shapes, fallback
+        to eager with a warning, DataParallel and DDP which train eagerly). The default is False because compiling costs
+        up front far more than a short run takes: measured on this project's 2-core CPU machine while other jobs ran
+        (2026-12-05, empty inductor cache), 53 s for the training and validation graphs of the 6-task tabular flow of
+        ``benchmarks/bench_overhead.py`` (whose eager epoch on 20,000 rows takes ~1-2 s) and 236 s for the security
+        CNN's; switch it on for long runs (``benchmarks/bench_compile.py`` measures it).
 
         ``task_selection``: keep each task's weights of the epoch where its own validation loss was lowest, so that
         ``infer``/``predict``/``export`` of the best checkpoint run every task at its own best epoch (one forward per
-        distinct epoch; :mod:`.task_selection`). ``"auto"`` (default): for models that declare
-        ``select_per_task = True`` (``tabular_model``'s); ``True``/``False`` force it. Not with ``stages``.
+        distinct epoch; :mod:`~dnn_cool_catalyst.training.task_selection`). ``"auto"`` (default): for models that
+        declare ``select_per_task = True`` (``tabular_model``'s); ``True``/``False`` force it. Not with ``stages``.
         """
         compile_mode = compiled_step.check_compile(compile)
         selecting = task_selection_of.resolve(task_selection, self.model, staged=stages is not None)
         if "loaders" not in kwargs:
-            check_trainable(self.flow, self.dataset, self.splits)
+            trainable.check_trainable(self.flow, self.dataset, self.splits)
         train_args = dict(num_epochs=num_epochs, resume=resume, lr=lr, early_stopping_patience=early_stopping_patience,
                           verbose=verbose, valid_metric=valid_metric, **({} if stages is None else {"stages": stages}),
                           **({} if augment is None else {"augment": augment}),
@@ -434,131 +365,27 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, StagesMixin, LRFinderMixin, 
         with self._training_extras(augment, balance), run_lock(self.run_dir, "train", enabled=writes, owner=self), \
                 recording_train(self, train_args, enabled=writes), compiled_step.compiling(self, compile_mode):
             if stages is not None:
-                if writes:  # the staged run's best is copied here at its end; an earlier selection is not its own
-                    remove_task_selection(self.checkpoint_dir)
-                return self._train_stages(stages, num_epochs=num_epochs, resume=resume, lr=lr,
-                                          early_stopping_patience=early_stopping_patience, verbose=verbose,
-                                          valid_metric=valid_metric, **kwargs)
-            self._check_not_staged(resume)
-            return self._train(num_epochs=num_epochs, resume=resume, lr=lr,
-                               early_stopping_patience=early_stopping_patience, verbose=verbose,
-                               valid_metric=valid_metric, task_selection=selecting, **kwargs)
-
-    def _train(self, *, num_epochs: Optional[int], resume: bool, lr: float, early_stopping_patience: Optional[int],
-               verbose, valid_metric: str, task_selection: bool = False, **kwargs) -> "DnnCoolSupervisedRunner":
-        verbose = resolve_verbose(verbose)
-        if num_epochs is not None and (isinstance(num_epochs, bool) or not isinstance(num_epochs, int)
-                                       or num_epochs < 1):
-            raise RunnerError(f"num_epochs must be a positive int (the total, also when resuming), got {num_epochs!r}")
-        if early_stopping_patience is not None and (isinstance(early_stopping_patience, bool) or not isinstance(
-                early_stopping_patience, int) or early_stopping_patience < 1):
-            raise RunnerError(f"early_stopping_patience must be a positive int or None (derived from num_epochs), "
-                              f"got {early_stopping_patience!r}")
-        try:
-            metric_key, minimize = resolve_valid_metric(self.flow, valid_metric)
-        except ValidMetricError as e:
-            raise RunnerError(str(e)) from None
-        monitored = selection_key(metric_key)
-        check_own_folder(self.run_dir, self.checkpoint_dir)  # a symlinked checkpoints/ is refused, as a file is
-        last = os.path.join(self.checkpoint_dir, "runner.last.pth")
-        if resume and os.path.exists(last):
-            self._check_resumed_selection(monitored, minimize, valid_metric)
-        self._use_fitted_targets()
-        self._materialize()
-        loaders = kwargs.pop("loaders", None) or OrderedDict(
-            train=self.split_loader("train", shuffle=True), valid=self.split_loader("valid"))
-        if num_epochs is None:  # the step budget; the same total again on resume (it depends on the data only)
-            num_epochs = default_num_epochs(steps_per_epoch(loaders))
-        if early_stopping_patience is None:
-            early_stopping_patience = default_patience(num_epochs)
-        optimizer = kwargs.pop("optimizer", None)
-        loss_params = list(self.flow_loss.parameters())
-        if optimizer is None or isinstance(optimizer, (str, dict)):
-            # The learned loss weights train too, without weight decay (it would pull every task towards s_t = 0).
-            # Frozen parameters (requires_grad=False, e.g. a stage's `freeze`) stay out of the optimizer.
-            groups = [{"params": [p for p in self.model.parameters() if p.requires_grad]}]
-            groups += [{"params": loss_params, "weight_decay": 0.0}] if loss_params else []
-            optimizer = build_optimizer(optimizer, groups, lr)
-        elif loss_params and isinstance(optimizer, torch.optim.Optimizer):
-            given = {id(p) for group in optimizer.param_groups for p in group["params"]}
-            if not all(id(p) in given for p in loss_params):
-                warn_user("loss_weights='uncertainty' but the optimizer given to train() does not hold the "
-                          "learned log-variances (runner.flow_loss.parameters()): they will stay at 0")
-        scheduler = kwargs.pop("scheduler", "default")
-        if scheduler == "default":
-            # Halve the lr after a third of early stopping's patience without improvement (2 epochs on short runs).
-            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min" if minimize else "max",
-                                                                   factor=0.5,
-                                                                   patience=plateau_patience(early_stopping_patience))
-        elif scheduler is None or isinstance(scheduler, (str, dict)):
-            scheduler = build_scheduler(scheduler, optimizer, lr=lr, steps_per_epoch=steps_per_epoch(loaders),
-                                        num_epochs=num_epochs, minimize=minimize)
-        callbacks = kwargs.pop("callbacks", None) or {}
-        callbacks = OrderedDict(callbacks if isinstance(callbacks, dict) else enumerate(callbacks))
-        resuming = resume and os.path.exists(last)
-        if resume and not resuming:
-            warn_user(f"resume=True but {last} does not exist: training from scratch")
-        if self._writes_files() and not (task_selection and resuming):  # an earlier run's selection is not ours
-            remove_task_selection(self.checkpoint_dir)
-        defaults = OrderedDict(
-            _criterion=FlowCriterionCallback(self.flow, loss_fn=self.flow_loss),
-            _nan_guard=NanGuardCallback(self.flow),
-            _metrics=FlowMetricsCallback(self.flow),
-            _model_selection=ModelSelectionCallback(self.flow, metric_key, minimize),
-            # Best/worst validation samples per task in TensorBoard; off with runner.interpretation_k = 0.
-            **({"_interpretation": InterpretationCallback(
-                self.flow, k=self.interpretation_k, loaders=("valid",), publishers=self.publishers,
-                logdir=self.tensorboard_dir, every=self.interpretation_every, metric_key=monitored,
-                minimize=minimize)} if self.interpretation_k > 0 else {}),
-            _backward=dl.BackwardCallback(metric_key="loss"),
-            _optimizer=dl.OptimizerCallback(metric_key="loss"),
-            _early_stopping=BaselineAwareEarlyStopping(patience=early_stopping_patience, loader_key="valid",
-                                                       metric_key=monitored, minimize=minimize,
-                                                       baselines=self._valid_baselines()),
-            # Same order as the checkpoint: listed first so the scheduler steps before its state is saved.
-            **scheduler_callbacks(scheduler, mode=scheduler_interval(scheduler), loader_key="valid",
-                                  metric_key=monitored),
-            # Also before the checkpoint, whose files carry each task's best epoch.
-            **({"_task_checkpoints": TaskCheckpointCallback(self.flow, self.checkpoint_dir, loader_key="valid")}
-               if task_selection else {}),
-            _checkpoint=ResumableCheckpointCallback(
-                logdir=self.checkpoint_dir, loader_key="valid", metric_key=monitored, minimize=minimize,
-                mode="runner",
-                resume_runner=last if resuming else None),
-        )
-        if verbose:  # instead of Catalyst's ConsoleLogger (one long line of 17-digit floats per loader)
-            defaults.update(_verbose=ProgressBarCallback(), _epoch_summary=EpochSummaryCallback(self.flow))
-        for key, callback in defaults.items():
-            callbacks.setdefault(key, callback)
-        loggers = kwargs.pop("loggers", None) or {
-            "tensorboard": FlowTensorboardLogger(logdir=self.tensorboard_dir)}
-        engine = kwargs.pop("engine", None) or self._engine_arg or default_engine()
-        super().train(loaders=loaders, model=self.model, engine=engine, criterion=self.flow_loss,
-                      optimizer=optimizer, scheduler=scheduler, callbacks=callbacks, loggers=loggers,
-                      num_epochs=num_epochs, logdir=self.run_dir, valid_loader="valid", valid_metric=monitored,
-                      minimize_valid_metric=minimize, seed=self.split_seed, verbose=verbose, **kwargs)
-        return self
+                return staged_training.train_stages(self, stages, num_epochs=num_epochs, resume=resume, lr=lr,
+                                                    early_stopping_patience=early_stopping_patience,
+                                                    verbose=verbose, valid_metric=valid_metric, **kwargs)
+            staged_training.check_not_staged(self, resume)
+            return recipe.fit(self, num_epochs=num_epochs, resume=resume, lr=lr,
+                              early_stopping_patience=early_stopping_patience, verbose=verbose,
+                              valid_metric=valid_metric, task_selection=selecting, **kwargs)
 
     def _valid_baselines(self) -> dict:
         """Trivial baselines of the validation split (what early stopping waits for every task to beat)."""
-        if not self.splits["valid"]:
-            return {}
-        targets, available = fitted.train_split_labels(self.dataset, self.flow, self.splits["valid"])
-        return trivial_baselines(self.flow, targets, available)
+        return recipe.valid_baselines(self)
 
-    def _check_resumed_selection(self, monitored: str, minimize: bool, valid_metric: str) -> None:
-        """A resumed run must select on what it selected on before: the best epoch and the early-stopping
-        record are scores of that metric."""
-        path = os.path.join(self.checkpoint_dir, "runner.storage.json")
-        try:
-            saved = read_json(path)
-            before = (saved["metric_key"], bool(saved["minimize"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            return  # no readable record: the checkpoint callback reports a damaged one itself
-        if before != (monitored, minimize):
-            name = before[0][len("model_selection/"):] if before[0].startswith("model_selection/") else before[0]
-            raise RunnerError(f"resume=True with valid_metric={valid_metric!r}, but this run selected its best "
-                              f"epoch on {name!r} ({path}); resume with valid_metric={name!r} or start a new run")
+    # -- features that drive the runner ----------------------------------------------------------------------
+    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: int = 100, smoothing: float = 0.05,
+                diverge_factor: float = 4.0, optimizer=None, tensorboard: bool = True,
+                device: Optional[str] = None) -> lr_finder.LRFinderResult:
+        """Learning-rate range test; returns ``(history, suggested_lr)``. ``optimizer``: a spec as in ``train``
+        (default AdamW). ``device``: default the GPU when there is one. See
+        :mod:`~dnn_cool_catalyst.training.lr_finder` for the method and what is restored."""
+        return lr_finder.lr_find(self, start_lr, end_lr, num_steps, smoothing, diverge_factor, optimizer,
+                                 tensorboard, device)
 
     # -- outputs (delegations) --
     # What a trained run produces is built by functions over the runner (training/augmentation.py, outputs/,
@@ -664,12 +491,13 @@ class DnnCoolSupervisedRunner(CrossValidationMixin, StagesMixin, LRFinderMixin, 
         """PR curves, best/worst samples and trees of stored splits; see :func:`.examples.log_interpretation`."""
         return examples.log_interpretation(self, splits, step)
 
+    def cross_validate(self, folds: int = 5, stratify: Optional[str] = None, num_epochs: Optional[int] = None,
+                       tune_kwargs: Optional[dict] = None, **train_kwargs) -> pd.DataFrame:
+        """Train one model per fold, evaluate each on the test split, ensemble them; return the fold summary. See
+        :func:`~dnn_cool_catalyst.experiments.cross_validation.cross_validate`."""
+        return cross_validation.cross_validate(self, folds, stratify, num_epochs, tune_kwargs, **train_kwargs)
 
-def default_num_workers(dataset) -> int:
-    """DataLoader workers when ``num_workers`` is not given: none when every input column is in memory (a batch
-    is an index: workers would only add copies between processes); for columns read per item (image files), one
-    per core but one, at most 4."""
-    inner = getattr(dataset, "dataset", dataset)
-    if not getattr(inner, "reads_per_item", False):
-        return 0
-    return max(1, min(4, (os.cpu_count() or 1) - 1))
+    def fold_splits(self, folds: int = 5, stratify: Optional[str] = None) -> List[dict]:
+        """The splits :meth:`cross_validate` gives each fold, as DataFrame index labels; writes nothing. See
+        :func:`~dnn_cool_catalyst.experiments.cross_validation.fold_splits`."""
+        return cross_validation.fold_splits(self, folds, stratify)

@@ -3,7 +3,7 @@
 - Training augmentation (``augment={"img": ["hflip", "brightness"]}``) runs in ``handle_batch`` on train loaders
   only, on the batch's device after the uint8 -> float conversion, from a generator seeded by the run's seed, the
   epoch, the batch step and the DDP rank: the same seed gives the same augmented batches.
-- Class balancing (``balance=...``, ``runners/balancing.py``) replaces the training split's batch sampler.
+- Class balancing (``balance=...``, ``training/balancing.py``) replaces the training split's batch sampler.
 - ``box_tasks`` (``augment/boxes.py``) says which regression tasks are box coordinates, so that flips move them;
   test-time augmentation, which flips them too, is :mod:`dnn_cool_catalyst.outputs.tta`.
 
@@ -22,7 +22,7 @@ from ..augment.boxes import check_boxes
 from ..errors import RunnerError
 from ..parallel import ShardedBatchSampler
 from ..parallel.balanced import BalancedBatchSampler
-from ..runners.balancing import make_draw
+from .balancing import make_draw
 
 if TYPE_CHECKING:
     from ..runners.runner import DnnCoolSupervisedRunner

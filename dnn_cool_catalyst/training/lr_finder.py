@@ -24,15 +24,19 @@ from __future__ import annotations
 import copy
 import math
 import os
-from typing import NamedTuple, Optional
+from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import numpy as np
+import pandas as pd
 import torch
 
-from .errors import RunnerError
-from ..outputs import inference  # the module: outputs/ imports this package while it loads
+from ..errors import RunnerError
+from ..outputs.inference import to_device
 from ..run.lock import run_lock
 from .schedules import build_optimizer
+
+if TYPE_CHECKING:
+    from ..runners.runner import DnnCoolSupervisedRunner
 
 
 class LRFinderResult(NamedTuple):
@@ -98,85 +102,82 @@ def _check_arguments(start_lr, end_lr, num_steps, smoothing, diverge_factor) -> 
         raise RunnerError(f"lr_find: diverge_factor must be > 1, got {diverge_factor!r}")
 
 
-class LRFinderMixin:
-    """``lr_find`` for the runner (see the module docstring)."""
+def lr_find(runner: "DnnCoolSupervisedRunner", start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: int = 100,
+            smoothing: float = 0.05, diverge_factor: float = 4.0, optimizer=None, tensorboard: bool = True,
+            device: Optional[str] = None) -> LRFinderResult:
+    """Learning-rate range test on ``runner``; returns ``(history, suggested_lr)``. ``optimizer``: a spec as in
+    ``train`` (default AdamW). ``device``: default the GPU when there is one. See the module docstring for the
+    method and what is restored."""
+    _check_arguments(start_lr, end_lr, num_steps, smoothing, diverge_factor)
+    with run_lock(runner.run_dir, "lr_find", enabled=runner._writes_files(), owner=runner):
+        runner._use_fitted_targets()
+        runner._materialize()
+        with _Restored(runner.model, runner.flow_loss):
+            history = _range_test(runner, lr_schedule(start_lr, end_lr, num_steps), smoothing, diverge_factor,
+                                  optimizer, torch.device(device) if device else _default_device())
+    stable = history[~history["diverged"]]
+    suggested = steepest_descent(stable["lr"], stable["smoothed_loss"])
+    history = history.drop(columns="diverged")
+    if tensorboard and runner._writes_files():
+        _log_lr_find(runner.run_dir, history, suggested)
+    return LRFinderResult(history, suggested)
 
-    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: int = 100, smoothing: float = 0.05,
-                diverge_factor: float = 4.0, optimizer=None, tensorboard: bool = True,
-                device: Optional[str] = None) -> LRFinderResult:
-        """Learning-rate range test; returns ``(history, suggested_lr)``. ``optimizer``: a spec as in ``train``
-        (default AdamW). ``device``: default the GPU when there is one. See :mod:`.lr_finder` for the method and
-        what is restored."""
-        _check_arguments(start_lr, end_lr, num_steps, smoothing, diverge_factor)
-        with run_lock(self.run_dir, "lr_find", enabled=self._writes_files(), owner=self):
-            self._use_fitted_targets()
-            self._materialize()
-            with _Restored(self.model, self.flow_loss):
-                history = self._range_test(lr_schedule(start_lr, end_lr, num_steps), smoothing, diverge_factor,
-                                           optimizer, torch.device(device) if device else _default_device())
-        stable = history[~history["diverged"]]
-        suggested = steepest_descent(stable["lr"], stable["smoothed_loss"])
-        history = history.drop(columns="diverged")
-        if tensorboard and self._writes_files():
-            self._log_lr_find(history, suggested)
-        return LRFinderResult(history, suggested)
 
-    def _range_test(self, lrs, smoothing: float, diverge_factor: float, optimizer, device):
-        import pandas as pd
+def _range_test(runner: "DnnCoolSupervisedRunner", lrs, smoothing: float, diverge_factor: float, optimizer, device):
+    model, loss_fn = runner.model, runner.flow_loss
+    model.to(device).train()
+    loss_fn.to(device)
+    groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
+    loss_params = list(loss_fn.parameters())
+    groups += [{"params": loss_params, "weight_decay": 0.0}] if loss_params else []
+    opt = build_optimizer(optimizer, groups, float(lrs[0]))
+    opt.zero_grad(set_to_none=True)  # never accumulate into the .grad tensors the caller holds
+    loader = runner.split_loader("train", shuffle=True)
+    rows, best, epoch = [], math.inf, 0
+    batches = iter(())
+    average = 0.0
+    for step, lr in enumerate(lrs):
+        batch = next(batches, None)
+        if batch is None:  # the next pass over the training split, in its own shuffle
+            loader.batch_sampler.set_epoch(epoch)
+            epoch += 1
+            batches = iter(loader)
+            batch = next(batches)
+        for group in opt.param_groups:
+            group["lr"] = float(lr)
+        batch = to_device(batch, device)
+        loss = loss_fn(model(batch["inputs"]), batch)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            rows.append((step, float(lr), value, math.nan, True))
+            break
+        average = smoothing * value + (1.0 - smoothing) * average
+        smoothed = average / (1.0 - (1.0 - smoothing) ** (step + 1))
+        diverged = smoothed > diverge_factor * best
+        rows.append((step, float(lr), value, smoothed, bool(diverged)))
+        if diverged:
+            break
+        best = min(best, smoothed)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return pd.DataFrame(rows, columns=["step", "lr", "loss", "smoothed_loss", "diverged"])
 
-        model, loss_fn = self.model, self.flow_loss
-        model.to(device).train()
-        loss_fn.to(device)
-        groups = [{"params": [p for p in model.parameters() if p.requires_grad]}]
-        loss_params = list(loss_fn.parameters())
-        groups += [{"params": loss_params, "weight_decay": 0.0}] if loss_params else []
-        opt = build_optimizer(optimizer, groups, float(lrs[0]))
-        opt.zero_grad(set_to_none=True)  # never accumulate into the .grad tensors the caller holds
-        loader = self.split_loader("train", shuffle=True)
-        rows, best, epoch = [], math.inf, 0
-        batches = iter(())
-        average = 0.0
-        for step, lr in enumerate(lrs):
-            batch = next(batches, None)
-            if batch is None:  # the next pass over the training split, in its own shuffle
-                loader.batch_sampler.set_epoch(epoch)
-                epoch += 1
-                batches = iter(loader)
-                batch = next(batches)
-            for group in opt.param_groups:
-                group["lr"] = float(lr)
-            batch = inference.to_device(batch, device)
-            loss = loss_fn(model(batch["inputs"]), batch)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                rows.append((step, float(lr), value, math.nan, True))
-                break
-            average = smoothing * value + (1.0 - smoothing) * average
-            smoothed = average / (1.0 - (1.0 - smoothing) ** (step + 1))
-            diverged = smoothed > diverge_factor * best
-            rows.append((step, float(lr), value, smoothed, bool(diverged)))
-            if diverged:
-                break
-            best = min(best, smoothed)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        return pd.DataFrame(rows, columns=["step", "lr", "loss", "smoothed_loss", "diverged"])
 
-    def _log_lr_find(self, history, suggested: float) -> None:
-        from tensorboardX import SummaryWriter
+def _log_lr_find(run_dir: str, history, suggested: float) -> None:
+    from tensorboardX import SummaryWriter
 
-        writer = SummaryWriter(os.path.join(self.run_dir, "tensorboard", "lr_find"))
-        try:
-            for row in history.itertuples(index=False):
-                writer.add_scalar("lr_find/lr", row.lr, row.step)
-                writer.add_scalar("lr_find/loss", row.loss, row.step)
-                if math.isfinite(row.smoothed_loss):
-                    writer.add_scalar("lr_find/smoothed_loss", row.smoothed_loss, row.step)
-            if math.isfinite(suggested):
-                writer.add_scalar("lr_find/suggested_lr", suggested, 0)
-        finally:
-            writer.close()
+    writer = SummaryWriter(os.path.join(run_dir, "tensorboard", "lr_find"))
+    try:
+        for row in history.itertuples(index=False):
+            writer.add_scalar("lr_find/lr", row.lr, row.step)
+            writer.add_scalar("lr_find/loss", row.loss, row.step)
+            if math.isfinite(row.smoothed_loss):
+                writer.add_scalar("lr_find/smoothed_loss", row.smoothed_loss, row.step)
+        if math.isfinite(suggested):
+            writer.add_scalar("lr_find/suggested_lr", suggested, 0)
+    finally:
+        writer.close()
 
 
 def _default_device() -> torch.device:

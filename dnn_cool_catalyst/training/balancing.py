@@ -18,7 +18,7 @@ from typing import List, Mapping
 import torch
 
 from ..parallel.balanced import NegativesDraw, WeightedDraw
-from .errors import RunnerError
+from ..errors import RunnerError
 
 MODES = ("inverse_frequency", "negatives_per_positive")
 

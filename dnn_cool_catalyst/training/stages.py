@@ -1,6 +1,6 @@
 """``runner.train(stages=[...])``: several trainings in a row on one model, each with its own settings.
 
-Catalyst 22.4 has no stages any more: each stage here is one Catalyst run (one ``_train`` call) with
+Catalyst 22.4 has no stages any more: each stage here is one Catalyst run (one :func:`.recipe.fit` call) with
 
 - its own ``num_epochs`` (required), ``lr``, ``optimizer`` and ``scheduler`` specs (see :mod:`.schedules`; a
   fresh optimizer per stage, over the parameters that stage trains), ``early_stopping_patience`` and
@@ -33,17 +33,24 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence
 
 import torch
 
 from ..atomic import atomic_copy, atomic_write_json
 from ..run.checkpoints import CheckpointError, read_checkpoint
+from ..callbacks.selection import ValidMetricError, resolve_valid_metric
+from ..callbacks.task_checkpoints import remove_task_selection
 from ..messages import short_repr
 from ..tasks.base import TaskError
-from .errors import RunnerError
+from ..errors import RunnerError
 from ..safe_read import read_json
 from ..messages import warn_user
+from . import recipe
+from .schedules import build_optimizer, build_scheduler
+
+if TYPE_CHECKING:
+    from ..runners.runner import DnnCoolSupervisedRunner
 
 STAGE_KEYS = ("name", "num_epochs", "lr", "optimizer", "scheduler", "loss_weights", "freeze", "initial_weights",
               "strict", "early_stopping_patience", "valid_metric")
@@ -77,7 +84,7 @@ def _listed(keys: Sequence[str], limit: int = 10) -> str:
 
 def parse_stages(stages) -> List[Stage]:
     """Check the shape of every stage (types, names, keys) and return them parsed; model-dependent checks come
-    after, in :meth:`StagesMixin._check_stages_against_model`.
+    after, in :meth:`StagedRun._check_against_model`.
 
     >>> [(s.name, s.num_epochs, s.freeze) for s in parse_stages([{"num_epochs": 1, "freeze": ["trunk"]},
     ...                                                           {"name": "all", "num_epochs": 2}])]
@@ -133,9 +140,6 @@ def model_state_of(state: dict) -> dict:
 def _check_specs(stage: Stage, settings: dict, flow) -> None:
     """Build the stage's optimizer and scheduler specs on a stand-in parameter, and resolve its valid_metric, so
     a typo in the last stage fails before the first one trains."""
-    from ..callbacks.selection import ValidMetricError, resolve_valid_metric
-    from .schedules import build_optimizer, build_scheduler
-
     try:
         resolve_valid_metric(flow, settings.get("valid_metric", "loss"))
     except ValidMetricError as e:
@@ -151,41 +155,94 @@ def _check_specs(stage: Stage, settings: dict, flow) -> None:
         raise RunnerError(f"stage '{stage.name}': {e}") from None
 
 
-class StagesMixin:
-    """``train(stages=...)`` for the runner (see the module docstring)."""
+def stage_subdir(root: str, stage: Optional[Stage]) -> str:
+    """``root/<stage name>`` while ``stage`` runs, else ``root``."""
+    return os.path.join(root, stage.name) if stage is not None else root
 
-    _active_stage: Optional[Stage] = None
 
-    def _stage_subdir(self, root: str) -> str:
-        """``root/<stage name>`` while a stage runs, else ``root``."""
-        return os.path.join(root, self._active_stage.name) if self._active_stage is not None else root
+def checkpoint_fields(stage: Optional[Stage]) -> dict:
+    """What each checkpoint of the running ``stage`` records about it (read by the checkpoint callback)."""
+    return {} if stage is None else {"stage_index": stage.index, "stage_name": stage.name}
 
-    @property
-    def stage_checkpoint_fields(self) -> dict:
-        """What each checkpoint of the running stage records about it (read by the checkpoint callback)."""
-        stage = self._active_stage
-        return {} if stage is None else {"stage_index": stage.index, "stage_name": stage.name}
 
-    def _plan_path(self) -> str:
-        return os.path.join(self.run_dir, "checkpoints", PLAN_FILE)
+def plan_path(run_dir: str) -> str:
+    return os.path.join(run_dir, "checkpoints", PLAN_FILE)
 
-    def _check_not_staged(self, resume: bool) -> None:
-        """A staged run resumes with its stages: without them the top-level checkpoint's epoch and optimizer
-        would be taken for a single-stage run's. A fresh single-stage training forgets the stages."""
-        if not os.path.exists(self._plan_path()):
-            return
-        if resume:
-            raise RunnerError(f"resume=True without stages, but this run was trained in stages "
-                              f"({self._plan_path()}); resume with the same stages=[...]")
-        if self._writes_files():
-            os.remove(self._plan_path())
+
+def check_not_staged(runner: "DnnCoolSupervisedRunner", resume: bool) -> None:
+    """A staged run resumes with its stages: without them the top-level checkpoint's epoch and optimizer
+    would be taken for a single-stage run's. A fresh single-stage training forgets the stages."""
+    path = plan_path(runner.run_dir)
+    if not os.path.exists(path):
+        return
+    if resume:
+        raise RunnerError(f"resume=True without stages, but this run was trained in stages "
+                          f"({path}); resume with the same stages=[...]")
+    if runner._writes_files():
+        os.remove(path)
+
+
+def train_stages(runner: "DnnCoolSupervisedRunner", stages, *, num_epochs, resume: bool, **settings):
+    """``runner.train(stages=...)`` (see the module docstring); ``settings`` are the defaults of every stage."""
+    if num_epochs is not None:
+        raise RunnerError("num_epochs and stages given together: with stages, give num_epochs in each stage")
+    for key in ("optimizer", "scheduler"):
+        value = settings.get(key)
+        if value is not None and not isinstance(value, (str, dict)):
+            raise RunnerError(f"with stages, {key} must be a spec (a name or a dict with 'name', see "
+                              f"training/schedules.py): each stage builds its own, got a {type(value).__name__}")
+    parsed = parse_stages(stages)
+    if runner._writes_files():  # the staged run's best is copied here at its end; an earlier selection is not its own
+        remove_task_selection(runner.checkpoint_dir)
+    StagedRun(runner, parsed, settings).run(resume)
+    return runner
+
+
+class StagedRun:
+    """One ``train(stages=...)``: its parsed stages, the plan in ``stages.json`` and the stage running now
+    (``active``). The runner holds it by name while it runs (``runner._staged_run``) so that ``checkpoint_dir``,
+    ``tensorboard_dir`` and the checkpoints' stage fields follow ``active``. A stage's loss is passed to its fit
+    (``runner.flow_loss`` stays the runner's own); its frozen parameters are restored when it ends."""
+
+    def __init__(self, runner: "DnnCoolSupervisedRunner", stages: List[Stage], settings: dict):
+        self.runner, self.stages, self.settings = runner, stages, settings
+        self.names = [s.name for s in stages]
+        self.active: Optional[Stage] = None
+        self.plan_path = plan_path(runner.run_dir)
+
+    def run(self, resume: bool) -> None:
+        runner, parsed = self.runner, self.stages
+        runner._use_fitted_targets()
+        runner._materialize()  # lazy heads get their parameters before prefixes and files are checked
+        self._check_against_model()
+        completed = self._read_plan() if resume else []
+        if resume and not os.path.exists(self.plan_path):
+            warn_user(f"resume=True but {self.plan_path} does not exist: training the stages from scratch")
+        self._write_plan(completed)
+        previous: Optional[Stage] = None
+        runner._staged_run = self
+        try:
+            for stage in parsed:
+                if stage.name not in completed:
+                    self._run_stage(stage, previous, resume)
+                    completed.append(stage.name)
+                    self._write_plan(completed)
+                previous = stage
+        finally:
+            runner._staged_run = None
+        if runner._writes_files():
+            final = os.path.join(runner.run_dir, "checkpoints", parsed[-1].name)
+            for which in ("best", "last"):
+                source = os.path.join(final, f"runner.{which}.pth")
+                if os.path.exists(source):
+                    atomic_copy(source, os.path.join(runner.run_dir, "checkpoints", f"runner.{which}.pth"))
 
     # -- checks before anything trains -----------------------------------------------------------------------
-    def _check_stages_against_model(self, stages: List[Stage], settings: dict) -> None:
-        names = [n for n, _ in self.model.named_parameters()]
+    def _check_against_model(self) -> None:
+        names = [n for n, _ in self.runner.model.named_parameters()]
         tops = sorted({n.split(".")[0] for n in names})
         earlier: List[str] = []
-        for stage in stages:
+        for stage in self.stages:
             where = f"stage '{stage.name}'"
             frozen = set()
             for prefix in stage.freeze:
@@ -197,16 +254,16 @@ class StagesMixin:
             if names and len(frozen) == len(names) and not list(self._stage_loss(stage).parameters()):
                 raise RunnerError(f"{where}: freeze={stage.freeze} freezes every parameter; nothing would train")
             self._stage_loss(stage)  # validates loss_weights now
-            _check_specs(stage, {**settings, **stage.settings}, self.flow)
+            _check_specs(stage, {**self.settings, **stage.settings}, self.runner.flow)
             if stage.initial_weights is not None and not self._stage_reference(stage.initial_weights, earlier):
                 stage.initial_state = self._checked_initial_state(stage)
             earlier.append(stage.name)
 
     def _stage_loss(self, stage: Stage):
         if stage.loss_weights is _UNSET:
-            return self.flow_loss
+            return self.runner.flow_loss
         try:
-            return self.flow.get_loss(stage.loss_weights)
+            return self.runner.flow.get_loss(stage.loss_weights)
         except TaskError as e:
             raise RunnerError(f"stage '{stage.name}': {e}") from None
 
@@ -214,7 +271,7 @@ class StagesMixin:
         """The checkpoint path ``"<earlier stage>.best|last"`` names, or None when ``text`` is not such a name."""
         stage, _, which = text.rpartition(".")
         if stage in earlier and which in ("best", "last") and os.sep not in text:
-            return os.path.join(self.run_dir, "checkpoints", stage, f"runner.{which}.pth")
+            return os.path.join(self.runner.run_dir, "checkpoints", stage, f"runner.{which}.pth")
         return None
 
     def _checked_initial_state(self, stage: Stage, path: Optional[str] = None) -> dict:
@@ -225,7 +282,7 @@ class StagesMixin:
             state = model_state_of(read_checkpoint(path))
         except CheckpointError as e:
             raise RunnerError(f"stage '{stage.name}': initial_weights: {e}") from None
-        own = self.model.state_dict()
+        own = self.runner.model.state_dict()
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if stage.strict and (missing or unexpected):
@@ -240,86 +297,56 @@ class StagesMixin:
             raise RunnerError(f"{where} shares no parameter name with this model; nothing would be loaded")
         return {k: v for k, v in state.items() if k in own}
 
-    # -- the driver ------------------------------------------------------------------------------------------
-    def _train_stages(self, stages, *, num_epochs, resume: bool, **settings):
-        if num_epochs is not None:
-            raise RunnerError("num_epochs and stages given together: with stages, give num_epochs in each stage")
-        for key in ("optimizer", "scheduler"):
-            value = settings.get(key)
-            if value is not None and not isinstance(value, (str, dict)):
-                raise RunnerError(f"with stages, {key} must be a spec (a name or a dict with 'name', see "
-                                  f"runners/schedules.py): each stage builds its own, got a {type(value).__name__}")
-        parsed = parse_stages(stages)
-        self._use_fitted_targets()
-        self._materialize()  # lazy heads get their parameters before prefixes and files are checked
-        self._check_stages_against_model(parsed, settings)
-        completed = self._read_plan(parsed) if resume else []
-        if resume and not os.path.exists(self._plan_path()):
-            warn_user(f"resume=True but {self._plan_path()} does not exist: training the stages from scratch")
-        self._write_plan(parsed, completed)
-        previous: Optional[Stage] = None
-        for stage in parsed:
-            if stage.name not in completed:
-                self._run_stage(stage, previous, resume, settings)
-                completed.append(stage.name)
-                self._write_plan(parsed, completed)
-            previous = stage
-        if self._writes_files():
-            final = os.path.join(self.run_dir, "checkpoints", parsed[-1].name)
-            for which in ("best", "last"):
-                source = os.path.join(final, f"runner.{which}.pth")
-                if os.path.exists(source):
-                    atomic_copy(source, os.path.join(self.run_dir, "checkpoints", f"runner.{which}.pth"))
-        return self
-
-    def _run_stage(self, stage: Stage, previous: Optional[Stage], resume: bool, settings: dict) -> None:
-        self._active_stage = stage  # checkpoint_dir and tensorboard_dir point into the stage's own subdirectory
-        within = resume and os.path.exists(os.path.join(self.checkpoint_dir, "runner.last.pth"))
-        saved_flags = {name: p.requires_grad for name, p in self.model.named_parameters()}
-        saved_loss = self.flow_loss
+    # -- one stage -------------------------------------------------------------------------------------------
+    def _run_stage(self, stage: Stage, previous: Optional[Stage], resume: bool) -> None:
+        runner, model = self.runner, self.runner.model
+        self.active = stage  # checkpoint_dir and tensorboard_dir point into the stage's own subdirectory
+        within = resume and os.path.exists(os.path.join(runner.checkpoint_dir, "runner.last.pth"))
+        saved_flags = {name: p.requires_grad for name, p in model.named_parameters()}
         try:
-            self.flow_loss = self._stage_loss(stage)
+            loss = self._stage_loss(stage)
             if not within:
-                self._load_stage_start(stage, previous)
-            for name, p in self.model.named_parameters():
+                self._load_stage_start(stage, previous, loss)
+            for name, p in model.named_parameters():
                 if any(name == prefix or name.startswith(prefix + ".") for prefix in stage.freeze):
                     p.requires_grad_(False)
-            kwargs = {**settings, **stage.settings}
+            kwargs = {**self.settings, **stage.settings}
             if isinstance(kwargs.get("loggers"), dict):  # Catalyst adds its CSV logger into the dict it is given
                 kwargs["loggers"] = dict(kwargs["loggers"])
-            self._train(num_epochs=stage.num_epochs, resume=within, **kwargs)
+            recipe.fit(runner, num_epochs=stage.num_epochs, resume=within, loss=loss, **kwargs)
         finally:
-            for name, p in self.model.named_parameters():
+            for name, p in model.named_parameters():
                 p.requires_grad_(saved_flags.get(name, p.requires_grad))
-            self.flow_loss = saved_loss
-            self._active_stage = None
+            self.active = None
 
-    def _load_stage_start(self, stage: Stage, previous: Optional[Stage]) -> None:
+    def _load_stage_start(self, stage: Stage, previous: Optional[Stage], loss) -> None:
         """The weights a fresh stage starts from: the previous stage's last epoch (read back from its checkpoint,
         which also holds them when this process did not train it: a resume, or DDP workers), then the stage's
-        ``initial_weights``."""
+        ``initial_weights``. ``loss``: the stage's, which takes the previous stage's learned weights if it has
+        the same ones."""
+        model = self.runner.model
         if previous is not None:
-            last = os.path.join(self.run_dir, "checkpoints", previous.name, "runner.last.pth")
+            last = os.path.join(self.runner.run_dir, "checkpoints", previous.name, "runner.last.pth")
             if os.path.exists(last):
                 try:
                     state = read_checkpoint(last)
                 except CheckpointError as e:
                     raise RunnerError(str(e)) from None
-                self.model.load_state_dict(model_state_of(state))
+                model.load_state_dict(model_state_of(state))
                 criterion = state.get("criterion_state_dict")
-                if isinstance(criterion, dict) and set(criterion) == set(self.flow_loss.state_dict()):
-                    self.flow_loss.load_state_dict(criterion)
+                if isinstance(criterion, dict) and set(criterion) == set(loss.state_dict()):
+                    loss.load_state_dict(criterion)
         if stage.initial_weights is None:
             return
         if stage.initial_state is None:  # "<earlier stage>.best|last": written since the checks
-            path = self._stage_reference(stage.initial_weights, [s for s in self._plan_names if s != stage.name])
+            path = self._stage_reference(stage.initial_weights, [s for s in self.names if s != stage.name])
             stage.initial_state = self._checked_initial_state(stage, path)
-        self.model.load_state_dict(stage.initial_state, strict=False)
+        model.load_state_dict(stage.initial_state, strict=False)
         stage.initial_state = None  # a resumed process reads it again; no copy of the weights kept meanwhile
 
     # -- stages.json -----------------------------------------------------------------------------------------
-    def _read_plan(self, stages: List[Stage]) -> List[str]:
-        path = self._plan_path()
+    def _read_plan(self) -> List[str]:
+        path = self.plan_path
         if not os.path.exists(path):
             return []
         try:
@@ -330,14 +357,12 @@ class StagesMixin:
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise RunnerError(f"{path} is damaged ({e}); delete it and the stage checkpoints to train anew") \
                 from None
-        wanted = [s.name for s in stages]
-        if names != wanted:
-            raise RunnerError(f"resume=True with stages {wanted}, but this run was trained with stages {names} "
+        if names != self.names:
+            raise RunnerError(f"resume=True with stages {self.names}, but this run was trained with stages {names} "
                               f"({path}); resume with the same stage names in the same order")
-        return [n for n in completed if n in wanted]
+        return [n for n in completed if n in self.names]
 
-    def _write_plan(self, stages: List[Stage], completed: List[str]) -> None:
-        self._plan_names = [s.name for s in stages]
-        if self._writes_files():
-            os.makedirs(os.path.dirname(self._plan_path()), exist_ok=True)
-            atomic_write_json(self._plan_path(), {"stages": self._plan_names, "completed": list(completed)})
+    def _write_plan(self, completed: List[str]) -> None:
+        if self.runner._writes_files():
+            os.makedirs(os.path.dirname(self.plan_path), exist_ok=True)
+            atomic_write_json(self.plan_path, {"stages": list(self.names), "completed": list(completed)})

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Dict, List, Mapping, Sequence
 
 from ..tasks.base import sample_mask
-from .errors import RunnerError
+from ..errors import RunnerError
 from ..run.fitted import train_split_labels
 
 

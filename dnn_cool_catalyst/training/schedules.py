@@ -29,7 +29,7 @@ from typing import Any, Optional
 import torch
 from torch.optim import lr_scheduler
 
-from .errors import RunnerError
+from ..errors import RunnerError
 
 #: Named schedules; other names are looked up in ``torch.optim.lr_scheduler``.
 SCHEDULE_NAMES = ("plateau", "one_cycle", "cyclic", "warmup_cosine", "none")

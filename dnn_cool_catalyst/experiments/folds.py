@@ -22,7 +22,7 @@ from typing import Dict, Hashable, List, Optional, Sequence
 import numpy as np
 
 from ..atomic import atomic_write_json
-from .errors import RunnerError
+from ..errors import RunnerError
 from ..run.splits import FORMAT, SPLITS, _read, _validated, index_fingerprint, stratum_groups
 from ..safe_read import read_json
 

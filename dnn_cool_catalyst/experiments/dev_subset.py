@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .errors import RunnerError
+from ..errors import RunnerError
 from ..run.splits import _canonical, encode_labels
 
 

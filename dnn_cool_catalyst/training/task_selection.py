@@ -21,7 +21,7 @@ from ..run.checkpoints import CheckpointError, read_checkpoint
 from ..callbacks.task_checkpoints import TASKS_FILE, read_task_selection
 from ..flow.selected import TaskSelectedModel
 from ..run import artifacts
-from .errors import RunnerError
+from ..errors import RunnerError
 
 def resolve(task_selection, model: nn.Module, staged: bool = False) -> bool:
     """Whether a training run keeps each task's best epoch. ``staged``: ``train(stages=...)``, whose best model is

@@ -33,7 +33,7 @@ from ..flow.batch import ELEMENT_LOSSES_KEY, GROUND_TRUTH_MASKS_KEY, ground_trut
 from ..measures.losses import FlowLoss
 from ..messages import warn_user
 from ..parallel import autocast
-from .errors import RunnerError
+from ..errors import RunnerError
 
 #: What ``compile`` accepts besides ``True`` (= ``"default"``) and ``False``: ``torch.compile``'s modes.
 #: ``"reduce-overhead"`` adds CUDA graphs on a GPU; ``"max-autotune"`` searches kernels (minutes to compile).

@@ -1,0 +1,1 @@
+"""Workflows over one or more runners: cross-validation, folds and development subsets."""
