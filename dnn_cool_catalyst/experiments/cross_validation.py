@@ -41,7 +41,7 @@ from ..spreadsheet import spreadsheet_safe
 from ..run import artifacts, fitted
 from . import folds as fold_files
 from ..errors import RunnerError
-from ..outputs.decoding import check_tune_limits
+from ..outputs.decoding import check_tune_limits, evaluate_outputs, tune_outputs
 from ..outputs.inference import _finish_split
 from ..run.lock import run_lock
 from ..run.splits import SPLITS, encode_labels
@@ -313,15 +313,15 @@ def _ensemble(runner: "DnnCoolSupervisedRunner", runners, tune_kwargs: dict) -> 
             artifacts.save_split(os.path.join(runner.run_dir, ENSEMBLE_DIR), split, stored, "fold_ensemble",
                                  digest, [row_ids[int(p)] for p in positions[split]])
     for gating in GATINGS:
-        runner._evaluate_outputs("test", gating, logits["test"], targets["test"], available["test"])
+        evaluate_outputs(runner, "test", gating, logits["test"], targets["test"], available["test"])
 
 
 def _tune_ensemble(runner: "DnnCoolSupervisedRunner", logits, targets, available, tune_kwargs: dict) -> None:
     args = inspect.signature(runner.tune).bind(**tune_kwargs)
     args.apply_defaults()
     a = args.arguments
-    runner._tune_outputs("oof", logits, targets, available, a["metric"], a["min_recall"], a["min_samples"],
-                       a["min_per_class"], alpha=a["alpha"])
+    tune_outputs(runner, "oof", logits, targets, available, a["metric"], a["min_recall"], a["min_samples"],
+                 a["min_per_class"], alpha=a["alpha"])
 
 
 def _apply_decoders(flow, params: dict) -> None:

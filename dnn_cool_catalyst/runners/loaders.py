@@ -1,5 +1,5 @@
-"""The runner's data side: split loaders, row labels and strata, loaders placed on a device, and the one small
-batch that gives lazy heads their shapes.
+"""The runner's data side: its splits, split loaders, row labels and strata, loaders placed on a device, and the one
+small batch that gives lazy heads their shapes.
 
 Batches are gathered by index from the converted tensors (``BatchedSubset``), with our own batch sampler
 (``parallel/sampler.py``) so that under DDP each process gets its slice of the very batches one process would see;
@@ -16,8 +16,11 @@ from catalyst.utils.misc import set_global_seed
 from torch.utils.data import DataLoader
 
 from ..errors import RunnerError
-from ..training import augmentation
+from ..experiments import dev_subset
 from ..parallel import BatchedSubset, ShardedBatchSampler, collate_batch, reshard_loader
+from ..run.lock import run_lock
+from ..run.splits import load_or_make_splits
+from ..training import augmentation
 from . import device_data as placement
 
 if TYPE_CHECKING:
@@ -52,6 +55,30 @@ def strata(flow, dataset, stratify: Optional[str]) -> Optional[list]:
     if targets.shape[1] != 1:
         raise RunnerError(f"stratify={stratify!r}: expected one label per row, got {targets.shape[1]}")
     return [int(round(float(t))) if bool(a) else None for t, a in zip(targets[:, 0], available[:, 0])]
+
+
+def assign_splits(runner: "DnnCoolSupervisedRunner", split_fractions, seed: int, stratify: Optional[str],
+                  resplit: bool) -> dict:
+    """The runner's splits as dataset positions, from its ``splits.json`` (row labels; made when missing, see
+    :mod:`~dnn_cool_catalyst.run.splits`); with ``dev=N``, over the N seeded rows of the development subset only."""
+    ids = row_ids(runner.dataset)
+    dev_rows = None if runner.dev is None else dev_subset.dev_positions(ids, runner.dev, seed)
+    # Replacing the splits of a run another process is training on would pull its rows away: resplit takes the lock.
+    with run_lock(runner.run_dir, "resplit", enabled=resplit, owner=runner):
+        splits = load_or_make_splits(runner.run_layout.splits, dev_subset.subset(ids, dev_rows), split_fractions,
+                                     seed, stratify,
+                                     dev_subset.subset(strata(runner.flow, runner.dataset, stratify), dev_rows),
+                                     resplit)
+    return dev_subset.to_dataset_positions(splits, dev_rows)
+
+
+def fit_model_inputs(model, dataset, train_positions) -> None:
+    """A model with input statistics of its own (``tabular_model``'s standardisation, TabM's bins) fits them on the
+    run's training split, deterministically, so a restarted runner rebuilds the same model before loading its
+    weights. Called when the run (or a fold of it) is created, before any optimizer exists."""
+    fit_inputs = getattr(model, "fit_inputs", None)
+    if callable(fit_inputs):
+        fit_inputs(dataset, train_positions)
 
 
 def split_loader(runner: "DnnCoolSupervisedRunner", split: str, shuffle: bool = False,

@@ -21,16 +21,14 @@ from ..prediction import from_run as prediction_run
 from ..run import fitted
 from ..run.claim import claim_run_dir
 from ..run.layout import RunDir
-from ..run.lock import run_lock
-from ..run.run_config import recording_train, runner_settings
-from ..run.splits import SPLITS, load_or_make_splits
+from ..run.run_config import runner_settings
+from ..run.splits import SPLITS
 from ..run.tensorboard import tensorboard_run
 from ..signatures import forwards_kwargs
 from ..tasks.base import TaskError
 from ..training import augmentation, compiled_step, lr_finder, recipe
+from ..training import train as training
 from ..training import stages as staged_training
-from ..training import task_selection as task_selection_of
-from ..training import trainable
 from ..training.engine import global_rank
 from ..training.loggers import FlowTensorboardLogger
 from . import device_data as placement
@@ -42,41 +40,24 @@ if TYPE_CHECKING:
 
 
 class DnnCoolSupervisedRunner(dl.SupervisedRunner):
-    """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``.
+    """Trains, infers, tunes and evaluates a flow-driven model, keeping everything under ``run_dir``
+    (:class:`~dnn_cool_catalyst.run.layout.RunDir` names each file; ``runner.run_layout``).
 
     ``model`` is any nn.Module taking the batch's ``"inputs"`` dict and returning the flow module's output (or a
     dict of logits per task). Ground truth never reaches the model: preconditions are applied in the loss and
-    metrics from the batch's labels.
+    metrics from the batch's labels. ``loss_weights``: ``None`` (every task 1.0), a dict of fixed weights or
+    ``"uncertainty"`` (:class:`~dnn_cool_catalyst.measures.losses.FlowLoss`); the loss is ``runner.flow_loss``,
+    also the Catalyst criterion (learned weights are optimised and checkpointed).
 
-    Scale-out (README, "Multi-GPU, multi-node and mixed precision"): pass a Catalyst engine (DataParallel, DDP,
-    ``mixed_precision=...``); ``balance_dataparallel_memory=True`` reduces loss and metric statistics on each
-    DataParallel replica instead of gathering every logit on the main device.
+    The rest, each with its README section: ``engine`` and ``balance_dataparallel_memory`` ("Multi-GPU,
+    multi-node and mixed precision"); ``device_data`` and ``num_workers`` ("Data path and device-resident data",
+    ``runners/device_data.py``); ``split_fractions``, ``stratify``, ``resplit`` (``run/splits.py``: splits.json
+    stores row labels, ``self.splits`` dataset positions); ``dev=N`` ("Cross-validation and development subsets":
+    N seeded rows in ``<run_dir>-dev<N>``); ``box_tasks`` ("Augmentation, test-time augmentation and class
+    balancing": which bounded regression tasks are box coordinates that flips move).
 
-    Data path (README, "Data path and device-resident data"): batches are gathered by index from the converted
-    tensors. ``device_data`` (``"auto"``, ``"resident"``, ``"pinned"``, ``"off"``; see ``runners/device_data.py``)
-    says where: ``"auto"`` keeps a split on the GPU when it fits in a quarter of the free memory, else copies
-    batches from pinned memory; on the CPU it is the plain DataLoader. ``num_workers=None`` picks 0 when every input
-    column is in memory and worker processes when some are read per item (image files).
-
-    Splits (run/splits.py): ``splits.json`` stores DataFrame index labels; ``self.splits`` maps each split
-    to dataset positions. ``stratify`` names a binary/category task to stratify by; ``resplit=True`` replaces
-    the saved splits (other rows or settings are otherwise an error).
-
-    ``loss_weights``: ``None`` (every task 1.0), a dict of fixed weights or ``"uncertainty"`` (see
-    :class:`~dnn_cool_catalyst.measures.losses.FlowLoss`); validated here. The loss is ``runner.flow_loss``, also the
-    Catalyst criterion (so learned weights are optimised and checkpointed).
-
-    Layout of ``run_dir`` (``.lock``, ``flow.json``, ``run_config.json``, ``splits.json``, ``checkpoints/``,
-    ``tensorboard/``, ``infer/``, ``tuned.json``, ``evaluation_<split>_<gating>.csv``, ``export/``...): see
-    :mod:`dnn_cool_catalyst.run.layout`; ``runner.run_layout`` names its paths.
-
-    ``dev=N`` (README, "Cross-validation and development subsets"): the same pipeline on N seeded rows, in the run
-    directory ``<run_dir>-dev<N>``; ``cross_validate()`` (experiments/cross_validation.py) turns the run directory into
-    a fold group.
-
-    ``box_tasks``: which bounded regression tasks are box coordinates in the image (``augment/boxes.py``), so that
-    flips in ``train(augment=...)`` and ``infer(tta=...)`` move them too; ``None`` refuses geometric augmentation
-    on flows with regression tasks (README, "Augmentation, test-time augmentation and class balancing").
+    Public methods delegate to the modules that own them (ARCHITECTURE.md): ``training/``, ``outputs/``,
+    ``prediction/``, ``export/``, ``interpretation/`` and ``experiments/``.
     """
 
     def __init__(self, model: torch.nn.Module, flow, run_dir: str, dataset=None, batch_size: int = 64,
@@ -109,18 +90,10 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         self.balance_dataparallel_memory = balance_dataparallel_memory
         # dev=N: N seeded rows in <run_dir>-dev<N>, never the full run's directory (experiments/dev_subset.py).
         self.dev = None if dev is None else dev_subset.check_dev(dev, len(self.dataset))
-        dev_rows = None
         if self.dev is not None:
             self.run_dir = dev_subset.dev_run_dir(self.run_dir, self.dev)
-            dev_rows = dev_subset.dev_positions(self._row_ids(), self.dev, seed)
         self._claim_run_dir()
-        # Positions into self.dataset; splits.json stores row labels (run/splits.py). Replacing the splits
-        # of a run another process is training on would pull its rows away: resplit takes the run's lock.
-        with run_lock(self.run_dir, "resplit", enabled=resplit, owner=self):
-            splits = load_or_make_splits(os.path.join(self.run_dir, "splits.json"),
-                                         dev_subset.subset(self._row_ids(), dev_rows), split_fractions, seed,
-                                         stratify, dev_subset.subset(self._strata(stratify), dev_rows), resplit)
-            self.splits = dev_subset.to_dataset_positions(splits, dev_rows)
+        self.splits = loaders.assign_splits(self, split_fractions, seed, stratify, resplit)
         self.split_fractions, self.stratify = split_fractions, stratify
         try:  # e.g. regression target scaling, fitted on the training split only and saved with the run
             self.fitted_targets = fitted.load_or_fit(self.run_dir, self.flow, self.dataset, self.splits["train"],
@@ -130,16 +103,10 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         self._fit_model_inputs()
 
     def _fit_model_inputs(self) -> None:
-        """A model with input statistics of its own (``tabular_model(kind="tabm")``: standardisation, bins) fits
-        them on this run's training split, deterministically, so a restarted runner rebuilds the same model before
-        loading its weights. Called when the run (or a fold of it) is created, before any optimizer exists."""
-        fit_inputs = getattr(self.model, "fit_inputs", None)
-        if callable(fit_inputs):
-            fit_inputs(self.dataset, self.splits["train"])
+        loaders.fit_model_inputs(self.model, self.dataset, self.splits["train"])
 
     def _use_fitted_targets(self) -> None:
-        """Put this run's fitted state back on the tasks (another runner over the same project may have fitted
-        the shared task objects on its own split since)."""
+        """Put this run's fitted state back on the tasks (another runner may have fitted them on its own split)."""
         fitted.apply_states(self.flow, self.fitted_targets, source=os.path.join(self.run_dir, fitted.FITTED_FILE))
 
     # -- run directory ---------------------------------------------------------------------------------------
@@ -291,99 +258,40 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
               early_stopping_patience: Optional[int] = None, verbose="auto", valid_metric: str = "loss",
               stages: Optional[Sequence[dict]] = None, augment=None, balance=None, compile=False,
               task_selection="auto", **kwargs) -> "DnnCoolSupervisedRunner":
-        """Train with sensible defaults; every default can be replaced with the usual Catalyst argument.
+        """Train with sensible defaults; every default can be replaced with the usual Catalyst argument (``optimizer``,
+        ``scheduler``, ``callbacks``, ``loggers``, ``engine``, ``loaders``...). The whole description, with what each
+        default is and why: :func:`dnn_cool_catalyst.training.train.train`. In short:
 
-        Defaults (:mod:`~dnn_cool_catalyst.training.recipe`): AdamW(lr) (its fused kernel where the parameters allow:
-        :func:`~dnn_cool_catalyst.training.schedules.default_optimizer`), ReduceLROnPlateau on ``valid_metric`` (with
-        its SchedulerCallback; halves the lr after a third of the early-stopping patience without improvement, at least
-        2 epochs), early stopping after ``early_stopping_patience`` epochs without improvement (default: a twelfth of
-        ``num_epochs``, 5 to 16), held while a task is still at its trivial baseline (majority label / R^2 <= 0 on the
-        validation split; see :mod:`dnn_cool_catalyst.callbacks.early_stopping`), best + last checkpoints in
-        ``checkpoints/``, TensorBoard logs in ``tensorboard/run-<N>/`` (see :attr:`tensorboard_dir`), an explicit engine
-        (GPU when available).
-        ``resume=True`` continues from ``checkpoints/runner.last.pth`` with the optimizer, scheduler and epoch
-        counters restored (``num_epochs`` is the total), and the learned loss weights with ``loss_weights=
-        "uncertainty"``; a run that stopped early stays stopped (no further epoch: the checkpoint records it).
+        - ``num_epochs``: the total (also when resuming); default a budget of 4,000 optimizer steps, 10 to 200 epochs;
+        - ``resume=True``: continue from ``checkpoints/runner.last.pth`` (optimizer, scheduler, counters, early stop);
+        - ``lr``: AdamW's (fused where the parameters allow); ReduceLROnPlateau halves it on a plateau of
+          ``valid_metric``: ``"loss"``, ``"loss/<task>"``, ``"<task>/<metric>"`` or ``"task_mean"``;
+        - ``early_stopping_patience``: default a twelfth of ``num_epochs`` (5 to 16), held while a task is still at
+          its trivial baseline;
+        - ``verbose="auto"``: progress bars and a per-epoch table when standard output is a terminal;
+        - ``stages``: a list of dicts trained one after the other (:mod:`~dnn_cool_catalyst.training.stages`);
+        - ``augment`` / ``balance``: augment training batches per input column / balance the training split's sampling;
+        - ``compile=True`` or a mode: the training step as one ``torch.compile`` graph (off by default: it costs more up
+          front than a short run takes);
+        - ``task_selection``: each task at the epoch of its own lowest validation loss (``"auto"``: for models that
+          declare ``select_per_task = True``, as ``tabular_model``'s do).
 
-        ``valid_metric`` is what early stopping, the plateau scheduler and the best checkpoint follow: ``"loss"``
-        (the validation loss), ``"loss/<task_path>"``, one task's metric ``"<task_path>/<metric>"`` (e.g.
-        ``"door_open/accuracy"``; errors minimised, the rest maximised) or ``"task_mean"`` (the mean over tasks of
-        accuracy / R^2, maximised); see :mod:`dnn_cool_catalyst.callbacks.selection`.
-
-        ``optimizer`` and ``scheduler`` also take plain specs (``{"name": "SGD", "momentum": 0.9}``, ``{"name":
-        "one_cycle", "max_lr": 0.01}``, ``"warmup_cosine"``; see :mod:`~dnn_cool_catalyst.training.schedules`);
-        per-batch schedules are stepped after every training batch. Without ``num_epochs`` the run gets a budget of
-        optimizer steps (:mod:`~dnn_cool_catalyst.training.epoch_budget`: 4,000 steps, 10 to 200 epochs; the same total
-        again on resume).
-
-        ``stages``: a list of stages trained one after the other, each a dict with ``num_epochs`` and optionally
-        ``name``, ``lr``, ``optimizer``, ``scheduler``, ``loss_weights``, ``freeze``, ``initial_weights``, ``strict``,
-        ``early_stopping_patience``, ``valid_metric`` (the other arguments of this call are their defaults); see
-        :mod:`~dnn_cool_catalyst.training.stages` for checkpoints, TensorBoard and resume.
-
-        ``verbose="auto"`` (default) shows progress bars and a small per-epoch table (loss and headline metric per
-        task, train and valid) when standard output is a terminal, nothing otherwise (tests, CI, redirected logs);
-        ``True``/``False`` force it.
-
-        The run directory is locked meanwhile (``.lock``): another process training or inferring into it fails
-        at once naming this one.
-
-        ``augment={"img": ["hflip", "brightness"]}`` augments the training batches per input column and
-        ``balance={"task": "inverse_frequency"}`` / ``{"task": {"negatives_per_positive": 3}}`` balances the
-        training split's sampling (README, "Augmentation, test-time augmentation and class balancing").
-
-        A task with no labelled training row where its condition holds is an error before any epoch (see
-        :mod:`~dnn_cool_catalyst.training.trainable`), unless ``loaders=`` brings the user's own data.
-
-        ``compile=True`` (or a ``torch.compile`` mode such as ``"max-autotune"``) compiles the training step (the
-        model's forward with the flow's heads, the ground-truth masks, the masked per-task losses and their weighted
-        sum) into one graph with ``torch.compile``; its backward is compiled too. Validation batches use the same
-        compiled step in eval mode (a second graph); ``infer()`` stays eager. Losses, metrics and tuned thresholds equal
-        eager training's within float tolerance; see :mod:`~dnn_cool_catalyst.training.compiled_step` (shapes, fallback
-        to eager with a warning, DataParallel and DDP which train eagerly). The default is False because compiling costs
-        up front far more than a short run takes: measured on this project's 2-core CPU machine while other jobs ran
-        (2026-12-05, empty inductor cache), 53 s for the training and validation graphs of the 6-task tabular flow of
-        ``benchmarks/bench_overhead.py`` (whose eager epoch on 20,000 rows takes ~1-2 s) and 236 s for the security
-        CNN's; switch it on for long runs (``benchmarks/bench_compile.py`` measures it).
-
-        ``task_selection``: keep each task's weights of the epoch where its own validation loss was lowest, so that
-        ``infer``/``predict``/``export`` of the best checkpoint run every task at its own best epoch (one forward per
-        distinct epoch; :mod:`~dnn_cool_catalyst.training.task_selection`). ``"auto"`` (default): for models that
-        declare ``select_per_task = True`` (``tabular_model``'s); ``True``/``False`` force it. Not with ``stages``.
+        The run directory is locked meanwhile (``.lock``); a task with no labelled training row where its condition
+        holds is an error before any epoch.
         """
-        compile_mode = compiled_step.check_compile(compile)
-        selecting = task_selection_of.resolve(task_selection, self.model, staged=stages is not None)
-        if "loaders" not in kwargs:
-            trainable.check_trainable(self.flow, self.dataset, self.splits)
-        train_args = dict(num_epochs=num_epochs, resume=resume, lr=lr, early_stopping_patience=early_stopping_patience,
-                          verbose=verbose, valid_metric=valid_metric, **({} if stages is None else {"stages": stages}),
-                          **({} if augment is None else {"augment": augment}),
-                          **({} if balance is None else {"balance": balance}),
-                          **({"compile": compile} if compile_mode else {}),
-                          **({} if task_selection == "auto" else {"task_selection": task_selection}), **kwargs)
-        writes = self._writes_files()
-        with self._training_extras(augment, balance), run_lock(self.run_dir, "train", enabled=writes, owner=self), \
-                recording_train(self, train_args, enabled=writes), compiled_step.compiling(self, compile_mode):
-            if stages is not None:
-                return staged_training.train_stages(self, stages, num_epochs=num_epochs, resume=resume, lr=lr,
-                                                    early_stopping_patience=early_stopping_patience,
-                                                    verbose=verbose, valid_metric=valid_metric, **kwargs)
-            staged_training.check_not_staged(self, resume)
-            return recipe.fit(self, num_epochs=num_epochs, resume=resume, lr=lr,
+        return training.train(self, num_epochs=num_epochs, resume=resume, lr=lr,
                               early_stopping_patience=early_stopping_patience, verbose=verbose,
-                              valid_metric=valid_metric, task_selection=selecting, **kwargs)
+                              valid_metric=valid_metric, stages=stages, augment=augment, balance=balance,
+                              compile=compile, task_selection=task_selection, **kwargs)
 
-    def _valid_baselines(self) -> dict:
-        """Trivial baselines of the validation split (what early stopping waits for every task to beat)."""
+    def _valid_baselines(self) -> dict:  # what early stopping waits for every task to beat
         return recipe.valid_baselines(self)
 
     # -- features that drive the runner ----------------------------------------------------------------------
     def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_steps: int = 100, smoothing: float = 0.05,
                 diverge_factor: float = 4.0, optimizer=None, tensorboard: bool = True,
                 device: Optional[str] = None) -> lr_finder.LRFinderResult:
-        """Learning-rate range test; returns ``(history, suggested_lr)``. ``optimizer``: a spec as in ``train``
-        (default AdamW). ``device``: default the GPU when there is one. See
-        :mod:`~dnn_cool_catalyst.training.lr_finder` for the method and what is restored."""
+        """Learning-rate range test, ``(history, suggested_lr)`` (:mod:`~dnn_cool_catalyst.training.lr_finder`)."""
         return lr_finder.lr_find(self, start_lr, end_lr, num_steps, smoothing, diverge_factor, optimizer,
                                  tensorboard, device)
 
@@ -412,8 +320,7 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         return augmentation.training_extras(self, augment, balance)
 
     def load_checkpoint(self, which: str = "best") -> str:
-        """Load ``checkpoints/runner.<which>.pth`` into ``self.model`` and return its path; see
-        :func:`.inference.load_checkpoint`."""
+        """Load ``checkpoints/runner.<which>.pth`` into ``self.model`` and return its path."""
         return inference.load_checkpoint(self, which)
 
     def inference_model(self) -> torch.nn.Module:
@@ -437,11 +344,6 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         """Tune thresholds on the stored ``loader`` outputs, save ``tuned.json``; see :func:`.decoding.tune`."""
         return decoding.tune(self, loader, metric, min_recall, min_samples, min_per_class, alpha)
 
-    def _tune_outputs(self, loader: str, logits, targets, available, metric: str, min_recall: Optional[float],
-                      min_samples: int, min_per_class: int, tta=(), alpha: Optional[float] = 0.05) -> dict:
-        return decoding.tune_outputs(self, loader, logits, targets, available, metric, min_recall, min_samples,
-                                     min_per_class, tta, alpha)
-
     def _apply_params(self, params: dict) -> None:
         decoding.apply_params(self, params)
 
@@ -458,12 +360,8 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         return decoding.load_tuned_if_any(self)
 
     def evaluate(self, loader: str = "test", gating: str = "gt") -> pd.DataFrame:
-        """Per-task metrics on the stored ``loader`` outputs with the tuned thresholds, as a DataFrame with
-        ``task_path, metric_name, metric_res, num_samples``; also saved as ``evaluation_<loader>_<gating>.csv``."""
+        """Per-task metrics of the stored ``loader`` outputs; saved as ``evaluation_<loader>_<gating>.csv``."""
         return decoding.evaluate(self, loader, gating)
-
-    def _evaluate_outputs(self, loader: str, gating: str, logits, targets, available) -> pd.DataFrame:
-        return decoding.evaluate_outputs(self, loader, gating, logits, targets, available)
 
     def predict(self, df: pd.DataFrame, checkpoint: str = "best", proba: bool = False,
                 batch_size: Optional[int] = None, verbose: bool = False) -> pd.DataFrame:
@@ -493,11 +391,9 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
 
     def cross_validate(self, folds: int = 5, stratify: Optional[str] = None, num_epochs: Optional[int] = None,
                        tune_kwargs: Optional[dict] = None, **train_kwargs) -> pd.DataFrame:
-        """Train one model per fold, evaluate each on the test split, ensemble them; return the fold summary. See
-        :func:`~dnn_cool_catalyst.experiments.cross_validation.cross_validate`."""
+        """One model per fold, each evaluated, then their ensemble (:mod:`~dnn_cool_catalyst.experiments`)."""
         return cross_validation.cross_validate(self, folds, stratify, num_epochs, tune_kwargs, **train_kwargs)
 
     def fold_splits(self, folds: int = 5, stratify: Optional[str] = None) -> List[dict]:
-        """The splits :meth:`cross_validate` gives each fold, as DataFrame index labels; writes nothing. See
-        :func:`~dnn_cool_catalyst.experiments.cross_validation.fold_splits`."""
+        """The splits :meth:`cross_validate` gives each fold, as DataFrame index labels; writes nothing."""
         return cross_validation.fold_splits(self, folds, stratify)

@@ -17,12 +17,11 @@ def embedding_width(num_codes: int) -> int:
     return min(16, (num_codes + 1) // 2)
 
 
-def input_table(converted, input_cols: Sequence[str], rows: Optional[Sequence[int]] = None):
-    """``(columns, categorical, numeric)`` of the converted data (``project.data``, a dataset's ``data``):
-    numeric/array column -> width, categorical column -> number of codes, and the numeric columns side by side as
-    one float tensor ``(N, width)`` (of the positions ``rows``, all rows by default). Raises naming a column of
-    another type (text, images)."""
-    columns, categorical, values = {}, {}, []
+def _input_columns(converted, input_cols: Sequence[str]):
+    """``(categorical, numeric)``: categorical column -> number of codes, and numeric/array column -> its values as
+    a float tensor ``(N, width)`` (a view where the column is float already). Raises naming a column of another type
+    (text, images)."""
+    categorical, numeric = {}, {}
     for column in input_cols:
         data = converted.inputs[column]
         num_codes = getattr(converted.converters.get(column), "num_codes", None)
@@ -33,12 +32,41 @@ def input_table(converted, input_cols: Sequence[str], rows: Optional[Sequence[in
                              f"the MLP takes numeric, array or categorical columns only")
         if num_codes is not None:
             categorical[column] = int(num_codes)
-            continue
-        flat = data.float().reshape(len(data), -1)
-        columns[column] = flat.shape[1]
-        values.append(flat if rows is None else flat[torch.as_tensor(list(rows), dtype=torch.long)])
+        else:
+            numeric[column] = data.float().reshape(len(data), -1)
+    return categorical, numeric
+
+
+def _row_index(rows: Optional[Sequence[int]]) -> Optional[torch.Tensor]:
+    return None if rows is None else torch.as_tensor(rows if isinstance(rows, torch.Tensor) else list(rows),
+                                                     dtype=torch.long)
+
+
+def input_table(converted, input_cols: Sequence[str], rows: Optional[Sequence[int]] = None):
+    """``(columns, categorical, numeric)`` of the converted data (``project.data``, a dataset's ``data``):
+    numeric/array column -> width, categorical column -> number of codes, and the numeric columns side by side as
+    one float tensor ``(N, width)`` (of the positions ``rows``, all rows by default). Raises naming a column of
+    another type (text, images)."""
+    categorical, numeric = _input_columns(converted, input_cols)
+    index = _row_index(rows)
+    values = [flat if index is None else flat[index] for flat in numeric.values()]
     n = len(next(iter(converted.inputs.values()))) if rows is None else len(rows)
+    columns = {column: flat.shape[1] for column, flat in numeric.items()}
     return columns, categorical, torch.cat(values, dim=1) if values else torch.zeros(n, 0)
+
+
+def column_standardisation(converted, input_cols: Sequence[str], rows: Optional[Sequence[int]] = None):
+    """``(columns, categorical, mean, std)``: what :func:`input_table` and :func:`standardisation` give, computed one
+    column at a time, so that the numeric inputs are never copied side by side (at 10^6 rows the joined table and
+    the temporaries of its overflow check were twice the size of the whole converted dataset)."""
+    categorical, numeric = _input_columns(converted, input_cols)
+    index = _row_index(rows)
+    means, stds = [torch.zeros(0)], [torch.ones(0)]
+    for column, flat in numeric.items():
+        mean, std = standardisation(flat if index is None else flat[index], {column: flat.shape[1]})
+        means.append(mean)
+        stds.append(std)
+    return {column: flat.shape[1] for column, flat in numeric.items()}, categorical, torch.cat(means), torch.cat(stds)
 
 
 def standardisation(values: torch.Tensor, columns: Optional[Dict[str, int]] = None):

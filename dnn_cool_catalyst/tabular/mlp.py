@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from ..project import Project
-from .inputs import ONE_HOT_MAX_CODES, embedding_width, input_table, standardisation
+from .inputs import ONE_HOT_MAX_CODES, column_standardisation, embedding_width
 from .tabm import tabular_tabm
 
 
@@ -50,7 +50,7 @@ class TabularMLP(nn.Module):
         when a run or fold is created), so validation and test rows never shape the inputs the model sees."""
         if not self.columns or not len(positions):
             return
-        mean, std = standardisation(input_table(dataset.data, self.input_cols, positions)[2], self.columns)
+        _, _, mean, std = column_standardisation(dataset.data, self.input_cols, positions)
         self.mean.copy_(mean)
         self.std.copy_(std)
 
@@ -78,8 +78,7 @@ def tabular_model(project: Project, hidden: int = 256, depth: int = 2, dropout: 
         raise ValueError(f"tabular_model: kind must be 'mlp' or 'tabm', got {kind!r}")
     if num_embeddings is not None:
         raise ValueError(f"tabular_model: num_embeddings={num_embeddings!r} needs kind='tabm'")
-    columns, categorical, joined = input_table(project.data, project.input_cols)
-    mean, std = standardisation(joined, columns)
+    columns, categorical, mean, std = column_standardisation(project.data, project.input_cols)
     return TabularMLP(project.get_full_flow().torch(), columns, mean, std, hidden, depth, dropout,
                       categorical=categorical, input_cols=project.input_cols)
 
