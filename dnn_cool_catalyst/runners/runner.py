@@ -66,9 +66,7 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
     :class:`~dnn_cool_catalyst.measures.losses.FlowLoss`); validated here. The loss is ``runner.flow_loss``, also the
     Catalyst criterion (so learned weights are optimised and checkpointed).
 
-    Layout of ``run_dir`` (``.lock``, ``flow.json``, ``run_config.json``, ``splits.json``, ``checkpoints/``,
-    ``tensorboard/``, ``infer/``, ``tuned.json``, ``evaluation_<split>_<gating>.csv``, ``export/``...): see
-    :mod:`dnn_cool_catalyst.run.layout`; ``runner.run_layout`` names its paths.
+    The files of ``run_dir``: see :mod:`dnn_cool_catalyst.run.layout`; ``runner.run_layout`` names them.
 
     ``dev=N`` (README, "Cross-validation and development subsets"): the same pipeline on N seeded rows, in the run
     directory ``<run_dir>-dev<N>``; ``cross_validate()`` (experiments/cross_validation.py) turns the run directory into
@@ -111,13 +109,13 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         self.dev = None if dev is None else dev_subset.check_dev(dev, len(self.dataset))
         dev_rows = None
         if self.dev is not None:
-            self.run_dir = dev_subset.dev_run_dir(self.run_dir, self.dev)
+            self.run_dir = self.run_layout.dev(self.dev).path
             dev_rows = dev_subset.dev_positions(self._row_ids(), self.dev, seed)
         self._claim_run_dir()
         # Positions into self.dataset; splits.json stores row labels (run/splits.py). Replacing the splits
         # of a run another process is training on would pull its rows away: resplit takes the run's lock.
         with run_lock(self.run_dir, "resplit", enabled=resplit, owner=self):
-            splits = load_or_make_splits(os.path.join(self.run_dir, "splits.json"),
+            splits = load_or_make_splits(self.run_layout.splits,
                                          dev_subset.subset(self._row_ids(), dev_rows), split_fractions, seed,
                                          stratify, dev_subset.subset(self._strata(stratify), dev_rows), resplit)
             self.splits = dev_subset.to_dataset_positions(splits, dev_rows)
@@ -155,8 +153,9 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
 
     @property
     def run_layout(self) -> RunDir:
-        """The paths of this run directory (run/layout.py)."""
-        return RunDir(self.run_dir)
+        """The paths of this run directory (run/layout.py), seen from the stage of ``train(stages=...)`` that runs
+        now (its checkpoints are the stage's own; training/stages.py)."""
+        return RunDir(self.run_dir).stage(None if self._active_stage is None else self._active_stage.name)
 
     @property
     def tensorboard_root(self) -> str:
@@ -174,16 +173,17 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
     @property
     def checkpoint_dir(self) -> str:
         # While a stage of train(stages=...) runs, its own subdirectory (training/stages.py).
-        return self._stage_subdir(os.path.join(self.run_dir, "checkpoints"))
+        return self.run_layout.checkpoints
 
     @property
     def tensorboard_dir(self) -> str:
-        # This runner's TensorBoard run (run/tensorboard.py); while a stage runs, its subfolder there.
-        return self._stage_subdir(self.tensorboard_run_dir)
+        # This runner's TensorBoard run (run/tensorboard.py); while a stage runs, its subfolder there. Read from the
+        # claimed path, which a copy of the runner (cross_validate's folds) keeps.
+        return RunDir.of_tensorboard_run(self.tensorboard_run_dir).stage(self.run_layout.stage_name).tensorboard
 
     @property
     def infer_dir(self) -> str:
-        return os.path.join(self.run_dir, "infer")
+        return self.run_layout.infer
 
     # -- stages: train(stages=...) holds its StagedRun here while it runs (training/stages.py) ---------------
     _staged_run: Optional[staged_training.StagedRun] = None
@@ -191,9 +191,6 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
     @property
     def _active_stage(self) -> Optional[staged_training.Stage]:
         return None if self._staged_run is None else self._staged_run.active
-
-    def _stage_subdir(self, root: str) -> str:
-        return staged_training.stage_subdir(root, self._active_stage)
 
     @property
     def stage_checkpoint_fields(self) -> dict:
