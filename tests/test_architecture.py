@@ -21,8 +21,10 @@ RUN_DIR_NAMES = {"checkpoints", "tensorboard", "infer", "export", "tuned.json", 
                  ".lock", "manifest.json", "index.json"}
 RUN_DIR_FILE = re.compile(r"\.(pth|json|csv|npz|yml|lock)$")
 # Paths joined outside a run directory: the project folder, the report's output folder, an export's side file,
-# a scratch file of the atomic writer.
-OUTSIDE_RUN_DIR = {"project.py", "atomic.py", os.path.join("report", "html.py"), os.path.join("export", "build.py")}
+# a scratch file of the atomic writer, the synthetic project's data folder (its labels.csv), and the Catalyst patch
+# (it reproduces the body and file names of Catalyst's own CheckpointCallback; compat/ imports nothing of ours).
+OUTSIDE_RUN_DIR = {"project.py", "atomic.py", os.path.join("report", "html.py"), os.path.join("export", "build.py"),
+                   os.path.join("synthetic", "security.py"), os.path.join("compat", "catalyst.py")}
 
 
 def _modules():

@@ -230,7 +230,7 @@ def test_tabm_needs_its_package(monkeypatch, project):
 
 
 def test_every_cross_validation_fold_fits_inputs_on_its_own_training_rows(tmp_path):
-    from dnn_cool_catalyst.experiments.folds import fold_name
+    from dnn_cool_catalyst.run.layout import fold_name
 
     project = project_of(tmp_path, frame(n=120))
     model = tabular_model(project, hidden=8, kind="tabm", k=2)

@@ -1,19 +1,15 @@
 """``runner.cross_validate()``: one run per fold, a fold summary, and the fold ensemble evaluated on the test split.
 
-The runner's run directory becomes a FOLD GROUP (README, "Cross-validation and development subsets")::
-
-    <group>/cv.json                       settings and each fold's status ("running" | "failed" | "done")
-    <group>/splits.json                   the group's splits: its test split is held out of every fold
-    <group>/fold_<k>/                     an ordinary run directory: train = the other folds, valid = fold k,
-                                          test = the group's test split
-    <group>/cv_summary.csv                task_path, metric_name, mean, std, fold_0..fold_{K-1}, num_samples
-    <group>/ensemble/{oof,test}/          the ensemble's outputs, stored like infer/<split>/ (manifest + .npz)
-    <group>/tuned.json                    thresholds tuned on the out-of-fold predictions
-    <group>/evaluation_test_<gating>.csv  the ensemble on the test split, both gatings
+The runner's run directory becomes a FOLD GROUP (README, "Cross-validation and development subsets"; its files:
+run/layout.py). ``cv.json`` holds the settings and each fold's status ("running" | "failed" | "done"); the group's
+test split is held out of every fold, and fold ``k`` is an ordinary run directory whose train split is the other
+folds, valid fold ``k`` and test the group's test split. The group's ``tuned.json`` holds thresholds tuned on the
+out-of-fold predictions, its evaluation tables the ensemble's on the test split (both gatings).
 
 Each fold trains, infers its held-out fold (``valid``), tunes its thresholds there, infers the test split and
-evaluates it. ``cv_summary.csv`` summarises the folds' ``evaluation_test_gt.csv``: every fold model judged on the
-same test rows, so the ensemble's row in ``evaluation_test_gt.csv`` compares with the folds' mean.
+evaluates it. ``cv_summary.csv`` (task_path, metric_name, mean, std, fold_0..fold_{K-1}, num_samples) summarises
+the folds' ``evaluation_test_gt.csv``: every fold model judged on the same test rows, so the ensemble's row in
+``evaluation_test_gt.csv`` compares with the folds' mean.
 
 The ensemble averages the folds' stored test activations (each fold's own fitted regression scaling already
 applied), turns the average back into logits with the tasks' ``inverse_activation`` under the group's fitted
@@ -43,15 +39,12 @@ from . import folds as fold_files
 from ..errors import RunnerError
 from ..outputs.decoding import check_tune_limits, evaluate_outputs, tune_outputs
 from ..outputs.inference import _finish_split
+from ..run.layout import RunDir, fold_name
 from ..run.lock import run_lock
 from ..run.splits import SPLITS, encode_labels
 
 if TYPE_CHECKING:
     from ..runners.runner import DnnCoolSupervisedRunner
-
-SUMMARY_FILE = "cv_summary.csv"
-ENSEMBLE_DIR = "ensemble"
-SUMMARY_SOURCE = "evaluation_test_gt.csv"  # which per-fold table cv_summary.csv summarises
 
 
 def cross_validate(runner: "DnnCoolSupervisedRunner", folds: int = 5, stratify: Optional[str] = None,
@@ -102,7 +95,7 @@ def cross_validate(runner: "DnnCoolSupervisedRunner", folds: int = 5, stratify: 
                 _forget_vanished_fold(runner.run_dir, k, state, writes)
                 fold = _fold_runner(runner, k, k_folds, splits, initial_model, stratify)
                 runners.append(fold)
-                if state["status"].get(fold_files.fold_name(k)) != "done":
+                if state["status"].get(fold_name(k)) != "done":
                     _apply_decoders(runner.flow, decoders)  # not the previous fold's thresholds
                     _run_fold(runner.run_dir, fold, k, state, num_epochs, tune_kwargs, train_kwargs, writes)
             summary = _fold_summary(runner, runners)
@@ -170,14 +163,14 @@ def _fold_runner(runner: "DnnCoolSupervisedRunner", k: int, k_folds: int, splits
     # this runner's or another fold's.
     fold.__dict__.update({key: copy.copy(value) for key, value in vars(runner).items()
                           if isinstance(value, (dict, list, set))})
-    fold.run_dir = os.path.join(runner.run_dir, fold_files.fold_name(k))
+    fold.run_dir = runner.run_layout.fold(k).path
     fold.model = copy.deepcopy(initial_model)
     try:
         fold.flow_loss = runner.flow.get_loss(runner.loss_weights)
     except TaskError as e:
         raise RunnerError(str(e)) from None
     fold._claim_run_dir()
-    fold_files.write_or_check_fold_splits(os.path.join(fold.run_dir, "splits.json"), splits, runner.split_seed,
+    fold_files.write_or_check_fold_splits(fold.run_layout.splits, splits, runner.split_seed,
                                           stratify, k, k_folds, write=runner._writes_files())
     position = {label: i for i, label in enumerate(encode_labels(runner._row_ids()))}
     fold.splits = {name: [position[label] for label in splits[name]] for name in SPLITS}
@@ -193,14 +186,13 @@ def _fold_runner(runner: "DnnCoolSupervisedRunner", k: int, k_folds: int, splits
 def _forget_vanished_fold(run_dir: str, k: int, state: dict, writes: bool) -> None:
     """A fold ``cv.json`` lists as done or trained whose folder is gone (deleted, as the errors advise, to train
     it again) is trained again: the status alone must not skip it."""
-    name = fold_files.fold_name(k)
-    if os.path.isdir(os.path.join(run_dir, name)):
+    name, group = fold_name(k), RunDir(run_dir)
+    if os.path.isdir(group.fold(k).path):
         return
     if state["status"].get(name) is None and name not in state["trained"]:
         return
-    warn_user(f"{os.path.join(run_dir, fold_files.CV_FILE)} lists {name} as "
-              f"{state['status'].get(name, 'trained')}, but {os.path.join(run_dir, name)} is gone: "
-              f"training it again")
+    warn_user(f"{group.cv_json} lists {name} as {state['status'].get(name, 'trained')}, but {group.fold(k).path} "
+              f"is gone: training it again")
     state["status"].pop(name, None)
     state["trained"] = [n for n in state["trained"] if n != name]
     if writes:
@@ -209,7 +201,7 @@ def _forget_vanished_fold(run_dir: str, k: int, state: dict, writes: bool) -> No
 
 def _run_fold(run_dir: str, fold, k: int, state: dict, num_epochs: int, tune_kwargs: dict, train_kwargs: dict,
               writes: bool) -> None:
-    name = fold_files.fold_name(k)
+    name = fold_name(k)
 
     def mark(status: str) -> None:
         state["status"][name] = status
@@ -221,7 +213,7 @@ def _run_fold(run_dir: str, fold, k: int, state: dict, num_epochs: int, tune_kwa
         if name not in state["trained"]:
             # A fold killed mid-training resumes; one that had finished (all epochs, or stopped early) trains
             # no further epoch (its last checkpoint says so, callbacks/checkpoint.py).
-            resume = os.path.exists(os.path.join(fold.checkpoint_dir, "runner.last.pth"))
+            resume = os.path.exists(fold.run_layout.checkpoint("last"))
             fold.train(num_epochs=num_epochs, resume=resume, **train_kwargs)
             state["trained"].append(name)
             mark("running")  # saves "trained": a kill from here on does not even look at the training again
@@ -229,7 +221,7 @@ def _run_fold(run_dir: str, fold, k: int, state: dict, num_epochs: int, tune_kwa
         # the uninterrupted run infers before tuning: gone, so both store the same outputs.
         with contextlib.suppress(FileNotFoundError):
             if writes:
-                os.remove(os.path.join(fold.run_dir, "tuned.json"))
+                os.remove(fold.run_layout.tuned)
         fold.infer(splits=["valid"])
         fold.tune(loader="valid", **tune_kwargs)
         fold.infer(splits=["test"])  # with the tuned thresholds: the stored decoded masks use them
@@ -246,13 +238,13 @@ def _fold_summary(runner: "DnnCoolSupervisedRunner", runners) -> pd.DataFrame:
     """The folds' ``evaluation_test_gt.csv`` side by side, with mean and std over folds."""
     tables = []
     for k, fold in enumerate(runners):
-        path = os.path.join(fold.run_dir, SUMMARY_SOURCE)
+        path = fold.run_layout.evaluation("test", "gt")  # every fold model judged on the same test rows
         try:
             table = read_csv(path)
         except (OSError, ValueError) as e:
             raise RunnerError(f"cannot read {path} ({e}); delete {fold.run_dir} and run cross_validate "
                               f"again") from None
-        tables.append(table.rename(columns={"metric_res": fold_files.fold_name(k),
+        tables.append(table.rename(columns={"metric_res": fold_name(k),
                                             "num_samples": f"_n{k}"}))
     keys = ["task_path", "metric_name"]
     merged = tables[0]
@@ -261,7 +253,7 @@ def _fold_summary(runner: "DnnCoolSupervisedRunner", runners) -> pd.DataFrame:
     # An outer merge sorts the keys: back to the evaluation tables' order (flow order).
     order = pd.concat([t[keys] for t in tables]).drop_duplicates()
     merged = order.merge(merged, on=keys, how="left")
-    names = [fold_files.fold_name(k) for k in range(len(runners))]
+    names = [fold_name(k) for k in range(len(runners))]
     values = merged[names].astype(float)
     # Under ground-truth gating every fold judges the same test rows: the counts agree.
     counts = merged[[f"_n{k}" for k in range(len(runners))]]
@@ -271,7 +263,7 @@ def _fold_summary(runner: "DnnCoolSupervisedRunner", runners) -> pd.DataFrame:
         summary[name] = values[name]
     summary["num_samples"] = counts.max(axis=1).astype(int)
     if runner._writes_files():
-        atomic_write_text(os.path.join(runner.run_dir, SUMMARY_FILE), spreadsheet_safe(summary).to_csv(index=False))
+        atomic_write_text(runner.run_layout.cv_summary, spreadsheet_safe(summary).to_csv(index=False))
     return summary
 
 
@@ -303,14 +295,14 @@ def _ensemble(runner: "DnnCoolSupervisedRunner", runners, tune_kwargs: dict) -> 
     _tune_ensemble(runner, logits["oof"], targets["oof"], available["oof"], tune_kwargs)
     if runner._writes_files():  # stored like infer/<split>/, decoded masks with the tuned thresholds
         digest = artifacts.sha256_bytes(json.dumps(
-            [artifacts.sha256_file(os.path.join(fold.checkpoint_dir, "runner.best.pth")) for fold in runners]
+            [artifacts.sha256_file(fold.run_layout.checkpoint("best")) for fold in runners]
         ).encode("utf-8"))
         row_ids = runner._row_ids()
         for split in ("oof", "test"):
             stored = _finish_split(runner.flow, collected[split], positions[split])
             for name in stored:
                 stored[name]["activations"] = activations[split][name].float()  # the exact average
-            artifacts.save_split(os.path.join(runner.run_dir, ENSEMBLE_DIR), split, stored, "fold_ensemble",
+            artifacts.save_split(runner.run_layout.ensemble, split, stored, "fold_ensemble",
                                  digest, [row_ids[int(p)] for p in positions[split]])
     for gating in GATINGS:
         evaluate_outputs(runner, "test", gating, logits["test"], targets["test"], available["test"])

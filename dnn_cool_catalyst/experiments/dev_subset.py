@@ -3,20 +3,18 @@
 The rows are chosen by row identity, like the splits (run/splits.py): the DataFrame's index labels are put in
 their canonical order and shuffled with the seed, and the first ``N`` are kept. The same seed and ``N`` therefore
 pick the same rows from a reordered frame, and a larger ``N`` keeps the rows of a smaller one. The run directory is
-``<run_dir>-dev<N>`` (``exp1`` -> ``exp1-dev200``), so a debugging run never touches the full run's files.
+``<run_dir>-dev<N>`` (``exp1`` -> ``exp1-dev200``: ``RunDir.dev`` in run/layout.py), so a debugging run never
+touches the full run's files.
 
 Example:
     >>> dev_positions(["a", "b", "c", "d", "e"], 3, seed=0)
     [1, 3, 4]
     >>> dev_positions(["e", "d", "c", "b", "a"], 3, seed=0)  # the same rows ('b', 'd', 'e') of a reordered frame
     [0, 1, 3]
-    >>> dev_run_dir("projects/exp1", 200)
-    'projects/exp1-dev200'
 """
 from __future__ import annotations
 
 import numbers
-import os
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
@@ -33,11 +31,6 @@ def check_dev(dev, num_rows: int) -> int:
         raise RunnerError(f"dev={int(dev)}: a development subset needs between 1 and {num_rows} rows (the dataset "
                           f"has {num_rows})")
     return int(dev)
-
-
-def dev_run_dir(run_dir: str, dev: int) -> str:
-    """The run directory of the development subset of ``run_dir``: a sibling named ``<name>-dev<N>``."""
-    return f"{os.fspath(run_dir).rstrip(os.sep)}-dev{dev}"
 
 
 def dev_positions(row_ids: Sequence, dev: int, seed: int) -> List[int]:

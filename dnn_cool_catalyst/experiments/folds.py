@@ -23,16 +23,12 @@ import numpy as np
 
 from ..atomic import atomic_write_json
 from ..errors import RunnerError
+from ..run.layout import RunDir, fold_name
 from ..run.splits import FORMAT, SPLITS, _read, _validated, index_fingerprint, stratum_groups
 from ..safe_read import read_json
 
-CV_FILE = "cv.json"
 KIND = "cross_validation"
 STATUSES = ("running", "failed", "done")
-
-
-def fold_name(k: int) -> str:
-    return f"fold_{k}"
 
 
 def fold_labels(labels: Sequence, folds: int, seed: int, strata: Optional[Sequence[Hashable]] = None
@@ -84,7 +80,7 @@ def settings_of(folds: int, seed: int, stratify: Optional[str], test_fraction: f
 def load_or_start(group: str, settings: dict, write: bool = True) -> dict:
     """The fold group's ``cv.json``: read and checked against ``settings`` when it exists, else started (and
     written) with no fold status yet, which means "not started"."""
-    path = os.path.join(group, CV_FILE)
+    path = RunDir(group).cv_json
     if not os.path.exists(path):
         state = {**settings, "fold_dirs": [fold_name(k) for k in range(settings["folds"])], "status": {},
                  "trained": []}
@@ -118,7 +114,7 @@ def load_or_start(group: str, settings: dict, write: bool = True) -> dict:
 
 
 def save_state(group: str, state: dict) -> None:
-    atomic_write_json(os.path.join(group, CV_FILE), state)
+    atomic_write_json(RunDir(group).cv_json, state)
 
 
 # -- each fold's splits.json -----------------------------------------------------------------------------------

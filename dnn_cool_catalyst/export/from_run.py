@@ -8,15 +8,13 @@ from typing import TYPE_CHECKING, Optional
 from ..errors import RunnerError
 from ..messages import warn_user
 from ..run.claim import refuse_run_file
+from ..run.layout import EXPORT_DIR
 from .build import check_format, check_target, export_model, make_parent
 from .errors import ExportError
 from .writers import EXTENSIONS, check_onnx_available
 
 if TYPE_CHECKING:
     from ..runners.runner import DnnCoolSupervisedRunner
-
-#: Where ``export()`` writes when no path is given: ``<run_dir>/export/model.<ext>``.
-EXPORT_DIR = "export"
 
 
 def export(runner: "DnnCoolSupervisedRunner", path: Optional[str] = None, format: str = "torch",
@@ -38,7 +36,7 @@ def export(runner: "DnnCoolSupervisedRunner", path: Optional[str] = None, format
     if fmt == "onnx":
         check_onnx_available()
     if path is None:  # the run's own export: re-exporting after retraining replaces it, as infer() does
-        path = os.path.join(runner.run_dir, EXPORT_DIR, f"model{EXTENSIONS[fmt]}")
+        path = os.path.join(runner.run_layout.export, f"model{EXTENSIONS[fmt]}")
         overwrite = True if overwrite is None else overwrite
     path = check_target(path, fmt, bool(overwrite))
     refuse_run_file(path, "path", error=ExportError, allowed=(EXPORT_DIR,))  # not a run's own files

@@ -1,7 +1,6 @@
 """The best and worst samples of each loader pass, per task, in TensorBoard."""
 from __future__ import annotations
 
-import os
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -54,7 +53,7 @@ class InterpretationCallback(Callback):
     the best ones a table (``runner.infer()`` logs both kinds as images).
 
     ``publishers`` chooses how each input column is shown (images, text, feature values) and which box overlays
-    are drawn; ``logdir`` defaults to ``<runner.run_dir>/tensorboard``. The step only appends device tensors;
+    are drawn; ``logdir`` defaults to the runner's ``run_layout.tensorboard_root``. The step only appends device tensors;
     the host sees them at loader end, when the picked samples also go through the model once more for their
     targets and predictions (captions). ``selection`` holds the last loader's picks: ``{task_name | "overall":
     {"best"|"worst": [(index, row_id, loss)]}}``; ``published`` the epochs written.
@@ -87,9 +86,9 @@ class InterpretationCallback(Callback):
 
     def on_loader_start(self, runner) -> None:
         self._active = runner.loader_key in self.loaders
-        if self._active and self.logdir is None and getattr(runner, "run_dir", None) is None:
+        if self._active and self.logdir is None and getattr(runner, "run_layout", None) is None:
             raise ValueError("InterpretationCallback: pass logdir= (the TensorBoard directory) when the runner has "
-                             "no run_dir")
+                             "no run directory (run_layout)")
         if self._active:
             self.collector.reset()
 
@@ -157,7 +156,7 @@ class InterpretationCallback(Callback):
             self._publish(runner)
 
     def _publish(self, runner) -> None:
-        logdir = self.logdir or os.path.join(runner.run_dir, "tensorboard")
+        logdir = self.logdir or runner.run_layout.tensorboard_root
         for loader, (epoch, selection, views, source) in self._pending.items():
             writer = self._writers.get(loader)
             if writer is None:

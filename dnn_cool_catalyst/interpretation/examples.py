@@ -221,7 +221,7 @@ def _log_worst_trees(runner: "DnnCoolSupervisedRunner", writer, data, worst, ste
 
 def _tuned_file(runner: "DnnCoolSupervisedRunner"):
     """``(path, contents)`` of ``tuned.json``; contents None when the run has none."""
-    path = os.path.join(runner.run_dir, "tuned.json")
+    path = runner.run_layout.tuned
     try:
         saved = read_json(path)
     except FileNotFoundError:

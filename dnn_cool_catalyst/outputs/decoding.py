@@ -79,7 +79,7 @@ def tune_outputs(runner: "DnnCoolSupervisedRunner", loader: str, logits, targets
                                min_samples=min_samples, min_per_class=min_per_class, alpha=alpha)
     report = mark_tuned_points(runner.flow, logits, targets, available, report)  # the point on the PR curve
     if runner._writes_files():
-        atomic_write_json(os.path.join(runner.run_dir, "tuned.json"),
+        atomic_write_json(runner.run_layout.tuned,
                           {"loader": loader, "metric": metric, "min_recall": min_recall,
                            "min_samples": min_samples, "min_per_class": min_per_class, "alpha": alpha,
                            "params": params, "report": report, "tta": list(tta)})
@@ -109,7 +109,7 @@ def apply_params(runner: "DnnCoolSupervisedRunner", params: dict) -> None:
 
 def load_tuned(runner: "DnnCoolSupervisedRunner") -> dict:
     """Apply the parameters saved by :func:`tune` to the flow's decoders and return them."""
-    path = os.path.join(runner.run_dir, "tuned.json")
+    path = runner.run_layout.tuned
     try:
         params = read_json(path)["params"]
     except FileNotFoundError:
@@ -128,7 +128,7 @@ def load_tuned(runner: "DnnCoolSupervisedRunner") -> dict:
 def load_tuned_if_any(runner: "DnnCoolSupervisedRunner") -> bool:
     """Apply ``tuned.json`` when the run has one (:func:`load_tuned`); returns whether it had one. What every
     reader of the model's decisions (infer, predict, explain, export, evaluate) does first."""
-    if not os.path.exists(os.path.join(runner.run_dir, "tuned.json")):
+    if not os.path.exists(runner.run_layout.tuned):
         return False
     runner.load_tuned()
     return True
@@ -155,7 +155,7 @@ def evaluate_outputs(runner: "DnnCoolSupervisedRunner", loader: str, gating: str
     ``evaluation_<loader>_<gating>.csv``."""
     table = runner.flow.get_evaluator()(logits, targets, available, gating=gating)
     if runner._writes_files():
-        atomic_write_text(os.path.join(runner.run_dir, f"evaluation_{loader}_{gating}.csv"),
+        atomic_write_text(runner.run_layout.evaluation(loader, gating),
                           spreadsheet_safe(table).to_csv(index=False))
     return table
 

@@ -55,7 +55,7 @@ def load_checkpoint(runner: "DnnCoolSupervisedRunner", which: str = "best") -> s
         >>> os.path.relpath(path, runner.run_dir)
         'checkpoints/runner.last.pth'
     """
-    path = os.path.join(runner.checkpoint_dir, f"runner.{which}.pth")
+    path = runner.run_layout.checkpoint(str(which))  # str: an int stays as spelled, not padded
     check_own_folder(runner.run_dir, runner.checkpoint_dir)
     if not os.path.exists(path):
         raise RunnerError(f"no checkpoint {path}; train first (runner.train())")
@@ -192,7 +192,7 @@ def stored_outputs(runner: "DnnCoolSupervisedRunner", split: str):
 def checked_outputs(runner: "DnnCoolSupervisedRunner", split: str) -> Dict[str, Dict[str, torch.Tensor]]:
     """The stored fields of ``split`` per task (see :func:`stored_outputs`), read after the manifest was checked."""
     again = artifacts.AGAIN
-    split_dir = os.path.join(runner.infer_dir, split)
+    split_dir = runner.run_layout.infer_split(split)
     try:
         manifest = artifacts.read_manifest(runner.infer_dir, split, list(runner.flow.tasks))
     except FileNotFoundError:

@@ -10,7 +10,6 @@ manifest (``"tta"``; :func:`stored_tta`). The plan of one ``infer()`` lives on t
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import TYPE_CHECKING, Dict, List
 
 import torch
@@ -75,7 +74,7 @@ def warn_tta_mismatch(runner: "DnnCoolSupervisedRunner", split: str) -> None:
     """Warn when the thresholds in ``tuned.json`` were tuned on outputs averaged over other views than the
     stored outputs of ``split`` (averaged probabilities are calibrated differently)."""
     try:
-        tuned = read_json(os.path.join(runner.run_dir, "tuned.json")).get("tta", [])
+        tuned = read_json(runner.run_layout.tuned).get("tta", [])
     except (OSError, ValueError, AttributeError):
         return  # load_tuned reports a damaged file itself
     stored = runner.stored_tta(split)
@@ -89,7 +88,7 @@ def stored_tta(runner: "DnnCoolSupervisedRunner", split: str) -> List[str]:
     try:
         manifest = artifacts.read_manifest(runner.infer_dir, split, list(runner.flow.tasks))
     except FileNotFoundError:
-        raise RunnerError(f"split '{split}' was not inferred ({os.path.join(runner.infer_dir, split)}); run "
+        raise RunnerError(f"split '{split}' was not inferred ({runner.run_layout.infer_split(split)}); run "
                           f"runner.infer() first") from None
     except artifacts.ArtifactError as e:
         raise RunnerError(str(e)) from None

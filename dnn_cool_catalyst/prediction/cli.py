@@ -27,10 +27,11 @@ from typing import Iterator, List, Optional
 import pandas as pd
 
 from ..atomic import atomic_write_text
-from ..config.saved import CONFIG_FILE, load_run_config
+from ..config.saved import load_run_config
 from ..config.validate import ConfigError
 from ..spreadsheet import safe_cell, spreadsheet_safe
 from ..run.claim import refuse_run_file
+from ..run.layout import RunDir
 
 
 def _user_errors():
@@ -101,13 +102,13 @@ def predict_csv(run_dir: str, csv: str, out: str, checkpoint: str = "best", prob
     config, cwd = load_run_config(run_dir)
     foreign = foreign_code(config)
     if foreign and not trust_config:
-        raise ConfigError(f"{os.path.join(run_dir, CONFIG_FILE)} imports and runs code from outside "
+        raise ConfigError(f"{RunDir(run_dir).config_yml} imports and runs code from outside "
                           f"dnn_cool_catalyst: {foreign}; a config is code, so rebuilding this run runs it. Pass "
                           f"--trust-config (trust_config=True) only for a run you made or whose author you trust")
     if not os.path.isdir(os.path.dirname(out)):
         raise ConfigError(f"--out {out!r}: its directory does not exist")
     df = read_new_rows(csv, index_col)  # before anything is built: a wrong file fails in a second
-    where = os.path.join(run_dir, CONFIG_FILE)
+    where = RunDir(run_dir).config_yml
     with _working_directory(cwd):  # the config's relative paths (CSV, project_dir) are the run's
         _, built = build_config(config, where)  # the saved stages are not run
         runner = built.get("runner")

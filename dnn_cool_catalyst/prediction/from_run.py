@@ -48,7 +48,7 @@ def predict(runner: "DnnCoolSupervisedRunner", df: pd.DataFrame, checkpoint: str
         raise RunnerError(f"batch_size must be a positive int, got {batch_size!r}")
     if not isinstance(checkpoint, str):
         raise RunnerError(f"checkpoint must be a checkpoint name such as 'best' or 'last', got {checkpoint!r}")
-    path = os.path.join(runner.checkpoint_dir, f"runner.{checkpoint}.pth")
+    path = runner.run_layout.checkpoint(checkpoint)
     if not os.path.exists(path):  # before converting anything; load_checkpoint repeats the full checks
         raise RunnerError(f"no checkpoint {path} to predict with; train first (runner.train())")
     inputs = prediction_inputs(runner, df)

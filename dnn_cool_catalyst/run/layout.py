@@ -139,6 +139,19 @@ class RunDir:
         :func:`~dnn_cool_catalyst.run.tensorboard.claim_tensorboard_run`)."""
         return dataclasses.replace(self, tensorboard_run=name)
 
+    @classmethod
+    def of_tensorboard_run(cls, path: str) -> "RunDir":
+        """The view naming the TensorBoard run ``<run_dir>/tensorboard/run-<N>`` (a path
+        :func:`~dnn_cool_catalyst.run.tensorboard.tensorboard_run` returned) in its run directory.
+
+        >>> RunDir.of_tensorboard_run("projects/exp1/tensorboard/run-2").stage("s1").tensorboard
+        'projects/exp1/tensorboard/run-2/s1'
+        """
+        root, name = os.path.split(os.fspath(path).rstrip(os.sep))
+        if os.path.basename(root) != TENSORBOARD_DIR:
+            raise ValueError(f"{path}: not a TensorBoard run (<run_dir>/{TENSORBOARD_DIR}/{RUN_PREFIX}<N>)")
+        return cls(os.path.dirname(root), tensorboard_run=name)
+
     def fold(self, k: int) -> "RunDir":
         """The run directory of fold ``k`` of this fold group."""
         return RunDir(self._file(fold_name(k)))

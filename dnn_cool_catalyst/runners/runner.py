@@ -91,7 +91,7 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         # dev=N: N seeded rows in <run_dir>-dev<N>, never the full run's directory (experiments/dev_subset.py).
         self.dev = None if dev is None else dev_subset.check_dev(dev, len(self.dataset))
         if self.dev is not None:
-            self.run_dir = dev_subset.dev_run_dir(self.run_dir, self.dev)
+            self.run_dir = self.run_layout.dev(self.dev).path
         self._claim_run_dir()
         self.splits = loaders.assign_splits(self, split_fractions, seed, stratify, resplit)
         self.split_fractions, self.stratify = split_fractions, stratify
@@ -107,7 +107,7 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
 
     def _use_fitted_targets(self) -> None:
         """Put this run's fitted state back on the tasks (another runner may have fitted them on its own split)."""
-        fitted.apply_states(self.flow, self.fitted_targets, source=os.path.join(self.run_dir, fitted.FITTED_FILE))
+        fitted.apply_states(self.flow, self.fitted_targets, source=self.run_layout.fitted)
 
     # -- run directory ---------------------------------------------------------------------------------------
     def _claim_run_dir(self) -> None:
@@ -122,8 +122,9 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
 
     @property
     def run_layout(self) -> RunDir:
-        """The paths of this run directory (run/layout.py)."""
-        return RunDir(self.run_dir)
+        """The paths of this run directory (run/layout.py), seen from the stage of ``train(stages=...)`` that runs
+        now (its checkpoints are the stage's own; training/stages.py)."""
+        return RunDir(self.run_dir).stage(None if self._active_stage is None else self._active_stage.name)
 
     @property
     def tensorboard_root(self) -> str:
@@ -141,16 +142,17 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
     @property
     def checkpoint_dir(self) -> str:
         # While a stage of train(stages=...) runs, its own subdirectory (training/stages.py).
-        return self._stage_subdir(os.path.join(self.run_dir, "checkpoints"))
+        return self.run_layout.checkpoints
 
     @property
     def tensorboard_dir(self) -> str:
-        # This runner's TensorBoard run (run/tensorboard.py); while a stage runs, its subfolder there.
-        return self._stage_subdir(self.tensorboard_run_dir)
+        # This runner's TensorBoard run (run/tensorboard.py); while a stage runs, its subfolder there. Read from the
+        # claimed path, which a copy of the runner (cross_validate's folds) keeps.
+        return RunDir.of_tensorboard_run(self.tensorboard_run_dir).stage(self.run_layout.stage_name).tensorboard
 
     @property
     def infer_dir(self) -> str:
-        return os.path.join(self.run_dir, "infer")
+        return self.run_layout.infer
 
     # -- stages: train(stages=...) holds its StagedRun here while it runs (training/stages.py) ---------------
     _staged_run: Optional[staged_training.StagedRun] = None
@@ -158,9 +160,6 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
     @property
     def _active_stage(self) -> Optional[staged_training.Stage]:
         return None if self._staged_run is None else self._staged_run.active
-
-    def _stage_subdir(self, root: str) -> str:
-        return staged_training.stage_subdir(root, self._active_stage)
 
     @property
     def stage_checkpoint_fields(self) -> dict:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from typing import TYPE_CHECKING, NamedTuple, Optional
 
 import numpy as np
@@ -119,7 +118,7 @@ def lr_find(runner: "DnnCoolSupervisedRunner", start_lr: float = 1e-7, end_lr: f
     suggested = steepest_descent(stable["lr"], stable["smoothed_loss"])
     history = history.drop(columns="diverged")
     if tensorboard and runner._writes_files():
-        _log_lr_find(runner.run_dir, history, suggested)
+        _log_lr_find(runner.run_layout.lr_find, history, suggested)
     return LRFinderResult(history, suggested)
 
 
@@ -164,10 +163,10 @@ def _range_test(runner: "DnnCoolSupervisedRunner", lrs, smoothing: float, diverg
     return pd.DataFrame(rows, columns=["step", "lr", "loss", "smoothed_loss", "diverged"])
 
 
-def _log_lr_find(run_dir: str, history, suggested: float) -> None:
+def _log_lr_find(logdir: str, history, suggested: float) -> None:
     from tensorboardX import SummaryWriter
 
-    writer = SummaryWriter(os.path.join(run_dir, "tensorboard", "lr_find"))
+    writer = SummaryWriter(logdir)
     try:
         for row in history.itertuples(index=False):
             writer.add_scalar("lr_find/lr", row.lr, row.step)

@@ -34,6 +34,7 @@ from ..errors import RunnerError
 from ..messages import warn_user
 from ..run import fitted
 from ..run.claim import check_own_folder
+from ..run.layout import CHECKPOINT_MODE
 from ..safe_read import read_json
 from .engine import default_engine, scheduler_callbacks
 from .epoch_budget import default_num_epochs, default_patience, plateau_patience
@@ -63,9 +64,9 @@ def fit(runner: "DnnCoolSupervisedRunner", *, num_epochs: Optional[int], resume:
     monitored = selection_key(metric_key)
     checkpoint_dir = runner.checkpoint_dir
     check_own_folder(runner.run_dir, checkpoint_dir)  # a symlinked checkpoints/ is refused, as a file is
-    last = os.path.join(checkpoint_dir, "runner.last.pth")
+    last = runner.run_layout.checkpoint("last")  # the running stage's (training/stages.py)
     if resume and os.path.exists(last):
-        check_resumed_selection(checkpoint_dir, monitored, minimize, valid_metric)
+        check_resumed_selection(runner.run_layout.storage_index, monitored, minimize, valid_metric)
     runner._use_fitted_targets()
     runner._materialize()
     loaders = kwargs.pop("loaders", None) or OrderedDict(
@@ -168,7 +169,7 @@ def default_callbacks(runner: "DnnCoolSupervisedRunner", loss: torch.nn.Module, 
            if task_selection else {}),
         _checkpoint=ResumableCheckpointCallback(
             logdir=checkpoint_dir, loader_key="valid", metric_key=monitored, minimize=minimize,
-            mode="runner",
+            mode=CHECKPOINT_MODE,
             resume_runner=resume_from),
     )
     if verbose:  # instead of Catalyst's ConsoleLogger (one long line of 17-digit floats per loader)
@@ -202,10 +203,9 @@ def valid_baselines(runner: "DnnCoolSupervisedRunner") -> dict:
     return trivial_baselines(runner.flow, targets, available)
 
 
-def check_resumed_selection(checkpoint_dir: str, monitored: str, minimize: bool, valid_metric: str) -> None:
+def check_resumed_selection(path: str, monitored: str, minimize: bool, valid_metric: str) -> None:
     """A resumed run must select on what it selected on before: the best epoch and the early-stopping
-    record are scores of that metric."""
-    path = os.path.join(checkpoint_dir, "runner.storage.json")
+    record are scores of that metric (``path``: the checkpoints' ``runner.storage.json``)."""
     try:
         saved = read_json(path)
         before = (saved["metric_key"], bool(saved["minimize"]))

@@ -14,12 +14,12 @@ Catalyst 22.4 has no stages any more: each stage here is one Catalyst run (one :
   refuses a file with missing or unexpected keys, ``strict: false`` loads the keys it has.
 
 A stage starts from the weights the previous stage ended with (its last epoch; ``initial_weights:
-"stage1.best"`` for its best). Layout: ``checkpoints/<stage>/runner.{last,best,NNNN}.pth`` (each checkpoint also
-holds ``stage_index`` and ``stage_name``), ``tensorboard/<stage>/<loader>/`` (each stage its own TensorBoard
-run, epochs counted from 1 in each), and ``checkpoints/stages.json`` (the stage names and which are complete).
-When the last stage ends, its best and last checkpoints are copied to ``checkpoints/runner.best.pth`` /
-``runner.last.pth``: the run's best model is the best epoch *of the last stage* (earlier stages optimise other
-objectives or freeze parts of the model, so their scores do not compare).
+"stage1.best"`` for its best). Each stage has its own checkpoints (each also holding ``stage_index`` and
+``stage_name``) and its own TensorBoard loaders, epochs counted from 1 in each; ``stages.json`` records the stage
+names and which are complete (the folders and files: run/layout.py, ``RunDir.stage``). When the last stage ends,
+its best and last checkpoints are copied to the run's own ``runner.best.pth`` / ``runner.last.pth``: the run's
+best model is the best epoch *of the last stage* (earlier stages optimise other objectives or freeze parts of
+the model, so their scores do not compare).
 
 ``resume=True`` skips the completed stages and continues the interrupted one from its own last checkpoint, with
 that stage's optimizer, scheduler and epoch counter (``num_epochs`` of a stage is its total); a stage not yet
@@ -56,7 +56,6 @@ STAGE_KEYS = ("name", "num_epochs", "lr", "optimizer", "scheduler", "loss_weight
               "strict", "early_stopping_patience", "valid_metric")
 #: Settings a stage may override; the rest of its keys are handled by the stage driver itself.
 _TRAIN_SETTINGS = ("lr", "optimizer", "scheduler", "early_stopping_patience", "valid_metric")
-PLAN_FILE = "stages.json"
 _NAME = re.compile(r"[A-Za-z0-9_-]+")  # fullmatch: "$" would let a trailing newline through
 _UNSET = object()
 
@@ -155,24 +154,15 @@ def _check_specs(stage: Stage, settings: dict, flow) -> None:
         raise RunnerError(f"stage '{stage.name}': {e}") from None
 
 
-def stage_subdir(root: str, stage: Optional[Stage]) -> str:
-    """``root/<stage name>`` while ``stage`` runs, else ``root``."""
-    return os.path.join(root, stage.name) if stage is not None else root
-
-
 def checkpoint_fields(stage: Optional[Stage]) -> dict:
     """What each checkpoint of the running ``stage`` records about it (read by the checkpoint callback)."""
     return {} if stage is None else {"stage_index": stage.index, "stage_name": stage.name}
 
 
-def plan_path(run_dir: str) -> str:
-    return os.path.join(run_dir, "checkpoints", PLAN_FILE)
-
-
 def check_not_staged(runner: "DnnCoolSupervisedRunner", resume: bool) -> None:
     """A staged run resumes with its stages: without them the top-level checkpoint's epoch and optimizer
     would be taken for a single-stage run's. A fresh single-stage training forgets the stages."""
-    path = plan_path(runner.run_dir)
+    path = runner.run_layout.stages_json
     if not os.path.exists(path):
         return
     if resume:
@@ -208,7 +198,7 @@ class StagedRun:
         self.runner, self.stages, self.settings = runner, stages, settings
         self.names = [s.name for s in stages]
         self.active: Optional[Stage] = None
-        self.plan_path = plan_path(runner.run_dir)
+        self.plan_path = runner.run_layout.stages_json
 
     def run(self, resume: bool) -> None:
         runner, parsed = self.runner, self.stages
@@ -231,11 +221,11 @@ class StagedRun:
         finally:
             runner._staged_run = None
         if runner._writes_files():
-            final = os.path.join(runner.run_dir, "checkpoints", parsed[-1].name)
+            run = runner.run_layout.stage(None)
             for which in ("best", "last"):
-                source = os.path.join(final, f"runner.{which}.pth")
+                source = run.stage(parsed[-1].name).checkpoint(which)
                 if os.path.exists(source):
-                    atomic_copy(source, os.path.join(runner.run_dir, "checkpoints", f"runner.{which}.pth"))
+                    atomic_copy(source, run.checkpoint(which))
 
     # -- checks before anything trains -----------------------------------------------------------------------
     def _check_against_model(self) -> None:
@@ -271,7 +261,7 @@ class StagedRun:
         """The checkpoint path ``"<earlier stage>.best|last"`` names, or None when ``text`` is not such a name."""
         stage, _, which = text.rpartition(".")
         if stage in earlier and which in ("best", "last") and os.sep not in text:
-            return os.path.join(self.runner.run_dir, "checkpoints", stage, f"runner.{which}.pth")
+            return self.runner.run_layout.stage(stage).checkpoint(which)
         return None
 
     def _checked_initial_state(self, stage: Stage, path: Optional[str] = None) -> dict:
@@ -301,7 +291,7 @@ class StagedRun:
     def _run_stage(self, stage: Stage, previous: Optional[Stage], resume: bool) -> None:
         runner, model = self.runner, self.runner.model
         self.active = stage  # checkpoint_dir and tensorboard_dir point into the stage's own subdirectory
-        within = resume and os.path.exists(os.path.join(runner.checkpoint_dir, "runner.last.pth"))
+        within = resume and os.path.exists(runner.run_layout.checkpoint("last"))
         saved_flags = {name: p.requires_grad for name, p in model.named_parameters()}
         try:
             loss = self._stage_loss(stage)
@@ -326,7 +316,7 @@ class StagedRun:
         the same ones."""
         model = self.runner.model
         if previous is not None:
-            last = os.path.join(self.runner.run_dir, "checkpoints", previous.name, "runner.last.pth")
+            last = self.runner.run_layout.stage(previous.name).checkpoint("last")
             if os.path.exists(last):
                 try:
                     state = read_checkpoint(last)
