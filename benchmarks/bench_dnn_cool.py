@@ -1,15 +1,15 @@
 """Training throughput of our runner against dnn_cool 0.4.0's (the predecessor library), on the security CNN.
 
 What: samples/s per training epoch (train + valid samples of the epoch / its wall time) of the security demo's CNN
-(``dnn_cool_catalyst.synthetic.security_model``, ~71k parameters) on the demo's synthetic 64x64 frames, trained by
+(``dnn_cool_catalyst.synthetic.security_model``, 65,516 parameters) on the demo's synthetic 64x64 frames, trained by
 
 - ``ours``: ``project.runner(security_model(flow)).train(...)`` in this environment (Catalyst 22.4), with its
   defaults (AdamW lr 1e-3, plateau scheduler, metrics, TensorBoard, checkpoints, best/worst samples, NaN guard)
   except ``early_stopping_patience=epochs + 1``, as ``bench_overhead.py``'s ``runner`` side;
 - ``dnn_cool``: ``dnn_cool.catalyst_utils.runner.DnnCoolSupervisedRunner.train(...)`` in a virtualenv with dnn_cool
   0.4.0 and Catalyst 20.12, with its defaults (its per-task loss and metric callbacks, Catalyst 20.12's default
-  callbacks: console/TensorBoard logging, checkpoints, ReduceLROnPlateau, early stopping with patience 5) except
-  the optimizer: AdamW at our lr 1e-3 instead of its 1e-4 (the same per-step work either way).
+  callbacks: console/TensorBoard logging, checkpoints, ReduceLROnPlateau, early stopping with patience 5, so keep
+  ``--epochs`` <= 6) except the optimizer: AdamW at our lr 1e-3 instead of its 1e-4 (the same per-step work).
 
 The same on both sides: the frames (generated once here, exported to .npy files in a temp dir that both sides
 read), the flow (the security demo's four flows: ``camera_blocked``, ``door_open | ~camera_blocked``,
@@ -38,11 +38,14 @@ Set-up of the dnn_cool side (a virtualenv outside the checkout; torch from the s
 
     python -m venv /work/exp/dnncool-venv
     /work/exp/dnncool-venv/bin/pip install /opt/wheels/torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl
-    /work/exp/dnncool-venv/bin/pip install "catalyst==20.12" "dnn_cool[catalyst]==0.4.0"
+    /work/exp/dnncool-venv/bin/pip install "catalyst==20.12"
+    /work/exp/dnncool-venv/bin/pip install "dnn_cool[catalyst]==0.4.0"
 
-(any torch 2.13.0+cpu install does: ``pip install torch==2.13.0 --index-url <PyTorch's CPU index>``). Catalyst 20.12
-and dnn_cool 0.4.0 predate Python 3.10 and numpy 2: the shims they need are applied by this script in the dnn_cool
-process (``_dnn_cool_shims``), nothing in the virtualenv is edited.
+(torch first, so that nothing pulls another build; elsewhere any torch 2.13.0+cpu install does the first step).
+pip resolves numpy 2.4.6, pandas 3.1.1, scikit-learn 1.9.1, tensorboardX 2.6.5, the versions of this environment
+where they overlap. Catalyst 20.12 predates Python 3.10: the one shim it needs is applied by this script in the
+dnn_cool process (``_dnn_cool_shims``); nothing in the virtualenv is edited. dnn_cool's ``synthetic_dataset.full``
+(its demo's image generator) needs OpenCV and is not used: only its ``synthetic_dataset.flows``.
 
     python benchmarks/bench_dnn_cool.py --python-dnn-cool /work/exp/dnncool-venv/bin/python \
         [--samples 10000] [--epochs 4] [--reps 3] [--threads 2]
@@ -155,7 +158,8 @@ def ours(directory: str, epochs: int) -> dict:
 
 
 def _dnn_cool_shims() -> None:
-    """Runtime shims for Catalyst 20.12 / dnn_cool 0.4.0 on Python 3.11, numpy 2 and torch 2.13."""
+    """Runtime shims for Catalyst 20.12 / dnn_cool 0.4.0 on Python 3.11 (numpy 2.4, pandas 3.1 and torch 2.13
+    needed none for what this benchmark runs)."""
     import collections
     import collections.abc
 
@@ -340,7 +344,8 @@ def main():
     for side, values in rates.items():
         print(f"{side:>8s} | {len(values):6d} | {min(values):7.0f} | {statistics.median(values):7.0f} | "
               f"{max(values):7.0f}")
-    print(f"ratio ours / dnn_cool (medians): {statistics.median(rates['ours']) / statistics.median(rates['dnn_cool']):.2f}")
+    ratio = statistics.median(rates["ours"]) / statistics.median(rates["dnn_cool"])
+    print(f"ratio ours / dnn_cool (medians): {ratio:.2f}")
 
 
 if __name__ == "__main__":

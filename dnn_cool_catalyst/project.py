@@ -7,7 +7,7 @@ from typing import Callable, Dict, Optional, Sequence, Union
 import pandas as pd
 
 from .flow.flow import TaskFlow
-from .flow.tracing import FlowDefinitionError, trace
+from .graph.tracing import FlowDefinitionError, trace
 from .signatures import forwards_kwargs
 
 CONVERTER_STATE = "converters.json"

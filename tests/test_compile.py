@@ -21,7 +21,7 @@ from torch._dynamo.utils import counters
 from dnn_cool_catalyst import Converters, Project
 from dnn_cool_catalyst.callbacks.criterion import STEP_TERMS_KEY, FlowCriterionCallback
 from dnn_cool_catalyst.errors import RunnerError
-from dnn_cool_catalyst.flow.batch import ELEMENT_LOSSES_KEY, GROUND_TRUTH_MASKS_KEY
+from dnn_cool_catalyst.graph.batch import ELEMENT_LOSSES_KEY, GROUND_TRUTH_MASKS_KEY
 from dnn_cool_catalyst.training import compiled_step
 
 TYPES = dict(flag="binary", kind="category", tags="multilabel", score="continuous", amount="regression",

@@ -288,7 +288,7 @@ def test_fused_binary_statistics_equal_per_task_statistics():
 
 
 def _labels_logits(flow, outputs, batch):
-    from dnn_cool_catalyst.flow.batch import batch_labels, ground_truth_masks, output_logits
+    from dnn_cool_catalyst.graph.batch import batch_labels, ground_truth_masks, output_logits
 
     labels = batch_labels(flow.graph, batch)
     masks = ground_truth_masks(flow.graph, batch, labels)

@@ -11,7 +11,7 @@ from dnn_cool_catalyst import errors
 OLD_PATHS = {
     "ConverterError": ["dnn_cool_catalyst.data", "dnn_cool_catalyst.data.value_converter"],
     "TaskError": ["dnn_cool_catalyst.tasks", "dnn_cool_catalyst.tasks.base"],
-    "FlowDefinitionError": ["dnn_cool_catalyst.flow", "dnn_cool_catalyst.flow.tracing"],
+    "FlowDefinitionError": ["dnn_cool_catalyst.flow", "dnn_cool_catalyst.graph.tracing"],
     "RunnerError": ["dnn_cool_catalyst.runners", "dnn_cool_catalyst.runners.errors",
                     "dnn_cool_catalyst.runners.runner"],
     "CheckpointError": ["dnn_cool_catalyst.callbacks.checkpoint"],

@@ -245,7 +245,7 @@ def test_collector_is_exact_across_batches_with_empty_batches_and_matches_stored
 
 def test_collector_reads_the_loss_callbacks_element_losses_with_the_same_result():
     from dnn_cool_catalyst import BinaryTask, MultilabelTask, TaskFlow
-    from dnn_cool_catalyst.flow.batch import ELEMENT_LOSSES_KEY, shared_ground_truth_masks
+    from dnn_cool_catalyst.graph.batch import ELEMENT_LOSSES_KEY, shared_ground_truth_masks
 
     class Halved(BinaryTask):  # a per-sample loss of its own: computed by the task, not from element losses
         def per_sample_loss(self, logits, target, mask):

@@ -13,7 +13,7 @@ pytest.importorskip("rtdl_num_embeddings", reason="the tabm extra is not install
 from dnn_cool_catalyst import Project  # noqa: E402
 from dnn_cool_catalyst.data import Converters  # noqa: E402
 from dnn_cool_catalyst.flow import TaskFlow  # noqa: E402
-from dnn_cool_catalyst.flow.members import average_members  # noqa: E402
+from dnn_cool_catalyst.graph.members import average_members  # noqa: E402
 from dnn_cool_catalyst.tabular import tabular_model  # noqa: E402
 from dnn_cool_catalyst.tabular.tabm import TabularTabM  # noqa: E402
 from dnn_cool_catalyst.tasks import BinaryTask, Task, TaskError  # noqa: E402

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from dnn_cool_catalyst import BinaryTask, Project, TaskFlow
-from dnn_cool_catalyst.flow.module import TaskHeads, head_key
+from dnn_cool_catalyst.graph.module import TaskHeads, head_key
 from dnn_cool_catalyst.tasks.base import TaskError
 
 MODULE_ATTRIBUTES = ["type", "values", "training", "forward", "to", "cuda", "keys", "state_dict"]

@@ -13,7 +13,7 @@ from catalyst.core import Callback, CallbackOrder
 from dnn_cool_catalyst import Project, TaskFlow
 from dnn_cool_catalyst.callbacks.task_checkpoints import TASKS_FILE, TaskCheckpointCallback
 from dnn_cool_catalyst.errors import RunnerError
-from dnn_cool_catalyst.flow.selected import TaskSelectedModel
+from dnn_cool_catalyst.graph.selected import TaskSelectedModel
 from dnn_cool_catalyst.run import artifacts
 from dnn_cool_catalyst.tabular import tabular_model
 from dnn_cool_catalyst.tasks import BinaryTask

@@ -6,7 +6,7 @@ import math
 import torch
 from catalyst.core.callback import CallbackOrder, ICriterionCallback
 
-from ..flow.batch import ELEMENT_LOSSES_KEY, shared_ground_truth_masks
+from ..graph.batch import ELEMENT_LOSSES_KEY, shared_ground_truth_masks
 from ..kept_batches import keep
 from ..measures.losses import FlowLoss
 from ..parallel.distributed import all_reduce_sum, world_size

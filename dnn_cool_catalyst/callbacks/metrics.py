@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from catalyst.core.callback import Callback, CallbackOrder
 
-from ..flow.batch import shared_ground_truth_masks
+from ..graph.batch import shared_ground_truth_masks
 from ..parallel.replicas import REDUCTION_KEY
 
 

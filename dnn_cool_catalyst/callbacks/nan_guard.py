@@ -18,7 +18,7 @@ import torch
 from catalyst.core.callback import Callback, CallbackOrder
 
 from ..errors import NonFiniteError  # defined there with every library error; re-exported here
-from ..flow.batch import output_logits
+from ..graph.batch import output_logits
 from ..parallel.replicas import REDUCTION_KEY
 
 LOSS_SLOT = "the total loss"

@@ -1,5 +1,5 @@
 """Each task's best weights on disk (``train(task_selection=True)``): the epoch where the task's own validation loss
-was lowest, so inference can run every task at its best (:class:`~dnn_cool_catalyst.flow.selected.TaskSelectedModel`).
+was lowest, so inference can run every task at its best (:class:`~dnn_cool_catalyst.graph.selected.TaskSelectedModel`).
 
 Files in the run's checkpoint folder:
 

@@ -7,7 +7,7 @@ It wraps the user's model with the two things a deployment would otherwise have 
   :class:`~dnn_cool_catalyst.data.inputs.NumericInput` builds them (other columns go to the model as they are:
   categorical columns as int64 codes, standardisation inside the model stays inside it);
 - the decoding: every task's own ``decode`` (tuned thresholds, regression back to label units, class ids) and
-  the decoded gating of the flow (:func:`~dnn_cool_catalyst.flow.module.decoded_gating_masks`), so a task whose
+  the decoded gating of the flow (:func:`~dnn_cool_catalyst.graph.module.decoded_gating_masks`), so a task whose
   preconditions do not hold on the model's own predictions is reported as not applying.
 
 The tasks' decoding parameters are plain Python numbers, so tracing bakes them in as constants.
@@ -19,9 +19,9 @@ from typing import Dict, List, Mapping, Tuple
 import torch
 from torch import nn
 
-from ..flow.batch import output_logits
-from ..flow.graph import CompiledGraph
-from ..flow.module import decoded_gating_masks
+from ..graph.batch import output_logits
+from ..graph.graph import CompiledGraph
+from ..graph.module import decoded_gating_masks
 
 
 class DeployableModule(nn.Module):

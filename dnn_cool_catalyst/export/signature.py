@@ -13,7 +13,7 @@ from typing import Dict, List, Mapping, Optional
 import torch
 
 from ..data.inputs import CategoricalInput, ImageInput, NumericInput
-from ..flow.graph import CompiledGraph
+from ..graph.graph import CompiledGraph
 from ..tasks.base import class_labels
 
 #: Bumped when the JSON's meaning changes, so a deployment can refuse a file it does not understand.

@@ -1,9 +1,9 @@
-"""Flow DSL: tracing, the graph, the condition algebra and the nn.Module."""
-from .conditions import Condition
+"""The flow DSL's facade, :class:`TaskFlow`, with the names of :mod:`dnn_cool_catalyst.graph` users reach it by."""
+from ..graph.conditions import Condition
+from ..graph.graph import CompiledGraph, FlowGraph, FlowNode, TaskNode
+from ..graph.module import FlowModule
+from ..graph.tracing import FlowDefinitionError
 from .flow import TaskFlow
-from .graph import CompiledGraph, FlowGraph, FlowNode, TaskNode
-from .module import FlowModule
-from .tracing import FlowDefinitionError
 
 __all__ = ["Condition", "TaskFlow", "CompiledGraph", "FlowGraph", "FlowNode", "TaskNode", "FlowModule",
            "FlowDefinitionError"]

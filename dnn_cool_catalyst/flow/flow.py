@@ -5,15 +5,15 @@ from typing import Callable, Dict, Iterable, Mapping, Optional, Union
 
 import torch
 
+from ..graph.batch import ground_truth_masks, output_logits
+from ..graph.graph import CompiledGraph, FlowGraph
+from ..graph.module import FlowModule, decoded_gating_masks
+from ..graph.tracing import FlowDefinitionError, trace
+from ..interpretation.explain import TreelibExplainer
+from ..measures.evaluation import Evaluator
+from ..measures.losses import FlowLoss, PerSampleLoss
+from ..measures.metrics import FlowMetrics
 from ..tasks.base import Task
-from .batch import ground_truth_masks, output_logits
-from .graph import CompiledGraph, FlowGraph
-from .module import FlowModule, decoded_gating_masks
-from .tracing import FlowDefinitionError, trace
-
-# measures/ (loss, metrics, evaluation) and explain import flow.batch / flow.graph, and importing those runs this
-# package's __init__, which imports this module: a top-level import of them here would be a cycle, so the get_*
-# methods import them when called.
 
 
 class TaskFlow:
@@ -63,7 +63,7 @@ class TaskFlow:
     def torch(self, members: bool = False) -> FlowModule:
         """A fresh nn.Module with one head per task; feed it the dict of features your backbone computes.
         ``members=True`` for a trunk whose features have a member axis ``(N, k, F)`` (see
-        :mod:`dnn_cool_catalyst.flow.members`)."""
+        :mod:`dnn_cool_catalyst.graph.members`)."""
         return FlowModule(self.graph, members=members)
 
     def get_loss(self, weights=None):
@@ -92,8 +92,6 @@ class TaskFlow:
             >>> loss.shape, round(float(loss), 4)
             (torch.Size([]), 0.6147)
         """
-        from ..measures.losses import FlowLoss
-
         return FlowLoss(self.graph, weights)
 
     def get_per_sample_loss(self):
@@ -121,8 +119,6 @@ class TaskFlow:
             >>> per_sample["door_locked"]["index"].tolist(), per_sample["overall"]["loss"].shape
             ([1, 2], torch.Size([4]))
         """
-        from ..measures.losses import PerSampleLoss
-
         return PerSampleLoss(self.graph)
 
     def get_metrics(self):
@@ -150,14 +146,10 @@ class TaskFlow:
             >>> metrics.compute()["door_locked"]
             {'accuracy': 1.0, 'f1': 1.0, 'precision': 1.0, 'recall': 1.0}
         """
-        from ..measures.metrics import FlowMetrics
-
         return FlowMetrics(self.graph)
 
     def get_evaluator(self):
         """``evaluate(logits, targets, available, gating="gt"|"decoded")`` → per-task metrics DataFrame."""
-        from ..measures.evaluation import Evaluator
-
         return Evaluator(self)
 
     def get_treelib_explainer(self):
@@ -187,8 +179,6 @@ class TaskFlow:
             >>> len(trees), type(trees[0]).__name__
             (4, 'Tree')
         """
-        from ..interpretation.explain import TreelibExplainer
-
         return TreelibExplainer(self.graph)
 
     def get_activation(self) -> Callable[[Mapping], Dict[str, torch.Tensor]]:

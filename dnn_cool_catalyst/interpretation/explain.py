@@ -46,10 +46,10 @@ from typing import Dict, List, Mapping, Optional, Sequence
 import torch
 from treelib import Tree
 
-from ..flow.batch import output_logits
+from ..graph.batch import output_logits
 from ..tasks.base import class_labels
-from ..flow.conditions import Condition, EvalContext, conjunction, ref_names
-from ..flow.graph import CompiledGraph, FlowNode
+from ..graph.conditions import Condition, EvalContext, conjunction, ref_names
+from ..graph.graph import CompiledGraph, FlowNode
 from .publishers import format_number
 
 

@@ -15,8 +15,8 @@ import torch
 
 from .explain import (_names, _threshold, describe_class, describe_scalar, describe_scalar_target, describe_target,
                       describe_value, shown_classes)
-from ..flow.batch import output_logits
-from ..flow.graph import CompiledGraph
+from ..graph.batch import output_logits
+from ..graph.graph import CompiledGraph
 
 
 @dataclass

@@ -20,8 +20,8 @@ from typing import Dict, List, Mapping, Tuple
 import numpy as np
 import torch
 
-from ..flow.batch import batch_labels, output_logits, shared_element_losses, shared_ground_truth_masks
-from ..flow.graph import CompiledGraph
+from ..graph.batch import batch_labels, output_logits, shared_element_losses, shared_ground_truth_masks
+from ..graph.graph import CompiledGraph
 from ..kept_batches import keep
 from ..tasks.base import Task, per_sample_mean, sample_mask
 

@@ -13,7 +13,7 @@ from typing import Dict, Mapping, Optional
 import pandas as pd
 import torch
 
-from ..flow.module import decode_condition_sources
+from ..graph.module import decode_condition_sources
 from ..messages import warn_user
 from ..tasks.base import broadcast_to_elements
 from .metrics import TaskMetric

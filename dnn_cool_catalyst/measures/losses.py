@@ -12,9 +12,9 @@ from typing import Dict, Mapping, Optional
 import torch
 from torch import nn
 
-from ..flow.batch import batch_labels, ground_truth_masks, output_logits
-from ..flow.graph import CompiledGraph
-from ..flow.members import member_element_loss, member_loss, output_member_logits
+from ..graph.batch import batch_labels, ground_truth_masks, output_logits
+from ..graph.graph import CompiledGraph
+from ..graph.members import member_element_loss, member_loss, output_member_logits
 from ..parallel.distributed import all_reduce_sum, world_size
 from ..parallel.precision import at_least_float32
 from ..tasks.base import Task, TaskError, masked_mean, sample_mask

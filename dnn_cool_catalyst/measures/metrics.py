@@ -13,7 +13,7 @@ from typing import Dict, List, Mapping, Tuple
 
 import torch
 
-from ..flow.batch import batch_labels, ground_truth_masks, output_logits
+from ..graph.batch import batch_labels, ground_truth_masks, output_logits
 from ..functional.metrics import STATS_DTYPE, stacked_binary_stats
 from ..kept_batches import JOIN_EVERY
 from ..parallel.distributed import all_reduce_max, all_reduce_sum, world_size

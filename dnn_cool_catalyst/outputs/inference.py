@@ -17,7 +17,7 @@ from .. import compat
 from ..run.checkpoints import CheckpointError, is_inside, read_checkpoint
 from ..errors import RunnerError
 from ..measures.evaluation import split_masks
-from ..flow.module import decode_condition_sources
+from ..graph.module import decode_condition_sources
 from ..interpretation.samples import SampleSource
 from ..kept_batches import keep
 from ..parallel import gather_samples
@@ -80,7 +80,7 @@ def load_checkpoint(runner: "DnnCoolSupervisedRunner", which: str = "best") -> s
 def inference_model(runner: "DnnCoolSupervisedRunner") -> torch.nn.Module:
     """The model ``infer``, ``predict`` and ``export`` run after :func:`load_checkpoint`: ``runner.model``, or,
     for the best checkpoint of a run that selected per task, the model taking each task from its own best
-    epoch (:class:`~dnn_cool_catalyst.flow.selected.TaskSelectedModel`)."""
+    epoch (:class:`~dnn_cool_catalyst.graph.selected.TaskSelectedModel`)."""
     return runner._selected_model if runner._selected_model is not None else runner.model
 
 

@@ -16,7 +16,7 @@ import torch
 
 from ..augment import AugmentationError, TTAPlan, batch_generator
 from ..errors import RunnerError
-from ..flow.batch import output_logits
+from ..graph.batch import output_logits
 from ..messages import warn_user
 from ..run import artifacts
 from ..safe_read import read_json

@@ -24,8 +24,8 @@ from typing import Dict, Mapping, Optional
 
 import torch
 
-from ..flow.batch import batch_labels, ground_truth_masks, output_logits
-from ..flow.members import member_loss, output_member_logits
+from ..graph.batch import batch_labels, ground_truth_masks, output_logits
+from ..graph.members import member_loss, output_member_logits
 from ..tasks.base import sample_mask
 from .precision import at_least_float32, autocast
 

@@ -41,7 +41,7 @@ from typing import Dict, Mapping, Optional, Sequence
 import pandas as pd
 import torch
 
-from ..flow.module import decoded_gating_masks
+from ..graph.module import decoded_gating_masks
 from ..tasks.labels import series_of
 
 PROBA_PREFIX = "proba_"

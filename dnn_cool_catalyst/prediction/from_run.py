@@ -17,7 +17,7 @@ from ..data.columns import take
 from ..data.converters import refuse_dates
 from ..data.finite import require_finite_float32
 from ..errors import RunnerError
-from ..flow.batch import output_logits
+from ..graph.batch import output_logits
 from ..kept_batches import keep
 from ..messages import warn_user
 from ..outputs import inference

@@ -3,7 +3,7 @@ Kotelnikov & Babenko, ICLR 2025), from the ``tabm`` package, optionally with num
 ``rtdl_num_embeddings`` (piecewise-linear or periodic).
 
 The trunk gives features ``(N, k, F)``; the flow heads become one linear head per member and the flow module
-averages the members' activations (:mod:`dnn_cool_catalyst.flow.members`), so in eval mode the model's output is
+averages the members' activations (:mod:`dnn_cool_catalyst.graph.members`), so in eval mode the model's output is
 that of any single model: decoding, tuning, ``predict`` and export do not know it has members.
 
 Statistics of the inputs (standardisation, piecewise-linear bins) are fitted on the training split: the runner

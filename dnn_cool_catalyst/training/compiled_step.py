@@ -29,7 +29,7 @@ from typing import Optional
 import torch
 
 from ..callbacks.criterion import STEP_TERMS_KEY
-from ..flow.batch import ELEMENT_LOSSES_KEY, GROUND_TRUTH_MASKS_KEY, ground_truth_masks
+from ..graph.batch import ELEMENT_LOSSES_KEY, GROUND_TRUTH_MASKS_KEY, ground_truth_masks
 from ..measures.losses import FlowLoss
 from ..messages import warn_user
 from ..parallel import autocast

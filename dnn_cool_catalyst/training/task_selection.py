@@ -19,7 +19,7 @@ from torch import nn
 
 from ..run.checkpoints import CheckpointError, read_checkpoint
 from ..callbacks.task_checkpoints import TASKS_FILE, read_task_selection
-from ..flow.selected import TaskSelectedModel
+from ..graph.selected import TaskSelectedModel
 from ..run import artifacts
 from ..errors import RunnerError
 

@@ -60,7 +60,7 @@ class FlowModule(nn.Module):
 
     ``members=True``: the features have a member axis ``(N, k, F)`` (a TabM trunk); the heads give logits
     ``(N, k, ...)``, ``"logits"`` holds the members' averaged prediction and, in training mode,
-    ``"member_logits"`` the members' own (see :mod:`dnn_cool_catalyst.flow.members`).
+    ``"member_logits"`` the members' own (see :mod:`dnn_cool_catalyst.graph.members`).
 
     Example:
         >>> import torch
