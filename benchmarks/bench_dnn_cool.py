@@ -258,11 +258,11 @@ def dnn_cool(directory: str, epochs: int) -> dict:
 
     model = DnnCoolSecurityNet(flow.torch())
     init = torch.load(os.path.join(directory, "init.pt"))
-    state = {}
-    for name in model.state_dict():  # heads: ours "flow.heads.<task>.*", dnn_cool's "flow.<...>.<task>.module.*"
-        parts = name.split(".")
-        state[name] = (init[f"flow.heads.{parts[-3]}.{parts[-1]}"] if parts[0] == "flow" else init[name])
-    model.load_state_dict(state)
+    # The trunk's names are the same; heads are ours "flow.heads.<task>.{weight,bias}", dnn_cool's
+    # "flow.<flow path>.<task>.module.{weight,bias}": matched by task name and parameter.
+    heads = {tuple(k.split(".")[-2:]): v for k, v in init.items() if k.startswith("flow.")}
+    model.load_state_dict({name: heads[name.split(".")[-3], name.split(".")[-1]] if name.startswith("flow.")
+                           else init[name] for name in model.state_dict()})
 
     splits = np.load(os.path.join(directory, "splits.npz"))
     runner = DnnCoolSupervisedRunner(model, flow_dev, Path(tempfile.mkdtemp(dir=directory)), "bench",

@@ -216,3 +216,45 @@ def test_one_home_per_concept(concept):
     homes = sorted(module for module in MODULES if concept in module.split(".")[-1] and
                    not module.startswith(f"{NAME}.{concept}.") and module != f"{NAME}.predict")
     assert len(homes) == 1, homes
+
+
+# ARCHITECTURE.md's layers: a module imports from its own layer or the layers above it (smaller numbers) only.
+LAYERS = {
+    1: ["errors", "atomic", "messages", "safe_read", "signatures", "kept_batches", "spreadsheet", "jobs",
+        "console_summary"],
+    2: ["compat", "functional", "tuning"],
+    3: ["tasks"],
+    4: ["graph", "data", "parallel", "augment"],
+    5: ["measures"],
+    6: ["interpretation", "flow"],
+    7: ["run"],
+    8: ["callbacks", "interpretation.callback"],
+    9: ["training", "outputs", "interpretation.examples", "prediction", "export", "experiments"],
+    10: ["runners"],
+    11: ["project", "tabular", "config", "report", "predict", "prediction.cli", "quickstart", "demo", "synthetic",
+         ""],
+}
+
+
+def layer_of(module: str) -> int:
+    """The layer of the longest name in ``LAYERS`` that ``module`` is or is inside (the package itself: 11)."""
+    relative = module[len(NAME) + 1:] if module != NAME else ""
+    best, layer = -1, None
+    for number, names in LAYERS.items():
+        for name in names:
+            inside = relative == name or relative.startswith(name + ".") or name == ""
+            if inside and len(name) > best:
+                best, layer = len(name), number
+    return layer
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in MODULES if layer_of(m) is None] == []
+    assert layer_of(f"{NAME}.interpretation.examples") == 9 and layer_of(f"{NAME}.interpretation.selection") == 6
+
+
+def test_imports_go_up_the_layers():
+    upward = [f"{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)})"
+              for module, targets in import_graph().items() for target in sorted(targets)
+              if layer_of(target) > layer_of(module)]
+    assert not upward, "\n".join(upward)

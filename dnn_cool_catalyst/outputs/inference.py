@@ -20,7 +20,7 @@ from ..measures.evaluation import split_masks
 from ..graph.module import decode_condition_sources
 from ..interpretation.samples import SampleSource
 from ..kept_batches import keep
-from ..parallel import gather_samples
+from ..parallel import gather_samples, to_device
 from ..parallel import world as parallel_world
 from ..run import artifacts
 from ..training import task_selection
@@ -237,13 +237,6 @@ def checked_outputs(runner: "DnnCoolSupervisedRunner", split: str) -> Dict[str, 
     targets_like = getattr(data, "targets", None) if data is not None else None
     return artifacts.load_split(runner.infer_dir, split, list(runner.flow.tasks), manifest,
                                 targets_like if isinstance(targets_like, dict) else None)
-
-
-def to_device(inputs, device, non_blocking: bool = False):
-    if isinstance(inputs, dict):
-        return {k: to_device(v, device, non_blocking) for k, v in inputs.items()}
-    return inputs.to(device, non_blocking=non_blocking) if isinstance(inputs, torch.Tensor) else inputs
-
 
 
 def _gather_split(stored, valid, split_indices) -> Dict[str, Dict[str, torch.Tensor]]:

@@ -204,6 +204,13 @@ def mark_padding(batch: dict, real: List[bool]) -> dict:
     return batch
 
 
+def to_device(batch, device, non_blocking: bool = False):
+    """``batch`` (nested dicts of tensors) with every tensor on ``device``; other values as they are."""
+    if isinstance(batch, dict):
+        return {k: to_device(v, device, non_blocking) for k, v in batch.items()}
+    return batch.to(device, non_blocking=non_blocking) if isinstance(batch, torch.Tensor) else batch
+
+
 def collate_batch(batch):
     """The collate function of loaders over :class:`BatchedSubset`: its batches are already collated."""
     return batch if isinstance(batch, dict) else default_collate(batch)

@@ -19,6 +19,7 @@ from ..data.finite import require_finite_float32
 from ..errors import RunnerError
 from ..graph.batch import output_logits
 from ..kept_batches import keep
+from ..parallel import to_device
 from ..messages import warn_user
 from ..outputs import inference
 from .frame import predictions_frame
@@ -111,7 +112,7 @@ def _predict_logits(runner: "DnnCoolSupervisedRunner", inputs: Dict[str, object]
         for start in starts:
             positions = torch.arange(start, min(start + batch_size, n))
             batch = {name: take(column, positions) for name, column in inputs.items()}
-            logits = output_logits(runner.flow.graph, model(inference.to_device(batch, device)), len(positions))
+            logits = output_logits(runner.flow.graph, model(to_device(batch, device)), len(positions))
             for name in collected:
                 keep(collected[name], logits[name].float().cpu())
     finally:

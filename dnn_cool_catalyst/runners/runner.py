@@ -16,7 +16,7 @@ from ..interpretation.publishers import Publishers
 from ..interpretation.selection import OVERALL
 from ..outputs import decoding, inference
 from ..outputs import tta as tta_of
-from ..parallel import REDUCTION_KEY, ShardedBatchSampler, autocast, autocast_dtype, balanced_forward
+from ..parallel import REDUCTION_KEY, ShardedBatchSampler, autocast, autocast_dtype, balanced_forward, to_device
 from ..prediction import from_run as prediction_run
 from ..run import fitted
 from ..run.claim import claim_run_dir
@@ -234,7 +234,7 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         # Our DataLoaders are not accelerate-prepared, so they yield CPU tensors; DeviceBatches are already there.
         device = self.engine.device
         if device.type != "cpu" and not isinstance(self.loader, placement.DeviceBatches):
-            batch = inference.to_device(batch, device, non_blocking=True)
+            batch = to_device(batch, device, non_blocking=True)
         batch = augmentation.augmented(self, batch)  # train(augment=...): train loaders only
         step = compiled_step.step_for(self)  # train(compile=...): model, heads and masked loss as one graph
         if step is not None:

@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from ..errors import RunnerError
-from ..outputs.inference import to_device
+from ..parallel import to_device
 from ..run.lock import run_lock
 from .schedules import build_optimizer
 
