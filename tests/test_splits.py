@@ -190,3 +190,29 @@ def test_a_splits_file_of_an_older_version_is_still_read_with_a_warning(tmp_path
         json.dump({"num_samples": SAMPLES, "seed": 42, "fractions": [0.7, 0.15, 0.15], "splits": positions}, f)
     with pytest.warns(UserWarning, match="stores row positions"):
         assert runner_for(frame(), tmp_path).splits == positions
+
+
+@pytest.mark.parametrize("stratified", [False, True])
+def test_the_integer_fast_path_gives_what_the_general_path_gives(tmp_path, monkeypatch, stratified):
+    """Integer labels are split, fingerprinted and looked up with numpy (run/splits.py: _int_array); the result
+    must be the general path's, byte for byte, so that existing splits.json files and seeds keep their rows."""
+    from dnn_cool_catalyst.run import splits as splits_module
+
+    rng = np.random.default_rng(5)
+    labels = [int(v) for v in rng.choice(10 ** 9, size=997, replace=False)]
+    strata = [None if v % 7 == 0 else int(v % 3) for v in labels] if stratified else None
+
+    def run(folder):
+        os.makedirs(folder)
+        positions = splits_module.load_or_make_splits(os.path.join(folder, "splits.json"), labels, (0.6, 0.2, 0.2),
+                                                      3, "t" if stratified else None, strata)
+        reread = splits_module.load_or_make_splits(os.path.join(folder, "splits.json"), labels, (0.6, 0.2, 0.2),
+                                                   3, "t" if stratified else None, strata)
+        with open(os.path.join(folder, "splits.json"), encoding="utf-8") as f:
+            return positions, reread, f.read()
+
+    fast = run(str(tmp_path / "fast"))
+    monkeypatch.setattr(splits_module, "_int_array", lambda labels: None)
+    general = run(str(tmp_path / "general"))
+    assert fast == general
+    assert fast[0] == fast[1] and sorted(sum(fast[0].values(), [])) == list(range(len(labels)))
