@@ -174,10 +174,25 @@ def _path_literal(node) -> str:
     return ""
 
 
-def run_dir_paths_built(tree) -> list:
+def _names_from_run(tree, module: str) -> set:
+    """Names ``module`` imports from ``run/`` (``from ..run.layout import TASKS_FILE``, ``from ..run import
+    artifacts``): joined onto a folder outside ``run/``, they build a run-directory path there."""
+    names, base = set(), module.split(".")[:-1]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            source = node.module or ""
+            if node.level:
+                source = ".".join(base[:len(base) - node.level + 1] + ([source] if source else []))
+            if source == f"{NAME}.run" or source.startswith(f"{NAME}.run."):
+                names.update(alias.asname or alias.name for alias in node.names)
+    return names
+
+
+def run_dir_paths_built(tree, module: str = f"{NAME}.callbacks.example") -> list:
     """``(line, text)`` of each path under a run directory that ``tree`` builds: an ``os.path.join`` argument
-    naming a run-directory file or folder, or an f-string path with a ``/`` ending in such a file."""
-    found = []
+    naming a run-directory file or folder (a literal, or a name imported from ``run/``), or an f-string path with a
+    ``/`` ending in such a file."""
+    found, from_run = [], _names_from_run(tree, module)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call) and ast.unparse(node.func) in ("os.path.join", "join", "osp.join"):
             for arg in node.args:
@@ -185,6 +200,9 @@ def run_dir_paths_built(tree) -> list:
                 last = text.rsplit("/", 1)[-1]
                 if text and not any(c.isspace() for c in text) and (last in RUN_DIR_NAMES or RUN_DIR_FILE.search(last)):
                     found.append((node.lineno, text))
+                used = {n.id for n in ast.walk(arg) if isinstance(n, ast.Name)}
+                if used & from_run:
+                    found.append((node.lineno, ast.unparse(arg)))
         elif isinstance(node, ast.JoinedStr):
             text = _path_literal(node)
             if "/" in text and not any(c.isspace() for c in text) and RUN_DIR_FILE.search(text):
@@ -194,8 +212,11 @@ def run_dir_paths_built(tree) -> list:
 
 def test_the_path_detector():
     tree = ast.parse('os.path.join(run_dir, "tuned.json")\nos.path.join(d, f"runner.{w}.pth")\n'
-                     'f"{logdir}/{mode}.best.pth"\nos.path.join(a, b)\nprint(f"see {p} and tuned.json")\n')
-    assert run_dir_paths_built(tree) == [(1, "tuned.json"), (2, "runner.{}.pth"), (3, "{}/{}.best.pth")]
+                     'f"{logdir}/{mode}.best.pth"\nos.path.join(a, b)\nprint(f"see {p} and tuned.json")\n'
+                     'from ..run.layout import TASKS_FILE\nos.path.join(d, TASKS_FILE)\n'
+                     'from ..run import artifacts\nos.path.join(d, artifacts.MANIFEST)\n')
+    assert sorted(run_dir_paths_built(tree)) == [(1, "tuned.json"), (2, "runner.{}.pth"), (3, "{}/{}.best.pth"),
+                                                 (7, "TASKS_FILE"), (9, "artifacts.MANIFEST")]
 
 
 def test_run_directory_paths_are_built_in_run_only():
@@ -204,7 +225,7 @@ def test_run_directory_paths_are_built_in_run_only():
         relative = os.path.relpath(path, PACKAGE)
         if relative.startswith("run" + os.sep) or relative in OUTSIDE_RUN_DIR:
             continue
-        offenders += [f"{relative}:{line} {text!r}" for line, text in run_dir_paths_built(tree)]
+        offenders += [f"{relative}:{line} {text!r}" for line, text in run_dir_paths_built(tree, module)]
     assert not offenders, "paths under a run directory built outside run/ (use run.layout.RunDir):\n" + \
         "\n".join(offenders)
 

@@ -15,7 +15,7 @@ from catalyst.utils import pack_checkpoint
 from ..atomic import atomic_copy, atomic_write_bytes, atomic_write_text
 from ..errors import CheckpointError  # defined there with every library error; re-exported here
 from ..run.checkpoints import is_inside, read_checkpoint, read_storage_index
-from ..run.layout import checkpoint_name, storage_index_name
+from ..run.layout import checkpoint_path, storage_index_path
 
 _EPOCH_FILE = re.compile(r"[A-Za-z]+\.(\d{4,})\.pth")
 
@@ -71,7 +71,7 @@ class ResumableCheckpointCallback(CheckpointCallback):
         self._history = []
         self._replay_pending = False
         super().on_experiment_start(runner)  # calls self._load, which fills the history on resume
-        storage_path = os.path.join(self.logdir, storage_index_name(self.mode))
+        storage_path = storage_index_path(self.logdir, self.mode)
         if self._resume_runner is None or not os.path.exists(storage_path):
             return
         # Entries of epochs after the resumed one were written by an epoch killed before runner.last.pth committed
@@ -117,7 +117,7 @@ class ResumableCheckpointCallback(CheckpointCallback):
             for fields in _field_callbacks(runner, "checkpoint_fields"):  # e.g. each task's best epoch
                 obj.update(fields())
         data = self._encode(runner, obj)
-        logpath = self._write(runner, data, os.path.join(self.logdir, checkpoint_name(runner.epoch_step, self.mode)))
+        logpath = self._write(runner, data, checkpoint_path(self.logdir, runner.epoch_step, self.mode))
         self._storage.append(Checkpoint(obj=obj, logpath=logpath, metric=score))
         self._storage = sorted(self._storage, key=lambda x: x.metric, reverse=not self._minimize)
         if len(self._storage) > self.topk:
@@ -130,7 +130,7 @@ class ResumableCheckpointCallback(CheckpointCallback):
         if runner.engine.is_main_process:
             # Plain json.dumps, as Catalyst does: a NaN score (guard disabled) must not make the save fail.
             # Paths relative to the checkpoint directory: a copied run directory refers to its own files.
-            atomic_write_text(os.path.join(self.logdir, storage_index_name(self.mode)), json.dumps({
+            atomic_write_text(storage_index_path(self.logdir, self.mode), json.dumps({
                 "topk": self.topk, "loader_key": self.loader_key, "metric_key": self.metric_key,
                 "minimize": self._minimize,
                 "storage": [{"logpath": os.path.relpath(x.logpath, self.logdir), "metric": x.metric}
@@ -139,9 +139,9 @@ class ResumableCheckpointCallback(CheckpointCallback):
             runner.engine.wait_for_everyone()
             if runner.engine.is_main_process:
                 # The best epoch's own file, not the live model (which holds the last epoch's weights).
-                atomic_copy(self._storage[0].logpath, os.path.join(self.logdir, checkpoint_name("best", self.mode)))
+                atomic_copy(self._storage[0].logpath, checkpoint_path(self.logdir, "best", self.mode))
         if self.save_last:  # last: it commits the epoch (see the class docstring)
-            self._write(runner, data, os.path.join(self.logdir, checkpoint_name("last", self.mode)))
+            self._write(runner, data, checkpoint_path(self.logdir, "last", self.mode))
 
     def _early_stopping(self, runner) -> Optional[EarlyStoppingCallback]:
         """The early-stopping callback that watches what this callback selects on, if there is one."""

@@ -27,7 +27,7 @@ import torch
 from catalyst.core import Callback, CallbackOrder
 
 from ..atomic import atomic_write_bytes, atomic_write_text
-from ..run.layout import TASKS_FILE, task_file  # the file names live in the layout; re-exported here
+from ..run.layout import TASKS_FILE, task_file, task_selection_path, task_weights_path  # noqa: F401 (TASKS_FILE re-exported)
 
 _TASK_FILE = re.compile(r"runner\.task\.\d{4,}\.pth")  # fullmatch: what task_file names
 
@@ -35,26 +35,26 @@ _TASK_FILE = re.compile(r"runner\.task\.\d{4,}\.pth")  # fullmatch: what task_fi
 def read_task_selection(checkpoint_dir: str) -> Optional[Dict[str, str]]:
     """``{task name: path of its weights}`` from ``runner.tasks.json``, or None where there is none. A file that
     names something other than this folder's own task weights is refused (ValueError)."""
-    path = os.path.join(checkpoint_dir, TASKS_FILE)
+    path = task_selection_path(checkpoint_dir)
     if not os.path.exists(path):
         return None
     with open(path, encoding="utf-8") as f:
         tasks = json.load(f).get("tasks")
     if not isinstance(tasks, dict) or not all(isinstance(v, str) and _TASK_FILE.fullmatch(v) for v in tasks.values()):
         raise ValueError(f"{path} does not name this folder's task weights (runner.task.NNNN.pth per task)")
-    return {name: os.path.join(checkpoint_dir, file) for name, file in tasks.items()}
+    return {name: task_weights_path(checkpoint_dir, file) for name, file in tasks.items()}
 
 
 def remove_task_selection(checkpoint_dir: str) -> None:
     """Delete ``runner.tasks.json`` (first: it must never name a missing file) and every kept task weight file."""
     if not os.path.isdir(checkpoint_dir):
         return
-    json_path = os.path.join(checkpoint_dir, TASKS_FILE)
+    json_path = task_selection_path(checkpoint_dir)
     if os.path.exists(json_path):
         os.remove(json_path)
     for name in os.listdir(checkpoint_dir):
         if _TASK_FILE.fullmatch(name):
-            os.remove(os.path.join(checkpoint_dir, name))
+            os.remove(task_weights_path(checkpoint_dir, name))
 
 
 class TaskCheckpointCallback(Callback):
@@ -96,7 +96,7 @@ class TaskCheckpointCallback(Callback):
         if improved and runner.engine.is_main_process:
             buffer = io.BytesIO()
             torch.save(runner.engine.unwrap_model(runner.model).state_dict(), buffer)
-            atomic_write_bytes(os.path.join(self.logdir, task_file(epoch)), buffer.getvalue())
+            atomic_write_bytes(task_weights_path(self.logdir, task_file(epoch)), buffer.getvalue())
 
     def on_experiment_end(self, runner) -> None:
         self._publish(runner)
@@ -106,9 +106,9 @@ class TaskCheckpointCallback(Callback):
         if not runner.engine.is_main_process or not self.best:
             return
         files = {name: task_file(epoch) for name, (_, epoch) in self.best.items()}
-        atomic_write_text(os.path.join(self.logdir, TASKS_FILE), json.dumps(
+        atomic_write_text(task_selection_path(self.logdir), json.dumps(
             {"tasks": files, "losses": {name: loss for name, (loss, _) in self.best.items()}}, indent=2))
         used = set(files.values())
         for name in os.listdir(self.logdir):
             if _TASK_FILE.fullmatch(name) and name not in used:
-                os.remove(os.path.join(self.logdir, name))
+                os.remove(task_weights_path(self.logdir, name))

@@ -36,7 +36,7 @@ def export(runner: "DnnCoolSupervisedRunner", path: Optional[str] = None, format
     if fmt == "onnx":
         check_onnx_available()
     if path is None:  # the run's own export: re-exporting after retraining replaces it, as infer() does
-        path = os.path.join(runner.run_layout.export, f"model{EXTENSIONS[fmt]}")
+        path = runner.run_layout.exported_model(EXTENSIONS[fmt])
         overwrite = True if overwrite is None else overwrite
     path = check_target(path, fmt, bool(overwrite))
     refuse_run_file(path, "path", error=ExportError, allowed=(EXPORT_DIR,))  # not a run's own files

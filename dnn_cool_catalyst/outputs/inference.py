@@ -208,9 +208,9 @@ def checked_outputs(runner: "DnnCoolSupervisedRunner", split: str) -> Dict[str, 
                               f"(infer() was interrupted while writing them); {again}") from None
         known = f" (splits are {list(runner.splits)})" if split not in runner.splits else ""
         inferred = sorted(n for n in names if not n.startswith(".")
-                          and os.path.isfile(os.path.join(runner.infer_dir, n, artifacts.MANIFEST)))
+                          and os.path.isfile(artifacts.manifest_path(runner.run_layout.infer_split(n))))
         raise RunnerError(f"split '{split}' was not inferred; inferred splits: {inferred}{known}") from None
-    manifest_path = os.path.join(split_dir, artifacts.MANIFEST)
+    manifest_path = artifacts.manifest_path(split_dir)
     rows = manifest["rows"]
     expected = runner.splits.get(split)
     if expected is None or sorted(rows["positions"]) != sorted(int(p) for p in expected):
@@ -224,7 +224,7 @@ def checked_outputs(runner: "DnnCoolSupervisedRunner", split: str) -> Dict[str, 
                           f"{rows['positions'][first]} holds row {labels[first]!r} now but "
                           f"{rows['labels'][first]!r} in field 'rows.labels' of {manifest_path} (a changed "
                           f"or reordered DataFrame); {again}")
-    checkpoint = os.path.join(runner.checkpoint_dir, manifest["checkpoint"]["file"])
+    checkpoint = runner.run_layout.checkpoint_file(manifest["checkpoint"]["file"])
     try:
         current = task_selection.checkpoint_digest(checkpoint)
     except FileNotFoundError:

@@ -40,6 +40,11 @@ _BOOLEAN = ("available", "mask_gt", "mask_decoded")
 
 # -- digests -------------------------------------------------------------------------------------------------
 
+
+def manifest_path(split_folder: str) -> str:
+    """``infer/<split>/manifest.json``, given the split's folder."""
+    return os.path.join(split_folder, MANIFEST)
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -96,6 +96,30 @@ def task_file(epoch: int) -> str:
     return f"runner.task.{epoch:04d}.pth"
 
 
+# Paths in a checkpoints folder a callback was given (Catalyst hands callbacks a ``logdir``, not a RunDir).
+def checkpoint_path(folder: str, which: Union[str, int], mode: str = CHECKPOINT_MODE) -> str:
+    return os.path.join(folder, checkpoint_name(which, mode))
+
+
+def storage_index_path(folder: str, mode: str = CHECKPOINT_MODE) -> str:
+    return os.path.join(folder, storage_index_name(mode))
+
+
+def task_selection_path(folder: str) -> str:
+    """``runner.tasks.json``: which kept weights each task uses."""
+    return os.path.join(folder, TASKS_FILE)
+
+
+def task_weights_path(folder: str, name: str) -> str:
+    """The kept weights ``name`` (a :func:`task_file` name) of the checkpoints folder ``folder``."""
+    return os.path.join(folder, name)
+
+
+def infer_tensorboard_name(split: str) -> str:
+    """``infer_<split>``: the TensorBoard loader of a split's stored outputs."""
+    return f"infer_{split}"
+
+
 def evaluation_name(split: str, gating: str) -> str:
     """``evaluation_<split>_<gating>.csv``."""
     return f"{EVALUATION_PREFIX}{split}_{gating}.csv"
@@ -196,6 +220,10 @@ class RunDir:
     def export(self) -> str:
         return self._file(EXPORT_DIR)
 
+    def exported_model(self, extension: str) -> str:
+        """``export/model<extension>``: where ``export()`` writes without a path."""
+        return os.path.join(self.export, f"model{extension}")
+
     # -- checkpoints -----------------------------------------------------------------------------------------
     @property
     def checkpoints(self) -> str:
@@ -205,15 +233,19 @@ class RunDir:
 
     def checkpoint(self, which: Union[str, int]) -> str:
         """``checkpoints/runner.<which>.pth`` (``"best"``, ``"last"``, an epoch) of this view."""
-        return os.path.join(self.checkpoints, checkpoint_name(which))
+        return checkpoint_path(self.checkpoints, which)
+
+    def checkpoint_file(self, name: str) -> str:
+        """The file ``name`` of this view's checkpoints folder (as an inference manifest records it)."""
+        return os.path.join(self.checkpoints, os.path.basename(name))
 
     @property
     def storage_index(self) -> str:
-        return os.path.join(self.checkpoints, storage_index_name())
+        return storage_index_path(self.checkpoints)
 
     @property
     def task_selection(self) -> str:
-        return os.path.join(self.checkpoints, TASKS_FILE)
+        return task_selection_path(self.checkpoints)
 
     @property
     def stages_json(self) -> str:
@@ -237,7 +269,7 @@ class RunDir:
 
     def infer_tensorboard(self, split: str) -> str:
         """``tensorboard/run-<N>/infer_<split>``: the interpretation of a split's stored outputs."""
-        return os.path.join(self.tensorboard, f"infer_{split}")
+        return os.path.join(self.tensorboard, infer_tensorboard_name(split))
 
     @property
     def lr_find(self) -> str:

@@ -18,7 +18,8 @@ from typing import Optional
 from torch import nn
 
 from ..run.checkpoints import CheckpointError, read_checkpoint
-from ..callbacks.task_checkpoints import TASKS_FILE, read_task_selection
+from ..callbacks.task_checkpoints import read_task_selection
+from ..run.layout import TASKS_FILE, checkpoint_name, task_selection_path
 from ..graph.selected import TaskSelectedModel
 from ..run import artifacts
 from ..errors import RunnerError
@@ -43,8 +44,8 @@ def checkpoint_digest(path: str) -> str:
     ``runner.tasks.json``'s when ``path`` is a best checkpoint with a per-task selection beside it (a resumed run
     can change which epochs the tasks use without changing ``runner.best.pth``)."""
     digest = artifacts.sha256_file(path)
-    selection = os.path.join(os.path.dirname(path), TASKS_FILE)
-    if os.path.basename(path) != "runner.best.pth" or not os.path.exists(selection):
+    selection = task_selection_path(os.path.dirname(path))
+    if os.path.basename(path) != checkpoint_name("best") or not os.path.exists(selection):
         return digest
     return hashlib.sha256(f"{digest}:{artifacts.sha256_file(selection)}".encode()).hexdigest()
 
