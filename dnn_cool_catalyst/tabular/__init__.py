@@ -6,8 +6,8 @@ The pieces a config (``configs/tabular.yml``) names:
 - :func:`tabular_model` is an MLP over every input column whose last hidden layer is ``x.features`` for the flows:
   numeric/array columns are standardised with the mean and spread of the run's training split, categorical
   columns (strings, pandas ``category``) are one-hot encoded when their vocabulary is small (at most
-  ``ONE_HOT_MAX_CODES`` codes, unknown and missing included) and embedded otherwise; ``kind="tabm"`` gives a TabM trunk of ``k`` members instead
-  (:mod:`dnn_cool_catalyst.tabular.tabm`, the ``tabm`` extra).
+  ``ONE_HOT_MAX_CODES`` codes, unknown and missing included) and embedded otherwise; ``kind="tabm"`` gives a TabM
+  trunk of ``k`` members instead (:mod:`dnn_cool_catalyst.tabular.tabm`, the ``tabm`` extra).
 
 Example:
     >>> import os, tempfile
