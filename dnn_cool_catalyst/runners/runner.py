@@ -393,6 +393,6 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         """One model per fold, each evaluated, then their ensemble (:mod:`~dnn_cool_catalyst.experiments`)."""
         return cross_validation.cross_validate(self, folds, stratify, num_epochs, tune_kwargs, **train_kwargs)
 
-    def fold_splits(self, folds: int = 5, stratify: Optional[str] = None) -> List[dict]:
+    def fold_splits(self, folds: int = 5, stratify: Optional[str] = None) -> List[Dict[str, list]]:
         """The splits :meth:`cross_validate` gives each fold, as DataFrame index labels; writes nothing."""
         return cross_validation.fold_splits(self, folds, stratify)
