@@ -49,11 +49,18 @@ def _is_type_checking(node) -> bool:
     return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
 
 
+def _source(node: ast.ImportFrom, module: str) -> str:
+    """The absolute name of the module a ``from ... import`` in ``module`` reads from."""
+    if not node.level:
+        return node.module or ""
+    is_package = module in MODULES and MODULES[module][0].endswith("__init__.py")
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    return ".".join(base[:len(base) - node.level + 1] + ([node.module] if node.module else []))
+
+
 def _imports(module: str, tree) -> set:
     """Modules of ours that ``module`` imports anywhere (functions included, ``TYPE_CHECKING`` blocks not): a
     ``from package import name`` counts as the submodule when ``name`` is one, else as the package."""
-    is_package = MODULES[module][0].endswith("__init__.py")
-    base = module.split(".") if is_package else module.split(".")[:-1]
     targets, stack = set(), [tree]
     while stack:
         node = stack.pop()
@@ -63,9 +70,7 @@ def _imports(module: str, tree) -> set:
         if isinstance(node, ast.Import):
             targets.update(alias.name for alias in node.names if alias.name.startswith(NAME))
         elif isinstance(node, ast.ImportFrom):
-            source = node.module or ""
-            if node.level:
-                source = ".".join(base[:len(base) - node.level + 1] + ([source] if source else []))
+            source = _source(node, module)
             if not source.startswith(NAME):
                 continue
             for alias in node.names:
@@ -177,12 +182,10 @@ def _path_literal(node) -> str:
 def _names_from_run(tree, module: str) -> set:
     """Names ``module`` imports from ``run/`` (``from ..run.layout import TASKS_FILE``, ``from ..run import
     artifacts``): joined onto a folder outside ``run/``, they build a run-directory path there."""
-    names, base = set(), module.split(".")[:-1]
+    names = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            source = node.module or ""
-            if node.level:
-                source = ".".join(base[:len(base) - node.level + 1] + ([source] if source else []))
+            source = _source(node, module)
             if source == f"{NAME}.run" or source.startswith(f"{NAME}.run."):
                 names.update(alias.asname or alias.name for alias in node.names)
     return names

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..errors import RunnerError
 from ..outputs import inference
-from ..run.layout import RunDir, infer_tensorboard_name
+from ..run.layout import infer_tensorboard_name
 from ..run.tuned import tuned_choice_lines, tuned_point_rows
 from ..safe_read import read_json
 from .explain import render_tree
@@ -169,7 +169,7 @@ def log_interpretation(runner: "DnnCoolSupervisedRunner", splits: Iterable[str],
     source = SampleSource(runner.dataset)
     for split in splits:
         data = inference.stored_outputs(runner, split)[3]
-        view = RunDir.of_tensorboard_run(runner.tensorboard_run_dir).stage(runner.run_layout.stage_name)
+        view = runner.tensorboard_layout
         directory = view.infer_tensorboard(split)
         # This runner's own TensorBoard run: an earlier infer() of the split is replaced, not appended to.
         for old in glob.glob(os.path.join(directory, "events.out.tfevents.*")):

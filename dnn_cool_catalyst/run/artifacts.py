@@ -112,7 +112,7 @@ def save_split(directory: str, split: str, arrays: Dict[str, Dict[str, torch.Ten
                     "checkpoint": {"file": checkpoint, "sha256": checkpoint_sha256},
                     "rows": {"positions": [int(p) for p in positions], "labels": [row_label(r) for r in labels]},
                     "tasks": files, "tta": [str(view) for view in tta]}
-        atomic_write_json(os.path.join(fresh, MANIFEST), manifest)  # last: its presence means "complete"
+        atomic_write_json(manifest_path(fresh), manifest)  # last: its presence means "complete"
         _swap_in(fresh, os.path.join(directory, split))
     except BaseException:
         shutil.rmtree(fresh, ignore_errors=True)
@@ -160,7 +160,7 @@ def read_index(directory: str) -> dict:
 
 def read_manifest(directory: str, split: str, tasks: Sequence[str]) -> dict:
     """The split's manifest, checked field by field. Raises FileNotFoundError when the split has none."""
-    path = os.path.join(directory, split, MANIFEST)
+    path = manifest_path(os.path.join(directory, split))
     text = read_text(path)
     try:
         manifest = loads_json(text, path, parse_constant=_refuse_constant)

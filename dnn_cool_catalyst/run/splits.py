@@ -80,8 +80,10 @@ def _canonical(label):
 def _int_array(labels) -> Optional[np.ndarray]:
     """``labels`` as an int64 array when every one is an int (a ``RangeIndex``, an integer index), else ``None``.
     The functions below then sort and look up with numpy: at 10^6 rows the key tuples and dicts of the general path
-    took ~140 MB at their peak for 8 MB of labels."""
-    if not len(labels) or any(type(label) is not int for label in labels[:1]):
+    took ~140 MB at their peak for 8 MB of labels. An int64 array is returned as it is."""
+    if isinstance(labels, np.ndarray):
+        return labels if labels.dtype == np.int64 and labels.ndim == 1 else None
+    if not len(labels) or type(labels[0]) is not int:
         return None
     try:
         array = np.asarray(labels)
@@ -96,7 +98,7 @@ def index_fingerprint(labels) -> str:
     >>> index_fingerprint([3, 1, 2]) == index_fingerprint([1, 2, 3]) == index_fingerprint(np.array([2, 3, 1]))
     True
     """
-    array = labels if isinstance(labels, np.ndarray) else _int_array(labels)
+    array = _int_array(labels)
     if array is None:
         text = json.dumps(sorted(labels, key=_canonical), separators=(",", ":"))
         return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -116,15 +118,12 @@ def stratum_groups(labels: Sequence, strata: Optional[Sequence[Hashable]] = None
     array = _int_array(labels)
     if array is not None:  # unique ints: their canonical order is the ascending one
         canonical = np.argsort(array, kind="stable")
-        if strata is None:
-            return [canonical]
-        canonical = canonical.tolist()
     else:
         canonical = sorted(range(len(labels)), key=lambda i: _canonical(labels[i]))
     if strata is None:
         return [canonical]
     by_key: Dict[Hashable, list] = {}
-    for i in canonical:
+    for i in np.asarray(canonical, dtype=np.int64).tolist():
         by_key.setdefault(strata[i], []).append(i)
     return [by_key[key] for key in sorted(by_key, key=lambda k: (k is None, 0 if k is None else k))]
 
@@ -135,7 +134,8 @@ def split_labels(labels: Sequence, fractions: Sequence[float] = (0.7, 0.15, 0.15
     labels in the order of ``labels``. ``strata`` (one key per label, ``None`` for "no label") splits each
     stratum by the fractions separately."""
     fractions = check_fractions(fractions)
-    groups = stratum_groups(labels, strata)
+    array = _int_array(labels)
+    groups = stratum_groups(labels if array is None else array, strata)
     rng = np.random.default_rng(seed)
     chosen = {name: [] for name in SPLITS}
     for group in groups:
@@ -143,7 +143,6 @@ def split_labels(labels: Sequence, fractions: Sequence[float] = (0.7, 0.15, 0.15
         cuts = np.round(np.cumsum(fractions)[:2] * len(group)).astype(int)
         for name, part in zip(SPLITS, np.split(order, cuts)):
             chosen[name].append(part)
-    array = _int_array(labels)
     return {name: (array[np.sort(np.concatenate(parts))].tolist() if array is not None else
                    [labels[i] for i in sorted(np.concatenate(parts).tolist())]) for name, parts in chosen.items()}
 
@@ -165,12 +164,14 @@ def load_or_make_splits(path: str, row_ids: Sequence, fractions=(0.7, 0.15, 0.15
     if stratify is not None and not isinstance(stratify, str):
         raise RunnerError(f"stratify must be a task name or None, got {stratify!r}")
     labels = encode_labels(row_ids)
+    array = _int_array(labels)  # once: the steps below take integer labels as this array
+    keys = labels if array is None else array
     if resplit or not os.path.exists(path):
-        splits = split_labels(labels, fractions, seed, strata)
+        splits = split_labels(keys, fractions, seed, strata)
         atomic_write_json(path, {"format": FORMAT, "seed": seed, "fractions": fractions, "stratify": stratify,
-                                 "num_samples": len(labels), "index_fingerprint": index_fingerprint(labels),
+                                 "num_samples": len(labels), "index_fingerprint": index_fingerprint(keys),
                                  "splits": splits})
-        return _positions(splits, labels)
+        return _positions(splits, keys)
     saved = _read(path)
     if "format" not in saved:
         return _legacy_positions(path, saved, len(labels))
@@ -182,8 +183,8 @@ def load_or_make_splits(path: str, row_ids: Sequence, fractions=(0.7, 0.15, 0.15
         text = ", ".join(f"{k}={old!r} (now {new!r})" for k, (old, new) in differ.items())
         raise RunnerError(f"{path} was made with {text}; the run's existing checkpoints were trained on those "
                           f"splits. Use the same settings, another runner_name, or resplit=True for fresh splits")
-    if _same_rows(splits, labels):
-        return _positions(splits, labels)
+    if _same_rows(splits, keys):
+        return _positions(splits, keys)
     saved_set, current = set(sum(splits.values(), [])), set(labels)
     if saved_set != current:
         added, removed = sorted(current - saved_set, key=_canonical), sorted(saved_set - current, key=_canonical)

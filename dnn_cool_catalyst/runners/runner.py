@@ -141,14 +141,17 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
 
     @property
     def checkpoint_dir(self) -> str:
-        # While a stage of train(stages=...) runs, its own subdirectory (training/stages.py).
         return self.run_layout.checkpoints
 
     @property
+    def tensorboard_layout(self) -> RunDir:
+        # This runner's TensorBoard run (run/tensorboard.py) seen from the running stage. Read from the claimed
+        # path, which a copy of the runner (cross_validate's folds) keeps.
+        return RunDir.of_tensorboard_run(self.tensorboard_run_dir).stage(self.run_layout.stage_name)
+
+    @property
     def tensorboard_dir(self) -> str:
-        # This runner's TensorBoard run (run/tensorboard.py); while a stage runs, its subfolder there. Read from the
-        # claimed path, which a copy of the runner (cross_validate's folds) keeps.
-        return RunDir.of_tensorboard_run(self.tensorboard_run_dir).stage(self.run_layout.stage_name).tensorboard
+        return self.tensorboard_layout.tensorboard
 
     @property
     def infer_dir(self) -> str:
@@ -172,8 +175,7 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
         and ``infer`` use; see :func:`~dnn_cool_catalyst.runners.loaders.split_loader`."""
         return loaders.split_loader(self, split, shuffle, batch_size)
 
-    def _placed_loader(self, loader, device, rank: int = 0, world: int = 1):
-        """``loader`` as this process iterates it on ``device`` (:func:`.loaders.placed_loader`)."""
+    def _placed_loader(self, loader, device, rank: int = 0, world: int = 1):  # as this process iterates it
         return loaders.placed_loader(self, loader, device, rank, world)
 
     def _materialize(self) -> None:
