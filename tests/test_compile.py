@@ -19,9 +19,11 @@ from catalyst import dl
 from torch._dynamo.utils import counters
 
 from dnn_cool_catalyst import Converters, Project
-from dnn_cool_catalyst.callbacks.criterion import STEP_TERMS_KEY, FlowCriterionCallback
-from dnn_cool_catalyst.errors import RunnerError
-from dnn_cool_catalyst.graph.batch import ELEMENT_LOSSES_KEY, GROUND_TRUTH_MASKS_KEY
+from dnn_cool_catalyst.callbacks.criterion import STEP_LOSS_ROW_KEY, STEP_TERMS_KEY, FlowCriterionCallback
+from dnn_cool_catalyst.callbacks import nan_guard
+from dnn_cool_catalyst.callbacks.nan_guard import STEP_LOGITS_SUM_KEY
+from dnn_cool_catalyst.errors import NonFiniteError, RunnerError
+from dnn_cool_catalyst.graph.batch import ELEMENT_LOSSES_KEY, GROUND_TRUTH_MASKS_KEY, output_logits
 from dnn_cool_catalyst.training import compiled_step
 
 TYPES = dict(flag="binary", kind="category", tags="multilabel", score="continuous", amount="regression",
@@ -219,6 +221,18 @@ def test_step_leaves_what_the_eager_callbacks_compute(runs):
                 assert int(step_counts[name]) == int(counts[name])
                 assert torch.equal(compiled[GROUND_TRUTH_MASKS_KEY][1][name],
                                    eager_batch[GROUND_TRUTH_MASKS_KEY][1][name])
+            # the criterion's row and the NaN guard's sum, built in the graph, detached
+            names = list(per_task)
+            n = len(batch["index"])
+            eager_row = criterion._row([per_task[k] for k in names] + [counts[k] for k in names]
+                                       + [runner.flow_loss.combine(per_task, counts).detach() * n])
+            row = compiled[STEP_LOSS_ROW_KEY]
+            assert row.dtype == torch.float64 and not row.requires_grad and row.shape == (2 * len(names) + 1,)
+            torch.testing.assert_close(row, eager_row, rtol=1e-5, atol=1e-6)
+            logits = output_logits(runner.flow.graph, eager_batch["outputs"], n)
+            expected = float(torch.cat([v.reshape(n, -1) for v in logits.values()], 1).sum()) + float(total)
+            assert not compiled[STEP_LOGITS_SUM_KEY].requires_grad
+            assert float(compiled[STEP_LOGITS_SUM_KEY]) == pytest.approx(expected, rel=1e-4, abs=1e-3)
             if training:
                 assert ELEMENT_LOSSES_KEY not in compiled
             else:
@@ -226,6 +240,23 @@ def test_step_leaves_what_the_eager_callbacks_compute(runs):
                 assert set(elements) == set(eager_batch[ELEMENT_LOSSES_KEY][1]) and elements
                 for name, value in eager_batch[ELEMENT_LOSSES_KEY][1].items():
                     torch.testing.assert_close(elements[name], value, rtol=1e-5, atol=1e-6)
+
+
+def test_nan_guard_stops_a_compiled_run_at_the_bad_row(tmp_path, monkeypatch):
+    """Under compile the guard reads the step's sum of logits instead of summing them itself; a NaN input row still
+    stops training with the task and the dataset position named, as in eager mode."""
+    monkeypatch.setattr(compiled_step, "BACKEND", "aot_eager")
+    own_sums = []
+    monkeypatch.setattr(nan_guard, "output_logits", lambda *a: own_sums.append(1) or output_logits(*a))
+    runner = all_types_runner(tmp_path)
+    runner.train(num_epochs=1, compile=True, verbose=False)
+    assert own_sums == []  # every batch was known finite from the step's sum
+    bad = int(runner.splits["train"][5])
+    runner.dataset.data.inputs["f0"][bad] = float("nan")  # every logit of that row becomes NaN
+    with pytest.raises(NonFiniteError, match=f"task 'flag' produced NaN or inf logits in loader 'train', "
+                                             f"epoch 1, .*samples at dataset positions \\[{bad}\\]"):
+        runner.train(num_epochs=1, compile=True, verbose=False)
+    assert own_sums  # the bad batch was looked at task by task
 
 
 @pytest.mark.parametrize("value", ["fast", 1, "yes", ["default"]])

@@ -15,6 +15,8 @@ from ..parallel.replicas import REDUCTION_KEY
 #: Where a compiled training step (``train(compile=True)``, training/compiled_step.py) leaves
 #: ``(loss_fn, per_task, counts, total)``: the terms this callback would compute, computed inside the compiled graph.
 STEP_TERMS_KEY = "loss_terms"
+#: ... and the row this callback keeps per batch (float64: per-task losses, per-task valid counts, loss x batch size).
+STEP_LOSS_ROW_KEY = "loss_row"
 
 
 class FlowCriterionCallback(ICriterionCallback):
@@ -78,15 +80,17 @@ class FlowCriterionCallback(ICriterionCallback):
     def on_batch_end(self, runner) -> None:
         step = runner.batch.get(STEP_TERMS_KEY)
         world = world_size()
+        row = None
         if step is not None and step[0] is self.loss_fn and world == 1:
             per_task, counts, total = step[1:]
+            row = runner.batch.get(STEP_LOSS_ROW_KEY)  # built inside the compiled step
         else:
             per_task, counts = self._terms(runner)
             total = self.loss_fn.combine(per_task, counts) if world == 1 else None
         if world == 1:
             runner.batch_metrics[self.loss_key] = total
             n = runner.batch_size
-            batch_total = total.detach() * n
+            batch_total = total.detach() * n if row is None else None
         else:
             names = list(per_task)
             device = per_task[names[0]].device
@@ -102,20 +106,22 @@ class FlowCriterionCallback(ICriterionCallback):
             runner.batch_metrics[self.loss_key] = share * world
             batch_total = share.detach() * summed[-1]  # summed over processes at loader end: loss x batch size
         self._samples = n if self._samples is None else self._samples + n
-        # One small row per batch (one stack, which promotes the integer counts; no accumulation kernels), summed
-        # at loader end in float64.
         names = self._task_names = self._task_names or list(per_task)
-        parts = [per_task[name] for name in names] + [counts[name] for name in names] + [batch_total]
-        if self.read_on_cpu and batch_total.device.type == "cpu":  # numbers: cheaper than a stack of tensors
-            row = torch.tensor([v.item() if isinstance(v, torch.Tensor) else float(v) for v in parts],
-                               dtype=torch.float64)
-        else:
-            with torch.no_grad():  # detached without a detach() per value
-                try:
-                    row = torch.stack(parts)
-                except (TypeError, RuntimeError):  # counts given as numbers, or values not of shape ()
-                    row = torch.stack([torch.as_tensor(v, device=batch_total.device).reshape(()) for v in parts])
+        if row is None:
+            row = self._row([per_task[name] for name in names] + [counts[name] for name in names] + [batch_total])
         keep(self._rows, row[None])
+
+    def _row(self, parts) -> torch.Tensor:
+        """One small row per batch (one stack, which promotes the integer counts; no accumulation kernels), summed
+        at loader end in float64."""
+        if self.read_on_cpu and parts[-1].device.type == "cpu":  # numbers: cheaper than a stack of tensors
+            return torch.tensor([v.item() if isinstance(v, torch.Tensor) else float(v) for v in parts],
+                                dtype=torch.float64)
+        with torch.no_grad():  # detached without a detach() per value
+            try:
+                return torch.stack(parts)
+            except (TypeError, RuntimeError):  # counts given as numbers, or values not of shape ()
+                return torch.stack([torch.as_tensor(v, device=parts[-1].device).reshape(()) for v in parts])
 
     def on_loader_end(self, runner) -> None:
         if not self._rows:

@@ -22,6 +22,9 @@ from ..graph.batch import output_logits
 from ..parallel.replicas import REDUCTION_KEY
 
 LOSS_SLOT = "the total loss"
+#: Where a compiled training step (training/compiled_step.py) leaves the sum of every logit plus the loss, computed
+#: inside its graph: NaN or inf when a logit or the loss is (or, harmlessly, when finite values add up past 3e38).
+STEP_LOGITS_SUM_KEY = "logits_sum"
 
 
 class NanGuardCallback(Callback):
@@ -58,15 +61,16 @@ class NanGuardCallback(Callback):
         loss = runner.batch_metrics.get(self.loss_key)
         if outputs is None and reduction is None and not isinstance(loss, torch.Tensor):
             return
-        sample_bad = self._sample_flags(outputs, reduction, loss, n)
+        sample_bad = self._sample_flags(outputs, reduction, loss, n, runner.batch.get(STEP_LOGITS_SUM_KEY))
         if sample_bad is not None:
             self._record(runner, index, n, sample_bad, loss)
         if self.check_every is not None and runner.loader_batch_step % self.check_every == 0:
             self._raise_if_bad(runner)
 
-    def _sample_flags(self, outputs, reduction, loss, n: int) -> Optional[torch.Tensor]:
+    def _sample_flags(self, outputs, reduction, loss, n: int, logits_sum=None) -> Optional[torch.Tensor]:
         """Per sample and task: are its logits NaN or inf? ``(N, T)`` bool on the device; None when the batch is
-        known to be finite without recording it (CPU tensors, see ``read_on_cpu``)."""
+        known to be finite without recording it (CPU tensors, see ``read_on_cpu``; ``logits_sum``: the sum below,
+        from the compiled step)."""
         if outputs is None and reduction is not None:
             # Balanced DataParallel: no gathered logits, but each replica flagged its tasks; the rows of the
             # whole batch are the suspects.
@@ -76,6 +80,9 @@ class NanGuardCallback(Callback):
             return torch.zeros(n, len(self.slots) - 1, dtype=torch.bool, device=loss.device)
         # A sum is NaN or inf when one of its terms is (or, harmlessly, when finite logits add up past 3e38):
         # one reduction per task instead of a finiteness test per element and task.
+        if self.read_on_cpu and logits_sum is not None and logits_sum.device.type == "cpu" \
+                and math.isfinite(float(logits_sum)):
+            return None
         with torch.no_grad():  # no autograd bookkeeping for the views and the concatenation
             flat = [v.reshape(n, -1) for v in output_logits(self.flow.graph, outputs, n).values()]
             if self.read_on_cpu and flat[0].device.type == "cpu":

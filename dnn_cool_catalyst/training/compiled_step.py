@@ -8,7 +8,8 @@ the backward graph from it, so ``loss.backward()`` (Catalyst's BackwardCallback)
 The step leaves in the batch exactly what the eager path's callbacks leave there, so nothing downstream changes:
 ``outputs`` (the model's output), the ground-truth masks (read by the metrics), the per-task losses, valid counts
 and the total (read by :class:`~dnn_cool_catalyst.callbacks.FlowCriterionCallback` instead of computing them), and
-on validation passes the element losses the best/worst samples read.
+on validation passes the element losses the best/worst samples read. Two small tensors spare the callbacks their
+per-batch work outside the graph: the criterion's row of loader sums and the NaN guard's sum of every logit.
 
 Shapes: every tensor of the batch is marked dynamic in its first dimension (``maybe_mark_dynamic``), so the last,
 shorter batch of a loader reuses the graph instead of compiling another one. Training (grad, ``model.train()``) and
@@ -28,8 +29,9 @@ from typing import Optional
 
 import torch
 
-from ..callbacks.criterion import STEP_TERMS_KEY
-from ..graph.batch import ELEMENT_LOSSES_KEY, GROUND_TRUTH_MASKS_KEY, ground_truth_masks
+from ..callbacks.criterion import STEP_LOSS_ROW_KEY, STEP_TERMS_KEY
+from ..callbacks.nan_guard import STEP_LOGITS_SUM_KEY
+from ..graph.batch import ELEMENT_LOSSES_KEY, GROUND_TRUTH_MASKS_KEY, ground_truth_masks, output_logits
 from ..measures.losses import FlowLoss
 from ..messages import warn_user
 from ..parallel import autocast
@@ -88,7 +90,12 @@ def _mark_batch_dynamic(tree) -> None:
 
 
 def flow_step(model, loss_fn: FlowLoss, device_type: str, dtype, inputs, targets, available):
-    """One step: ``(outputs, masks, per_task, counts, total, elements)``; what ``torch.compile`` traces.
+    """One step: ``(outputs, masks, per_task, counts, total, elements, loss_row, logits_sum)``; what
+    ``torch.compile`` traces.
+
+    ``loss_row`` and ``logits_sum`` are what the criterion and the NaN guard would otherwise compute per batch
+    outside the step, with a dozen small operations and host reads each (measured: about a third of the per-batch
+    work left outside the compiled step); inside the graph they are fused into its last kernels.
 
     The model and the loss are arguments, not attributes of a step object: dynamo's guards then check their
     structure, not their identity, so every fold of ``cross_validate`` (a new model of the same architecture)
@@ -102,7 +109,16 @@ def flow_step(model, loss_fn: FlowLoss, device_type: str, dtype, inputs, targets
     elements = None if torch.is_grad_enabled() else {}
     per_task, counts = loss_fn.terms(outputs, labels, masks=masks, elements=elements)
     total = loss_fn.combine(per_task, counts)
-    return outputs, masks, per_task, counts, total, elements
+    names = list(per_task)
+    n = next(iter(available.values())).shape[0]
+    # The criterion's row, in its order and float64 (the values it builds from the same float32 numbers).
+    loss_row = torch.stack([per_task[k].detach().to(torch.float64) for k in names]
+                           + [counts[k].to(torch.float64) for k in names]
+                           + [(total.detach() * n).to(torch.float64)])
+    # The NaN guard's test: NaN or inf iff some logit (or the loss) is, as its own sum outside the step.
+    logits = output_logits(loss_fn.graph, outputs, n).values()
+    logits_sum = sum(v.detach().sum(dtype=torch.float32) for v in logits) + total.detach()
+    return outputs, masks, per_task, counts, total, elements, loss_row, logits_sum
 
 
 class CompiledStep:
@@ -142,10 +158,11 @@ class CompiledStep:
                           f"this run goes on in eager mode")
         else:
             result = self._step(inputs, targets, available)
-        outputs, masks, per_task, counts, total, elements = result
+        outputs, masks, per_task, counts, total, elements, loss_row, logits_sum = result
         graph = self.loss_fn.graph
         extra = {"outputs": outputs, GROUND_TRUTH_MASKS_KEY: (graph, masks),
-                 STEP_TERMS_KEY: (self.loss_fn, per_task, counts, total)}
+                 STEP_TERMS_KEY: (self.loss_fn, per_task, counts, total), STEP_LOSS_ROW_KEY: loss_row,
+                 STEP_LOGITS_SUM_KEY: logits_sum}
         if elements is not None:
             extra[ELEMENT_LOSSES_KEY] = (graph, elements)
         return {**batch, **extra}
