@@ -64,11 +64,10 @@ def tabular_frame(n: int, seed: int = 0) -> pd.DataFrame:
     return df
 
 
-def tabular_runner(run_dir: str, samples: int, batch: int):
+def tabular_project(run_dir: str, df: pd.DataFrame):
+    """The tabular workload's project and 6-task flow over ``df`` (a :func:`tabular_frame`)."""
     from dnn_cool_catalyst import Converters, Project
-    from dnn_cool_catalyst.tabular import tabular_model
 
-    df = tabular_frame(samples)
     converters = Converters()
     converters.type.type_mapping.update(active="binary", premium="binary", churned="binary", segment="category",
                                         score="continuous", spend="regression")
@@ -85,6 +84,13 @@ def tabular_runner(run_dir: str, samples: int, batch: int):
         out += flow.spend(x.features) | out.churned
         return out
 
+    return project
+
+
+def tabular_runner(run_dir: str, samples: int, batch: int):
+    from dnn_cool_catalyst.tabular import tabular_model
+
+    project = tabular_project(run_dir, tabular_frame(samples))
     return project.runner(tabular_model(project, hidden=128), "bench", batch_size=batch, seed=0)
 
 

@@ -17,13 +17,20 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from typing import Any, Union
+from typing import Any, Iterable, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically, creating missing parent directories."""
+    atomic_write_chunks(path, (data,))
+
+
+def atomic_write_chunks(path: PathLike, chunks: Iterable[bytes]) -> None:
+    """Write the concatenated ``chunks`` to ``path`` atomically (see :func:`atomic_write_bytes`): a large file
+    without its whole text in memory at once. A chunk that fails to come (an exception) leaves the target as it was.
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
@@ -33,7 +40,8 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> None:
         # so a shared run directory stays readable by the team.
         _chmod_for_umask(fd, tmp_path)
         with os.fdopen(fd, "wb") as f:
-            _write_all(f, data)
+            for data in chunks:
+                _write_all(f, data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp_path, path)

@@ -205,7 +205,7 @@ def test_build_all_types_end_to_end():
     conv = Converters()
     outputs = ["door_open", "shirt_type", "facial", "face_x1", "temperature"]
     data = conv.build(security_df(), input_cols=["x"], output_cols=outputs)
-    assert len(data) == 4 and data.row_ids == [100, 101, 102, 103]
+    assert len(data) == 4 and list(data.row_ids) == [100, 101, 102, 103]
     assert data.types == {"x": "numeric", "door_open": "binary", "shirt_type": "category",
                           "facial": "multilabel", "face_x1": "continuous", "temperature": "regression"}
     assert isinstance(data.tasks["door_open"], BinaryTask)
@@ -262,7 +262,7 @@ def test_state_json_round_trip_maps_labels_identically(tmp_path):
     assert second.targets["facial"].tolist() == [[0, 1], [0, 0], [0, 0]]
     assert (second.tasks["face_x1"].lo, second.tasks["face_x1"].hi) == (0.1, 0.9)
     assert second.targets["face_x1"][0].item() == pytest.approx(0.5)
-    assert second.row_ids == ["a", "b", "c"]
+    assert list(second.row_ids) == ["a", "b", "c"]
 
     # A new column is fitted and added; the dropped column's state stays in the file.
     later["temperature"] = [1.0, -2.0, nan]

@@ -74,7 +74,7 @@ def test_dataloader_collates_batches(tmp_path):
 
 def test_index_is_position_and_row_ids_are_labels(tmp_path):
     data = build(tmp_path)
-    assert data.row_ids == [50, 40, 30, 20, 10]
+    assert list(data.row_ids) == [50, 40, 30, 20, 10]
     subset = Subset(FlowDataset(data), [4, 1])
     batch = next(iter(DataLoader(subset, batch_size=2)))
     assert batch["index"].tolist() == [4, 1]

@@ -174,7 +174,7 @@ def test_ddp_infer_gathers_every_sample_once_in_split_order(single_and_ddp):
         expected = artifacts.load_split(single.infer_dir, split, single.flow.tasks)
         actual = artifacts.load_split(ddp.infer_dir, split, ddp.flow.tasks)
         for task, fields in expected.items():
-            assert actual[task]["index"].tolist() == ddp.splits[split]  # global ids, no padding duplicate
+            assert actual[task]["index"].tolist() == ddp.splits[split].tolist()  # global ids, no padding duplicate
             for field, value in fields.items():
                 np.testing.assert_allclose(np.asarray(actual[task][field], dtype=np.float64),
                                            np.asarray(value, dtype=np.float64), atol=1e-6, err_msg=f"{task}/{field}")

@@ -110,7 +110,7 @@ def checkpoint_deleted_after_infer(run):
 
 
 def manifest_rows_of_other_positions(run):
-    other = run.splits["valid"][:1]
+    other = run.splits["valid"][:1].tolist()
     _edit_manifest(run, lambda m: m["rows"].update(positions=other + m["rows"]["positions"][1:]))
     run.evaluate("test")
 
@@ -493,7 +493,7 @@ def test_infer_leaves_no_hidden_directories_and_a_manifest_per_split(run):
     names = sorted(os.listdir(run.infer_dir))
     assert names == ["index.json", "test", "train", "valid"]
     manifest = json.loads(_manifest_path(run, "valid").read_text())
-    assert manifest["rows"]["positions"] == run.splits["valid"]
+    assert manifest["rows"]["positions"] == run.splits["valid"].tolist()
     assert manifest["rows"]["labels"] == [run.dataset.row_id(p) for p in run.splits["valid"]]
     assert manifest["checkpoint"]["file"] == "runner.best.pth"
     assert manifest["checkpoint"]["sha256"] == artifacts.sha256_bytes(

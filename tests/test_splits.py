@@ -189,30 +189,58 @@ def test_a_splits_file_of_an_older_version_is_still_read_with_a_warning(tmp_path
     with open(path, "w") as f:
         json.dump({"num_samples": SAMPLES, "seed": 42, "fractions": [0.7, 0.15, 0.15], "splits": positions}, f)
     with pytest.warns(UserWarning, match="stores row positions"):
-        assert runner_for(frame(), tmp_path).splits == positions
+        assert {k: v.tolist() for k, v in runner_for(frame(), tmp_path).splits.items()} == positions
 
 
+def as_lists(splits):
+    return {name: [int(p) for p in members] for name, members in splits.items()}
+
+
+@pytest.mark.parametrize("given", ["list", "index"])
 @pytest.mark.parametrize("stratified", [False, True])
-def test_the_integer_fast_path_gives_what_the_general_path_gives(tmp_path, monkeypatch, stratified):
-    """Integer labels are split, fingerprinted and looked up with numpy (run/splits.py: _int_array); the result
-    must be the general path's, byte for byte, so that existing splits.json files and seeds keep their rows."""
+def test_the_integer_fast_path_gives_what_the_general_path_gives(tmp_path, monkeypatch, stratified, given):
+    """Integer labels are split, fingerprinted, written and looked up with numpy (run/splits.py: label_keys,
+    _int_array, splits_json); the result must be the general path's, byte for byte, so that existing splits.json
+    files and seeds keep their rows. ``index``: the labels as a pandas Index, read as its array at once."""
     from dnn_cool_catalyst.run import splits as splits_module
 
     rng = np.random.default_rng(5)
     labels = [int(v) for v in rng.choice(10 ** 9, size=997, replace=False)]
     strata = [None if v % 7 == 0 else int(v % 3) for v in labels] if stratified else None
 
-    def run(folder):
+    def run(folder, row_ids):
         os.makedirs(folder)
-        positions = splits_module.load_or_make_splits(os.path.join(folder, "splits.json"), labels, (0.6, 0.2, 0.2),
-                                                      3, "t" if stratified else None, strata)
-        reread = splits_module.load_or_make_splits(os.path.join(folder, "splits.json"), labels, (0.6, 0.2, 0.2),
-                                                   3, "t" if stratified else None, strata)
-        with open(os.path.join(folder, "splits.json"), encoding="utf-8") as f:
-            return positions, reread, f.read()
+        path = os.path.join(folder, "splits.json")
+        positions = splits_module.load_or_make_splits(path, row_ids, (0.6, 0.2, 0.2), 3,
+                                                      "t" if stratified else None, strata)
+        reread = splits_module.load_or_make_splits(path, row_ids, (0.6, 0.2, 0.2), 3,
+                                                   "t" if stratified else None, strata)
+        assert all(isinstance(v, np.ndarray) and v.dtype == np.int64 for v in [*positions.values(),
+                                                                                *reread.values()])
+        with open(path, encoding="utf-8") as f:
+            return as_lists(positions), as_lists(reread), f.read()
 
-    fast = run(str(tmp_path / "fast"))
+    monkeypatch.setattr(splits_module, "_CHUNK", 100)  # several chunks per split in splits.json
+    fast = run(str(tmp_path / "fast"), labels if given == "list" else pd.Index(labels))
     monkeypatch.setattr(splits_module, "_int_array", lambda labels: None)
-    general = run(str(tmp_path / "general"))
+    general = run(str(tmp_path / "general"), labels)
     assert fast == general
     assert fast[0] == fast[1] and sorted(sum(fast[0].values(), [])) == list(range(len(labels)))
+    saved = json.loads(fast[2])
+    assert fast[2] == json.dumps(saved, indent=2)  # what atomic_write_json writes for the lists
+    assert {name: [labels[p] for p in members] for name, members in fast[0].items()} == saved["splits"]
+
+
+def test_string_labels_in_the_same_order_get_the_positions_of_integer_labels(tmp_path):
+    """Zero-padded strings sort as their ints do, so the general path (strings) must give the integer fast path's
+    positions, and splits.json the same labels as text."""
+    from dnn_cool_catalyst.run.splits import load_or_make_splits
+
+    ints = pd.Index(np.random.default_rng(1).choice(10 ** 6, size=1500, replace=False))
+    strings = [f"{v:07d}" for v in ints]
+    by_int = load_or_make_splits(str(tmp_path / "ints.json"), ints, (0.7, 0.15, 0.15), 4)
+    by_str = load_or_make_splits(str(tmp_path / "strs.json"), strings, (0.7, 0.15, 0.15), 4)
+    assert as_lists(by_int) == as_lists(by_str)
+    with open(tmp_path / "ints.json") as f, open(tmp_path / "strs.json") as g:
+        saved_ints, saved_strs = json.load(f)["splits"], json.load(g)["splits"]
+    assert {k: [f"{v:07d}" for v in members] for k, members in saved_ints.items()} == saved_strs

@@ -280,7 +280,7 @@ def test_mlp_standardises_with_the_training_split_only(tmp_path):
 
     model = tabular_model(project, hidden=4)
     runner = project.runner(model, runner_name="run")
-    held_out = runner.splits["valid"] + runner.splits["test"]
+    held_out = np.concatenate([runner.splits["valid"], runner.splits["test"]])
     project.data.inputs["size"][torch.as_tensor(held_out)] += 1000.0
     before = model.mean.clone()
     runner = project.runner(model, runner_name="run")  # fits again, now that the held-out rows differ

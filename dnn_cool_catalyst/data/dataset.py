@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -94,5 +95,7 @@ class FlowDataset(Dataset):
         return any(reads_per_item(self.data.inputs[name]) for name in self.input_names)
 
     def row_id(self, i: int):
-        """The DataFrame index label of position ``i``."""
-        return self.data.row_ids[i]
+        """The DataFrame index label of position ``i``, as a Python scalar (``row_ids[i]`` of an index is a numpy
+        one, which JSON cannot write)."""
+        label = self.data.row_ids[i]
+        return label.item() if isinstance(label, np.generic) else label

@@ -25,6 +25,7 @@ import json
 import os
 from typing import TYPE_CHECKING, Dict, List, Optional
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -173,7 +174,7 @@ def _fold_runner(runner: "DnnCoolSupervisedRunner", k: int, k_folds: int, splits
     fold_files.write_or_check_fold_splits(fold.run_layout.splits, splits, runner.split_seed,
                                           stratify, k, k_folds, write=runner._writes_files())
     position = {label: i for i, label in enumerate(encode_labels(runner._row_ids()))}
-    fold.splits = {name: [position[label] for label in splits[name]] for name in SPLITS}
+    fold.splits = {name: np.array([position[label] for label in splits[name]], dtype=np.int64) for name in SPLITS}
     try:
         fold.fitted_targets = fitted.load_or_fit(fold.run_dir, runner.flow, runner.dataset, fold.splits["train"],
                                                  write=runner._writes_files())

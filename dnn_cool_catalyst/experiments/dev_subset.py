@@ -49,8 +49,9 @@ def subset(values: Optional[Sequence], positions: Optional[List[int]]):
     return [values[p] for p in positions]
 
 
-def to_dataset_positions(splits: Dict[str, List[int]], positions: Optional[List[int]]) -> Dict[str, List[int]]:
+def to_dataset_positions(splits: Dict[str, np.ndarray], positions: Optional[List[int]]) -> Dict[str, np.ndarray]:
     """Splits made over the subset's rows (positions into the subset) as positions into the whole dataset."""
     if positions is None:
         return splits
-    return {name: [positions[i] for i in members] for name, members in splits.items()}
+    positions = np.asarray(positions, dtype=np.int64)
+    return {name: positions[np.asarray(members, dtype=np.int64)] for name, members in splits.items()}

@@ -59,6 +59,6 @@ def export(runner: "DnnCoolSupervisedRunner", path: Optional[str] = None, format
 def _export_example(runner: "DnnCoolSupervisedRunner") -> dict:
     """A small batch of the run's own inputs, to trace the model on."""
     for split in ("train", "valid", "test"):
-        if runner.splits.get(split):
+        if len(runner.splits.get(split, ())):
             return next(iter(runner.split_loader(split, batch_size=min(8, len(runner.splits[split])))))
     raise RunnerError("the run has no samples to trace the model on")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from typing import Iterator, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler, Subset
 from torch.utils.data._utils.collate import default_collate
@@ -171,7 +172,9 @@ class BatchedSubset(PaddingMarkedSubset):
 
     def __getitems__(self, keys) -> dict:
         positions, real = split_keys(keys)
-        positions = [self.indices[p] for p in positions]
+        indices = self.indices
+        # A split's int64 array (the runner's splits) gives its positions as Python ints, as a list would.
+        positions = indices[positions].tolist() if isinstance(indices, np.ndarray) else [indices[p] for p in positions]
         fetch = getattr(self.dataset, "batch", None)
         if callable(fetch):
             batch = dict(fetch(positions))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Dict, Sequence
 
+import numpy as np
 import torch
 
 from ..atomic import atomic_write_json
@@ -25,7 +26,7 @@ def train_split_labels(dataset, flow, positions: Sequence[int]):
 
     Reads the converted tensors directly when the dataset exposes them (``dataset.data``), else collects items."""
     data = getattr(dataset, "data", None)
-    index = torch.as_tensor(list(positions), dtype=torch.long)
+    index = torch.as_tensor(np.asarray(positions, dtype=np.int64))  # a list of numpy ints converts slowly
     if data is not None and all(name in getattr(data, "targets", {}) for name in flow.tasks):
         return ({name: data.targets[name][index] for name in flow.tasks},
                 {name: data.available[name][index] for name in flow.tasks})

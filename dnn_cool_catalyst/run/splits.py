@@ -25,11 +25,11 @@ import json
 import math
 import numbers
 import os
-from typing import Dict, Hashable, List, Optional, Sequence
+from typing import Dict, Hashable, Iterator, List, Optional, Sequence
 
 import numpy as np
 
-from ..atomic import atomic_write_json
+from ..atomic import atomic_write_chunks
 from ..messages import short_repr
 from ..errors import RunnerError
 from ..safe_read import read_json
@@ -38,6 +38,7 @@ from ..messages import warn_user
 SPLITS = ("train", "valid", "test")
 FORMAT = 2
 _FEW = 5  # how many labels an error message quotes
+_CHUNK = 1 << 16  # labels per piece of splits.json's text
 
 
 def check_fractions(fractions) -> List[float]:
@@ -71,6 +72,26 @@ def encode_labels(row_ids: Sequence) -> list:
         raise RunnerError(f"the DataFrame index holds the label {label!r} of type {type(label).__name__}; splits are "
                           f"stored by row label, which must be an int or a str to be saved and read back exactly "
                           f"(e.g. df.reset_index(drop=True), or df.index = df.index.astype(str))") from None
+
+
+def label_keys(row_ids: Sequence):
+    """The row labels as the functions below take them: an int64 array when every label is an int, else
+    :func:`encode_labels`' list. An integer index (a ``RangeIndex``) or ``range`` is read as its array at once:
+    encoding it label by label makes a Python int per row (36 MB at 10^6 rows) only to pack them into the array.
+
+    >>> label_keys(range(3)), label_keys(["a", 1])
+    (array([0, 1, 2]), ['a', 1])
+    """
+    if isinstance(row_ids, range):
+        return np.arange(row_ids.start, row_ids.stop, row_ids.step, dtype=np.int64)
+    dtype = getattr(row_ids, "dtype", None)
+    if isinstance(dtype, np.dtype) and dtype.kind in "iu" and len(row_ids):
+        array = np.asarray(row_ids)
+        if dtype.kind == "i" or array.max() <= np.iinfo(np.int64).max:  # larger uint64: the general path
+            return array.astype(np.int64, copy=False)
+    labels = encode_labels(row_ids)
+    array = _int_array(labels)
+    return labels if array is None else array
 
 
 def _canonical(label):
@@ -133,6 +154,12 @@ def split_labels(labels: Sequence, fractions: Sequence[float] = (0.7, 0.15, 0.15
     """Seeded split of ``labels`` (JSON-able, unique) by ``fractions`` (train, valid, test); each split lists its
     labels in the order of ``labels``. ``strata`` (one key per label, ``None`` for "no label") splits each
     stratum by the fractions separately."""
+    return {name: members.tolist() if isinstance(members, np.ndarray) else members
+            for name, members in _split_keys(labels, fractions, seed, strata).items()}
+
+
+def _split_keys(labels: Sequence, fractions: Sequence[float], seed: int, strata: Optional[Sequence[Hashable]]):
+    """:func:`split_labels`, with the splits of integer labels as int64 arrays (no Python int per row)."""
     fractions = check_fractions(fractions)
     array = _int_array(labels)
     groups = stratum_groups(labels if array is None else array, strata)
@@ -143,7 +170,7 @@ def split_labels(labels: Sequence, fractions: Sequence[float] = (0.7, 0.15, 0.15
         cuts = np.round(np.cumsum(fractions)[:2] * len(group)).astype(int)
         for name, part in zip(SPLITS, np.split(order, cuts)):
             chosen[name].append(part)
-    return {name: (array[np.sort(np.concatenate(parts))].tolist() if array is not None else
+    return {name: (array[np.sort(np.concatenate(parts))] if array is not None else
                    [labels[i] for i in sorted(np.concatenate(parts).tolist())]) for name, parts in chosen.items()}
 
 
@@ -154,27 +181,26 @@ def make_splits(n: int, fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: in
 
 def load_or_make_splits(path: str, row_ids: Sequence, fractions=(0.7, 0.15, 0.15), seed: int = 42,
                         stratify: Optional[str] = None, strata: Optional[Sequence[Hashable]] = None,
-                        resplit: bool = False) -> Dict[str, List[int]]:
+                        resplit: bool = False) -> Dict[str, np.ndarray]:
     """The splits saved at ``path``, checked against the frame's rows and the split settings, as dataset
-    *positions* (each split in its saved order); made and saved when there are none (or ``resplit``)."""
+    *positions* (an int64 array per split, in its saved order); made and saved when there are none (or
+    ``resplit``)."""
     fractions = check_fractions(fractions)
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
         raise RunnerError(f"seed must be an int, got {seed!r}")
     seed = int(seed)
     if stratify is not None and not isinstance(stratify, str):
         raise RunnerError(f"stratify must be a task name or None, got {stratify!r}")
-    labels = encode_labels(row_ids)
-    array = _int_array(labels)  # once: the steps below take integer labels as this array
-    keys = labels if array is None else array
+    keys = label_keys(row_ids)  # once: the steps below take integer labels as this array
     if resplit or not os.path.exists(path):
-        splits = split_labels(keys, fractions, seed, strata)
-        atomic_write_json(path, {"format": FORMAT, "seed": seed, "fractions": fractions, "stratify": stratify,
-                                 "num_samples": len(labels), "index_fingerprint": index_fingerprint(keys),
-                                 "splits": splits})
+        splits = _split_keys(keys, fractions, seed, strata)
+        atomic_write_chunks(path, splits_json({"format": FORMAT, "seed": seed, "fractions": fractions,
+                                               "stratify": stratify, "num_samples": len(keys),
+                                               "index_fingerprint": index_fingerprint(keys)}, splits))
         return _positions(splits, keys)
     saved = _read(path)
     if "format" not in saved:
-        return _legacy_positions(path, saved, len(labels))
+        return _legacy_positions(path, saved, len(keys))
     splits = _validated(path, saved)
     settings = {"seed": seed, "fractions": fractions, "stratify": stratify}
     differ = {k: (saved[k], v) for k, v in settings.items()
@@ -185,6 +211,7 @@ def load_or_make_splits(path: str, row_ids: Sequence, fractions=(0.7, 0.15, 0.15
                           f"splits. Use the same settings, another runner_name, or resplit=True for fresh splits")
     if _same_rows(splits, keys):
         return _positions(splits, keys)
+    labels = keys.tolist() if isinstance(keys, np.ndarray) else keys
     saved_set, current = set(sum(splits.values(), [])), set(labels)
     if saved_set != current:
         added, removed = sorted(current - saved_set, key=_canonical), sorted(saved_set - current, key=_canonical)
@@ -197,15 +224,48 @@ def load_or_make_splits(path: str, row_ids: Sequence, fractions=(0.7, 0.15, 0.15
     return _positions(splits, labels)
 
 
-def _positions(splits: Dict[str, list], labels: list) -> Dict[str, List[int]]:
+def splits_json(header: dict, splits: Dict[str, Sequence]) -> Iterator[bytes]:
+    """The bytes of ``atomic_write_json``'s ``{**header, "splits": splits}`` (``json.dumps`` with ``indent=2``),
+    a chunk at a time, with the labels of integer splits read from their arrays: as one text, with the lists
+    ``json`` needs, 10^6 labels took ~50 MB at once.
+
+    >>> header = {"format": 2, "fractions": [0.5, 0.5]}
+    >>> text = b"".join(splits_json(header, {"train": np.array([3, 1]), "test": np.zeros(0, dtype=np.int64)}))
+    >>> text.decode() == json.dumps({**header, "splits": {"train": [3, 1], "test": []}}, indent=2)
+    True
+    """
+    if not all(isinstance(members, np.ndarray) for members in splits.values()):  # string labels: json as it is
+        lists = {name: members.tolist() if isinstance(members, np.ndarray) else list(members)
+                 for name, members in splits.items()}
+        yield json.dumps({**header, "splits": lists}, indent=2, allow_nan=False).encode("utf-8")
+        return
+    # "splits" is the last key: json's text of the header with "splits": null, minus that null and the closing brace.
+    head = json.dumps({**header, "splits": None}, indent=2, allow_nan=False)
+    yield head[:-len("null\n}")].encode("utf-8")
+    for k, (name, members) in enumerate(splits.items()):
+        yield ("{" if k == 0 else ",").encode() + f"\n    {json.dumps(name)}: ".encode("utf-8")
+        if not len(members):
+            yield b"[]"
+            continue
+        for start in range(0, len(members), _CHUNK):
+            items = "\n      " + ",\n      ".join(map(str, members[start:start + _CHUNK].tolist()))
+            yield ("[" if start == 0 else ",").encode() + items.encode("ascii")
+        yield b"\n    ]"
+    yield b"\n  }\n}" if splits else b"{}\n}"
+
+
+def _positions(splits: Dict[str, Sequence], labels: Sequence) -> Dict[str, np.ndarray]:
+    """Each split's labels as dataset positions, an int64 array per split (a list would hold a Python int per
+    row: 36 MB at 10^6 rows)."""
     array = _int_array(labels)
-    if array is not None and all(_int_array(members) is not None or not members for members in splits.values()):
+    if array is not None and all(not len(members) or _int_array(members) is not None for members in splits.values()):
         order = np.argsort(array, kind="stable")
         ordered = array[order]
-        return {name: order[np.searchsorted(ordered, np.asarray(members, dtype=np.int64))].tolist()
+        return {name: order[np.searchsorted(ordered, np.asarray(members, dtype=np.int64))]
                 for name, members in splits.items()}
     position = {label: i for i, label in enumerate(labels)}
-    return {name: [position[label] for label in members] for name, members in splits.items()}
+    return {name: np.array([position[label] for label in members], dtype=np.int64)
+            for name, members in splits.items()}
 
 
 def _same_rows(splits: Dict[str, list], labels: list) -> bool:
@@ -277,7 +337,7 @@ def _validated(path: str, saved: dict) -> Dict[str, list]:
     return {name: list(splits[name]) for name in SPLITS}
 
 
-def _legacy_positions(path: str, saved: dict, n: int) -> Dict[str, List[int]]:
+def _legacy_positions(path: str, saved: dict, n: int) -> Dict[str, np.ndarray]:
     """A ``splits.json`` of an older version: positions, valid only for the frame in its original order."""
     if saved.get("num_samples") != n:
         raise RunnerError(f"the splits saved in {path} are for {saved.get('num_samples')} samples, but the dataset "
@@ -293,4 +353,4 @@ def _legacy_positions(path: str, saved: dict, n: int) -> Dict[str, List[int]]:
             seen.add(i)
     warn_user(f"{path} stores row positions (an older format): a reordered DataFrame would change the splits; "
               f"pass resplit=True to store them by row label (fresh splits)")
-    return {name: list(splits[name]) for name in SPLITS}
+    return {name: np.array(splits[name], dtype=np.int64) for name in SPLITS}

@@ -9,7 +9,7 @@ the plain DataLoader.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import torch
 from catalyst.utils.misc import set_global_seed
@@ -27,12 +27,13 @@ if TYPE_CHECKING:
     from .runner import DnnCoolSupervisedRunner
 
 
-def row_ids(dataset) -> list:
-    """Each row's label (the DataFrame's index label), by dataset position."""
+def row_ids(dataset) -> Sequence:
+    """Each row's label (the DataFrame's index label), by dataset position: the project's ``pandas.Index`` itself
+    (a copy as a list would hold a Python int per row; the splits read an integer index as its array)."""
     data = getattr(dataset, "data", None)
     ids = getattr(data, "row_ids", None)
     # A user's own dataset without row labels: its positions are its labels.
-    return list(ids) if ids is not None and len(ids) == len(dataset) else list(range(len(dataset)))
+    return ids if ids is not None and len(ids) == len(dataset) else range(len(dataset))
 
 
 def strata(flow, dataset, stratify: Optional[str]) -> Optional[list]:
@@ -106,7 +107,7 @@ def split_loader(runner: "DnnCoolSupervisedRunner", split: str, shuffle: bool = 
     splits, dataset = runner.splits, runner.dataset
     if split not in splits:
         raise RunnerError(f"unknown split '{split}'; splits are {list(splits)}")
-    if not splits[split]:
+    if not len(splits[split]):
         raise RunnerError(f"split '{split}' has no samples ({len(dataset)} samples split by "
                           f"{[len(v) for v in splits.values()]}); change split_fractions")
     # Our own batch sampler, so that under DDP each process gets its slice of the very batches one process

@@ -52,8 +52,8 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
     The rest, each with its README section: ``engine`` and ``balance_dataparallel_memory`` ("Multi-GPU,
     multi-node and mixed precision"); ``device_data`` and ``num_workers`` ("Data path and device-resident data",
     ``runners/device_data.py``); ``split_fractions``, ``stratify``, ``resplit`` (``run/splits.py``: splits.json
-    stores row labels, ``self.splits`` dataset positions); ``dev=N`` ("Cross-validation and development subsets":
-    N seeded rows in ``<run_dir>-dev<N>``); ``box_tasks`` ("Augmentation, test-time augmentation and class
+    stores row labels, ``self.splits`` int64 arrays of positions); ``dev=N`` ("Cross-validation and development
+    subsets": N seeded rows in ``<run_dir>-dev<N>``); ``box_tasks`` ("Augmentation, test-time augmentation and class
     balancing": which bounded regression tasks are box coordinates that flips move).
 
     Public methods delegate to the modules that own them (ARCHITECTURE.md): ``training/``, ``outputs/``,
@@ -113,7 +113,7 @@ class DnnCoolSupervisedRunner(dl.SupervisedRunner):
     def _claim_run_dir(self) -> None:
         claim_run_dir(self.run_dir, self.flow)
 
-    def _row_ids(self) -> list:
+    def _row_ids(self) -> Sequence:
         return loaders.row_ids(self.dataset)
 
     def _strata(self, stratify: Optional[str]) -> Optional[list]:

@@ -197,7 +197,7 @@ def with_defaults(given, defaults: "OrderedDict") -> "OrderedDict":
 
 def valid_baselines(runner: "DnnCoolSupervisedRunner") -> dict:
     """Trivial baselines of the validation split (what early stopping waits for every task to beat)."""
-    if not runner.splits["valid"]:
+    if not len(runner.splits["valid"]):
         return {}
     targets, available = fitted.train_split_labels(runner.dataset, runner.flow, runner.splits["valid"])
     return trivial_baselines(runner.flow, targets, available)
