@@ -48,7 +48,7 @@ dnn_cool process (``_dnn_cool_shims``); nothing in the virtualenv is edited. dnn
 (its demo's image generator) needs OpenCV and is not used: only its ``synthetic_dataset.flows``.
 
     python benchmarks/bench_dnn_cool.py --python-dnn-cool /work/exp/dnncool-venv/bin/python \
-        [--samples 10000] [--epochs 4] [--reps 3] [--threads 2]
+        [--samples 10000] [--epochs 4] [--reps 3] [--threads 2] [--compile]
 """
 import argparse
 import json
@@ -124,7 +124,7 @@ def load_frame(directory: str) -> pd.DataFrame:
 
 # -- the two sides (each in its own process) ---------------------------------------------------------------------
 
-def ours(directory: str, epochs: int) -> dict:
+def ours(directory: str, epochs: int, compile: bool = False) -> dict:
     import torch
     from catalyst import dl
 
@@ -153,7 +153,7 @@ def ours(directory: str, epochs: int) -> dict:
             marks.append(time.perf_counter())
 
     runner.train(num_epochs=epochs, early_stopping_patience=epochs + 1, engine=default_engine("cpu"),
-                 callbacks={"epoch_timer": EpochTimer()})
+                 callbacks={"epoch_timer": EpochTimer()}, compile=compile)
     return {"epoch_seconds": np.diff(marks).tolist(), "samples": len(splits["train"]) + len(splits["valid"])}
 
 
@@ -296,9 +296,9 @@ def _meta(directory: str) -> dict:
 
 def run_side(python: str, side: str, directory: str, args) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
-    done = subprocess.run([python, os.path.abspath(__file__), "--child", side, directory, "--epochs", str(args.epochs),
-                           "--threads", str(args.threads)], capture_output=True, text=True, env=env,
-                          cwd=directory)
+    command = [python, os.path.abspath(__file__), "--child", side, directory, "--epochs", str(args.epochs),
+               "--threads", str(args.threads)] + (["--compile"] if args.compile else [])
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=directory)
     if done.returncode:
         sys.exit(f"{side} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -314,6 +314,8 @@ def main():
     parser.add_argument("--threads", type=int, default=2, help="torch threads on both sides")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0, help="frames and initial weights")
+    parser.add_argument("--compile", action="store_true",
+                        help="ours trains with compile=True (its first epoch, left out, holds the compilation)")
     parser.add_argument("--child", nargs=2, metavar=("SIDE", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -321,7 +323,7 @@ def main():
 
         torch.set_num_threads(args.threads)
         side, directory = args.child
-        result = (ours if side == "ours" else dnn_cool)(directory, args.epochs)
+        result = ours(directory, args.epochs, args.compile) if side == "ours" else dnn_cool(directory, args.epochs)
         print(json.dumps({**result, "threads": torch.get_num_threads(), "torch": torch.__version__}))
         return
     if args.epochs < 2:
