@@ -82,6 +82,20 @@ def test_index_is_position_and_row_ids_are_labels(tmp_path):
     assert batch["targets"]["shirt"].tolist() == [0, 1]
 
 
+@pytest.mark.parametrize("index", [[50, 40, 30, 20, 10], ["e", "d", "c", "b", "a"]])
+def test_row_ids_of_many_positions_at_once_are_each_positions_python_label(tmp_path, index):
+    from dnn_cool_catalyst.interpretation import SampleSource
+
+    data = build(tmp_path)
+    data.row_ids = pd.Index(index)
+    source = SampleSource(Subset(FlowDataset(data), [4, 1]))
+    positions = np.array([4, 1, 1, 0])
+    labels = source.row_ids(positions)
+    assert labels == [source.row_id(p) for p in positions] == [index[4], index[1], index[1], index[0]]
+    assert all(type(label) is type(index[0]) for label in labels)  # Python scalars: JSON writes them
+    assert source.row_ids([]) == []
+
+
 # -- atomic writes ---------------------------------------------------------------------------------------
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):

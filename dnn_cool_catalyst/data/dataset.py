@@ -26,10 +26,10 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .cells import plain_value
 from .columns import in_memory, reads_per_item, take
 from .converters import ConvertedData
 from ..errors import ConverterError
@@ -97,5 +97,4 @@ class FlowDataset(Dataset):
     def row_id(self, i: int):
         """The DataFrame index label of position ``i``, as a Python scalar (``row_ids[i]`` of an index is a numpy
         one, which JSON cannot write)."""
-        label = self.data.row_ids[i]
-        return label.item() if isinstance(label, np.generic) else label
+        return plain_value(self.data.row_ids[i])

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence
 
+import numpy as np
+import pandas as pd
 import torch
 from torch.utils.data import Subset
 
@@ -68,3 +70,11 @@ class SampleSource:
     def row_id(self, position: int):
         row_id = getattr(self.dataset, "row_id", None)
         return plain(row_id(position)) if row_id is not None else position
+
+    def row_ids(self, positions: Sequence[int]) -> list:
+        """:meth:`row_id` of each position: one take from the frame's index for a project's dataset (a split of
+        10^6 rows looked up label by label in a ``pandas.Index`` takes seconds)."""
+        ids = getattr(self._data, "row_ids", None)
+        if isinstance(ids, pd.Index) and callable(getattr(self.dataset, "row_id", None)):
+            return ids.take(np.asarray(positions, dtype=np.int64)).tolist()
+        return [self.row_id(p) for p in positions]

@@ -170,7 +170,7 @@ def _infer(runner: "DnnCoolSupervisedRunner", splits, checkpoint: str, verbose: 
             source = SampleSource(runner.dataset)
             positions = next(iter(stored.values()))["index"].tolist()
             artifacts.save_split(runner.infer_dir, split, stored, os.path.basename(path), checkpoint_sha256,
-                                 [source.row_id(p) for p in positions], **tta_of.tta_manifest(runner))
+                                 source.row_ids(positions), **tta_of.tta_manifest(runner))
         index["splits"][split] = int(len(runner.splits[split]))
     if rank == 0:
         artifacts.write_index(runner.infer_dir, index)
@@ -217,7 +217,7 @@ def checked_outputs(runner: "DnnCoolSupervisedRunner", split: str) -> Dict[str, 
         raise RunnerError(f"the inference outputs in {split_dir} are not those of split '{split}': their rows "
                           f"(field 'rows.positions' of {manifest_path}) differ from the split's; {again}")
     source = SampleSource(runner.dataset)
-    labels = [artifacts.row_label(source.row_id(p)) for p in rows["positions"]]
+    labels = [artifacts.row_label(label) for label in source.row_ids(rows["positions"])]
     if labels != rows["labels"]:
         first = next(i for i, (a, b) in enumerate(zip(labels, rows["labels"])) if a != b)
         raise RunnerError(f"the inference outputs in {split_dir} were computed for other rows: position "
