@@ -38,6 +38,7 @@ from ..spreadsheet import spreadsheet_safe
 from ..run import artifacts, fitted
 from . import folds as fold_files
 from ..errors import RunnerError
+from ..interpretation.samples import SampleSource
 from ..outputs.decoding import check_tune_limits, evaluate_outputs, tune_outputs
 from ..outputs.inference import _finish_split
 from ..run.layout import RunDir, fold_name
@@ -298,13 +299,13 @@ def _ensemble(runner: "DnnCoolSupervisedRunner", runners, tune_kwargs: dict) -> 
         digest = artifacts.sha256_bytes(json.dumps(
             [artifacts.sha256_file(fold.run_layout.checkpoint("best")) for fold in runners]
         ).encode("utf-8"))
-        row_ids = runner._row_ids()
+        source = SampleSource(runner.dataset)
         for split in ("oof", "test"):
             stored = _finish_split(runner.flow, collected[split], positions[split])
             for name in stored:
                 stored[name]["activations"] = activations[split][name].float()  # the exact average
             artifacts.save_split(runner.run_layout.ensemble, split, stored, "fold_ensemble",
-                                 digest, [row_ids[int(p)] for p in positions[split]])
+                                 digest, source.row_ids(positions[split].tolist()))
     for gating in GATINGS:
         evaluate_outputs(runner, "test", gating, logits["test"], targets["test"], available["test"])
 
