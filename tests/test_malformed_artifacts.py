@@ -609,3 +609,37 @@ def test_sigkill_between_the_two_renames_of_the_swap_leaves_no_split_then_infer_
     runner.infer(splits=["test"])
     assert not [n for n in os.listdir(runner.infer_dir) if n.startswith(".")]
     runner.evaluate("test")
+
+
+# -- files that list every row of a split: their size limit grows with the rows ----------------------------------
+
+def test_files_listing_rows_are_read_past_the_general_size_limit_but_not_past_theirs(run, monkeypatch):
+    """splits.json and inference manifests list every row (70 MB of splits.json at 5 x 10^6 rows): the 64 MB limit
+    of other files would refuse a large frame's own run. Their limit is ROW_BYTES per listed row instead."""
+    from dnn_cool_catalyst import safe_read
+    from dnn_cool_catalyst.run import splits as splits_file
+
+    path, rows = run.run_layout.splits, sum(len(v) for v in run.splits.values())
+    monkeypatch.setattr(safe_read, "MAX_BYTES", 256)  # below both files' sizes
+    assert os.path.getsize(path) > 256 and os.path.getsize(_manifest_path(run)) > 256
+    assert splits_file._read(path, rows)["splits"]["test"] == [run.dataset.row_id(p) for p in run.splits["test"]]
+    manifest = artifacts.read_manifest(run.infer_dir, "test", list(run.flow.tasks), len(run.splits["test"]))
+    assert manifest["rows"]["positions"] == run.splits["test"].tolist()
+    evaluated = run.evaluate(loader="test")  # reads the manifests with the split's size
+    assert len(evaluated) > 0
+    monkeypatch.setattr(safe_read, "ROW_BYTES", 1)  # now both are larger than their limit
+    with pytest.raises(RunnerError, match=f"cannot read the saved splits {path} .*is larger than 256 bytes"):
+        splits_file._read(path, rows)
+    with pytest.raises(ValueError, match="manifest.json is larger than 256 bytes; refused"):
+        artifacts.read_manifest(run.infer_dir, "test", list(run.flow.tasks), len(run.splits["test"]))
+
+
+@pytest.mark.parametrize("text", [b'{"a": [1, {"b": "[[["}], "c": [[[]]]}', b"[[[[[]]]]]" * 3, b"]]][[", b""])
+def test_json_depth_by_pieces_is_the_depth_of_the_whole(text, monkeypatch):
+    from dnn_cool_catalyst import safe_read
+
+    whole = safe_read.json_depth(text)
+    monkeypatch.setattr(safe_read, "_DEPTH_PIECE", 3)  # brackets and strings across piece boundaries
+    assert safe_read.json_depth(text) == whole
+    expected = {b"": 0, b"]]][[": 0}.get(text, 4 if text.startswith(b"{") else 5)
+    assert whole == expected

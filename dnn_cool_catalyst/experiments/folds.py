@@ -124,7 +124,7 @@ def write_or_check_fold_splits(path: str, splits: Dict[str, list], seed: int, st
     """A fold's ``splits.json`` in the format of run/splits.py (train = the other folds, valid = this fold,
     test = the group's test split); an existing file must list exactly these rows."""
     if os.path.exists(path):
-        saved = _validated(path, _read(path))
+        saved = _validated(path, _read(path, sum(len(splits[name]) for name in SPLITS)))
         if saved != splits:
             raise RunnerError(f"{path} lists other rows than fold {k} of {folds} with seed={seed} (edited, or made "
                               f"from other data); delete the fold group or choose another runner_name")

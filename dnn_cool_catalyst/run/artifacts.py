@@ -26,7 +26,7 @@ import torch
 from ..atomic import atomic_write_bytes, atomic_write_json
 from ..errors import ArtifactError  # defined there with every library error; re-exported here
 from ..messages import short_repr
-from ..safe_read import loads_json, read_json, read_text
+from ..safe_read import loads_json, read_json, read_text, rows_limit
 
 FIELDS = ("logits", "activations", "targets", "available", "mask_gt", "mask_decoded", "per_sample_loss", "index")
 MANIFEST = "manifest.json"
@@ -158,10 +158,11 @@ def read_index(directory: str) -> dict:
     return index
 
 
-def read_manifest(directory: str, split: str, tasks: Sequence[str]) -> dict:
-    """The split's manifest, checked field by field. Raises FileNotFoundError when the split has none."""
+def read_manifest(directory: str, split: str, tasks: Sequence[str], rows: int = 0) -> dict:
+    """The split's manifest, checked field by field. Raises FileNotFoundError when the split has none. ``rows``:
+    the split's size (the manifest lists its rows, so its size limit grows with them)."""
     path = manifest_path(os.path.join(directory, split))
-    text = read_text(path)
+    text = read_text(path, rows_limit(rows))
     try:
         manifest = loads_json(text, path, parse_constant=_refuse_constant)
     except ValueError as e:

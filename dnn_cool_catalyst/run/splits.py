@@ -32,7 +32,7 @@ import numpy as np
 from ..atomic import atomic_write_chunks
 from ..messages import short_repr
 from ..errors import RunnerError
-from ..safe_read import read_json
+from ..safe_read import read_json, rows_limit
 from ..messages import warn_user
 
 SPLITS = ("train", "valid", "test")
@@ -198,7 +198,7 @@ def load_or_make_splits(path: str, row_ids: Sequence, fractions=(0.7, 0.15, 0.15
                                                "stratify": stratify, "num_samples": len(keys),
                                                "index_fingerprint": index_fingerprint(keys)}, splits))
         return _positions(splits, keys)
-    saved = _read(path)
+    saved = _read(path, len(keys))
     if "format" not in saved:
         return _legacy_positions(path, saved, len(keys))
     splits = _validated(path, saved)
@@ -279,9 +279,10 @@ def _same_rows(splits: Dict[str, list], labels: list) -> bool:
     return len(together) == len(array) and bool(np.array_equal(np.sort(together), np.sort(array)))
 
 
-def _read(path: str) -> dict:
+def _read(path: str, rows: int) -> dict:
+    """The saved splits of a frame of ``rows`` rows, parsed (the size limit grows with the rows it lists)."""
     try:
-        saved = read_json(path)
+        saved = read_json(path, max_bytes=rows_limit(rows))
     except (OSError, ValueError) as e:
         raise RunnerError(f"cannot read the saved splits {path} as JSON ({e}); delete it or pass resplit=True") \
             from None
