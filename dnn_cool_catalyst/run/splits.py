@@ -316,12 +316,39 @@ def _validated(path: str, saved: dict) -> Dict[str, list]:
     splits = saved.get("splits")
     if not isinstance(splits, dict) or sorted(splits) != sorted(SPLITS):
         raise _bad(path, "splits", f"an object with the lists {list(SPLITS)}", splits)
+    for name in SPLITS:
+        if not isinstance(splits[name], list):
+            raise _bad(path, f"splits.{name}", "a list of row labels", splits[name])
+    rows = _distinct_ints([splits[name] for name in SPLITS])
+    if rows is None:  # other labels, or a label listed twice: checked one by one, naming the offending one
+        rows = list(_owners(path, splits))
+    if saved.get("num_samples") != len(rows) or isinstance(saved.get("num_samples"), bool):
+        raise _bad(path, "num_samples", f"the number of rows listed in 'splits' ({len(rows)})",
+                   saved.get("num_samples"))
+    if index_fingerprint(rows) != saved["index_fingerprint"]:
+        raise RunnerError(f"the saved splits {path}: field 'index_fingerprint' does not match the rows listed in "
+                          f"'splits' (the file was edited or damaged); delete it, or pass resplit=True")
+    return {name: splits[name] for name in SPLITS}
+
+
+def _distinct_ints(parts: List[list]) -> Optional[np.ndarray]:
+    """The labels of ``parts`` joined as one int64 array when every one is an int (not a bool) and none repeats;
+    else None. At 10^6 rows the label-by-label check below holds a dict of every label (~70 MB)."""
+    if not all(type(label) is int for part in parts for label in part):
+        return None
+    arrays = [_int_array(part) if part else np.zeros(0, dtype=np.int64) for part in parts]
+    if any(array is None for array in arrays):
+        return None
+    together = np.concatenate(arrays)
+    ordered = np.sort(together)
+    return together if not np.any(ordered[1:] == ordered[:-1]) else None
+
+
+def _owners(path: str, splits: dict) -> Dict:
+    """Each label of the saved splits -> its split, checking that labels are ints or strings listed once."""
     owner = {}
     for name in SPLITS:
-        members = splits[name]
-        if not isinstance(members, list):
-            raise _bad(path, f"splits.{name}", "a list of row labels", members)
-        for label in members:
+        for label in splits[name]:
             if isinstance(label, bool) or not isinstance(label, (int, str)):
                 raise _bad(path, f"splits.{name}", "a list of row labels (ints or strings)", label)
             if label in owner:
@@ -329,13 +356,7 @@ def _validated(path: str, saved: dict) -> Dict[str, list]:
                 raise RunnerError(f"the saved splits {path}: field 'splits.{name}' lists the row {label!r} {where}; "
                                   f"splits must not overlap (delete the file, or pass resplit=True)")
             owner[label] = name
-    if saved.get("num_samples") != len(owner) or isinstance(saved.get("num_samples"), bool):
-        raise _bad(path, "num_samples", f"the number of rows listed in 'splits' ({len(owner)})",
-                   saved.get("num_samples"))
-    if index_fingerprint(list(owner)) != saved["index_fingerprint"]:
-        raise RunnerError(f"the saved splits {path}: field 'index_fingerprint' does not match the rows listed in "
-                          f"'splits' (the file was edited or damaged); delete it, or pass resplit=True")
-    return {name: list(splits[name]) for name in SPLITS}
+    return owner
 
 
 def _legacy_positions(path: str, saved: dict, n: int) -> Dict[str, np.ndarray]:
