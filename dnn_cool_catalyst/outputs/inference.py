@@ -195,7 +195,7 @@ def checked_outputs(runner: "DnnCoolSupervisedRunner", split: str) -> Dict[str, 
     split_dir = runner.run_layout.infer_split(split)
     try:
         manifest = artifacts.read_manifest(runner.infer_dir, split, list(runner.flow.tasks),
-                                           len(runner.splits[split]))
+                                           len(runner.splits.get(split, ())))
     except FileNotFoundError:
         if os.path.isdir(split_dir):
             raise RunnerError(f"the inference outputs in {split_dir} are incomplete (no {artifacts.MANIFEST}: "

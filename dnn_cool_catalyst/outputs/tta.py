@@ -87,7 +87,7 @@ def stored_tta(runner: "DnnCoolSupervisedRunner", split: str) -> List[str]:
     """The test-time augmentation views the stored outputs of ``split`` were averaged over (``[]``: none)."""
     try:
         manifest = artifacts.read_manifest(runner.infer_dir, split, list(runner.flow.tasks),
-                                           len(runner.splits[split]))
+                                           len(runner.splits.get(split, ())))
     except FileNotFoundError:
         raise RunnerError(f"split '{split}' was not inferred ({runner.run_layout.infer_split(split)}); run "
                           f"runner.infer() first") from None
