@@ -132,7 +132,9 @@ class Not(Condition):
         return f"~{inner}" if isinstance(self.inner, TaskRef) and self.inner.kind == "bool" else f"~({inner})"
 
 
-class And(Condition):
+class _Pair(Condition):
+    """A condition over two others (``&``, ``|``): both sides' task references."""
+
     def __init__(self, left: Condition, right: Condition):
         self.left, self.right = left, right
 
@@ -140,6 +142,8 @@ class And(Condition):
         yield from self.left.refs()
         yield from self.right.refs()
 
+
+class And(_Pair):
     def holds(self, ctx):
         return ctx.holds(self.left) & ctx.holds(self.right)
 
@@ -152,14 +156,7 @@ class And(Condition):
         return f"({self.left.render()} & {self.right.render()})"
 
 
-class Or(Condition):
-    def __init__(self, left: Condition, right: Condition):
-        self.left, self.right = left, right
-
-    def refs(self):
-        yield from self.left.refs()
-        yield from self.right.refs()
-
+class Or(_Pair):
     def holds(self, ctx):
         return ctx.holds(self.left) | ctx.holds(self.right)
 
